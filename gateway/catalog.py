@@ -1,0 +1,126 @@
+"""The provider and model catalogue, loaded from the providers file (TOML).
+
+Prices are integers in P per 1M tokens, which is the same number as micro-P per
+token; a model without a price is listed but cannot be called.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ConfigError
+
+WIRE_APIS = ("openai", "anthropic")
+KINDS = ("chat", "embedding")
+GROUPS = ("Chinese Models", "International Models")
+
+
+@dataclass(frozen=True)
+class Provider:
+    """An upstream provider: where it lives, how it speaks, where its key comes from."""
+
+    name: str
+    display_name: str
+    base_url: str
+    api_key_env: str
+    api: str
+
+
+@dataclass(frozen=True)
+class Model:
+    """A public model id and what serving it costs."""
+
+    id: str
+    provider: str
+    upstream: str
+    kind: str
+    group: str
+    input_price: int | None
+    output_price: int | None
+    max_output_tokens: int
+    context_window: int
+
+    @property
+    def priced(self) -> bool:
+        return self.input_price is not None and self.output_price is not None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Providers and models by id, in file order."""
+
+    providers: dict[str, Provider]
+    models: dict[str, Model]
+
+    def provider_of(self, model: Model) -> Provider:
+        return self.providers[model.provider]
+
+
+def _price(where: str, entry: dict, name: str) -> int | None:
+    value = entry.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"PROVIDERS_FILE: {where}.{name} must be a non-negative integer (P per 1M tokens)")
+    return value
+
+
+def parse_catalog(data: dict) -> Catalog:
+    """Validate a parsed providers file and build the catalogue."""
+    providers: dict[str, Provider] = {}
+    for name, entry in (data.get("providers") or {}).items():
+        where = f"providers.{name}"
+        for required in ("base_url", "api_key_env", "api"):
+            if not isinstance(entry.get(required), str) or not entry[required]:
+                raise ConfigError(f"PROVIDERS_FILE: {where}.{required} is missing")
+        if entry["api"] not in WIRE_APIS:
+            raise ConfigError(f"PROVIDERS_FILE: {where}.api must be one of {', '.join(WIRE_APIS)}")
+        providers[name] = Provider(
+            name=name,
+            display_name=entry.get("display_name", name.title()),
+            base_url=entry["base_url"].rstrip("/"),
+            api_key_env=entry["api_key_env"],
+            api=entry["api"],
+        )
+    models: dict[str, Model] = {}
+    for index, entry in enumerate(data.get("models") or []):
+        where = f"models[{index}]"
+        for required in ("id", "provider", "upstream"):
+            if not isinstance(entry.get(required), str) or not entry[required]:
+                raise ConfigError(f"PROVIDERS_FILE: {where}.{required} is missing")
+        if entry["provider"] not in providers:
+            raise ConfigError(f"PROVIDERS_FILE: {where}.provider {entry['provider']!r} is not defined")
+        if entry["id"] in models:
+            raise ConfigError(f"PROVIDERS_FILE: model id {entry['id']!r} appears twice")
+        kind = entry.get("kind", "chat")
+        if kind not in KINDS:
+            raise ConfigError(f"PROVIDERS_FILE: {where}.kind must be one of {', '.join(KINDS)}")
+        group = entry.get("group", "International Models")
+        if group not in GROUPS:
+            raise ConfigError(f"PROVIDERS_FILE: {where}.group must be one of {', '.join(GROUPS)}")
+        models[entry["id"]] = Model(
+            id=entry["id"],
+            provider=entry["provider"],
+            upstream=entry["upstream"],
+            kind=kind,
+            group=group,
+            input_price=_price(where, entry, "input_price"),
+            output_price=_price(where, entry, "output_price"),
+            max_output_tokens=int(entry.get("max_output_tokens", 8192)),
+            context_window=int(entry.get("context_window", 128000)),
+        )
+    if not models:
+        raise ConfigError("PROVIDERS_FILE: defines no models")
+    return Catalog(providers=providers, models=models)
+
+
+def load_catalog(path: Path) -> Catalog:
+    """Read and validate the providers file at ``path``."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"PROVIDERS_FILE: {path} is not valid TOML ({exc})") from None
+    return parse_catalog(data)

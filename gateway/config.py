@@ -1,0 +1,120 @@
+"""Gateway settings, read once from the environment.
+
+Every setting has a safe default for a local run; a malformed value raises
+``ConfigError`` whose message is one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+INSTANCE_DIR = Path(os.environ.get("SAMALINK_INSTANCE_DIR", Path.cwd() / "instance"))
+DEFAULT_PROVIDERS_FILE = Path(__file__).with_name("providers.toml")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+def instance_token(instance_dir: Path = INSTANCE_DIR) -> str:
+    """Return the internal API token stored under instance/, creating it on first use.
+
+    Only for local runs where ``INTERNAL_API_TOKEN`` is unset: portal and gateway
+    started from the same directory then share the same secret.
+    """
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    path = instance_dir / "internal_api_token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def _int(env: dict, name: str, default: int, low: int = 0, high: int = 2**31) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env: dict, name: str, default: float, low: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= low:
+        raise ConfigError(f"{name} must be greater than {low}, got {value}")
+    return value
+
+
+def _database_url(env: dict, name: str, default: str) -> str:
+    url = env.get(name) or default
+    if not (url.startswith("sqlite") or url.startswith("postgresql")):
+        raise ConfigError(f"{name} must be a sqlite:// or postgresql+psycopg:// URL")
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway reads from its environment."""
+
+    host: str = "127.0.0.1"
+    port: int = 8001
+    database_url: str = ""
+    internal_api_token: str = ""
+    providers_file: Path = DEFAULT_PROVIDERS_FILE
+    upstream_connect_timeout: float = 10.0
+    upstream_timeout: float = 300.0
+    # How long a disconnected client's stream keeps being read for its usage.
+    drain_timeout: float = 30.0
+    max_body_bytes: int = 4 * 1024 * 1024
+    flush_interval: float = 0.2
+    key_refresh_interval: float = 0.5
+    workers: int = 1
+    upstream_keys: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> "Settings":
+        """Build settings from ``env`` (default: ``os.environ`` plus a ``.env`` file)."""
+        if env is None:
+            load_dotenv(override=False)
+            env = dict(os.environ)
+        token = env.get("INTERNAL_API_TOKEN") or instance_token()
+        if len(token) < 16:
+            raise ConfigError("INTERNAL_API_TOKEN must be at least 16 characters")
+        providers_file = Path(env.get("PROVIDERS_FILE") or DEFAULT_PROVIDERS_FILE)
+        if not providers_file.is_file():
+            raise ConfigError(f"PROVIDERS_FILE points at {providers_file}, which is not a file")
+        default_db = f"sqlite:///{INSTANCE_DIR / 'gateway.db'}"
+        return cls(
+            host=env.get("GATEWAY_HOST") or "127.0.0.1",
+            port=_int(env, "GATEWAY_PORT", 8001, 0, 65535),
+            database_url=_database_url(env, "GATEWAY_DATABASE_URL", default_db),
+            internal_api_token=token,
+            providers_file=providers_file,
+            upstream_connect_timeout=_float(env, "UPSTREAM_CONNECT_TIMEOUT", 10.0),
+            upstream_timeout=_float(env, "UPSTREAM_TIMEOUT", 300.0),
+            drain_timeout=_float(env, "STREAM_DRAIN_TIMEOUT", 30.0),
+            max_body_bytes=_int(env, "GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024, 1024),
+            flush_interval=_float(env, "GATEWAY_FLUSH_INTERVAL", 0.2),
+            key_refresh_interval=_float(env, "GATEWAY_KEY_REFRESH_INTERVAL", 0.5),
+            workers=_int(env, "GATEWAY_WORKERS", 1, 1, 64),
+            upstream_keys={k: v for k, v in env.items() if k.endswith("_API_KEY") and v},
+        )
