@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import aiohttp
 from aiohttp import web
 
+from .auth import KeyCache
 from .catalog import Catalog
 from .config import Settings
-
-if TYPE_CHECKING:
-    from .auth import KeyCache
-    from .ledger import Reserver
-    from .metering import BatchWriter
-    from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: F401
+from .db import Database
+from .ledger import Reserver
+from .metering import BatchWriter
 
 SETTINGS = web.AppKey("settings", Settings)
 CATALOG = web.AppKey("catalog", Catalog)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
-ENGINE = web.AppKey("engine", object)
-KEYS = web.AppKey("keys", object)
-RESERVER = web.AppKey("reserver", object)
-WRITER = web.AppKey("writer", object)
+ENGINE = web.AppKey("engine", Database)
+KEYS = web.AppKey("keys", KeyCache)
+RESERVER = web.AppKey("reserver", Reserver)
+WRITER = web.AppKey("writer", BatchWriter)

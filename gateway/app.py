@@ -1,0 +1,82 @@
+"""Builds the gateway application: one lifespan for every shared resource.
+
+``create_app(settings)`` opens, in order, the database (migrated to the newest schema),
+the upstream HTTP session, the key cache, the reserver and the batch writer, and closes
+them in reverse: the writer's final flush runs before the reserver returns its leases.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from . import internal_api, public_api
+from .appkeys import CATALOG, ENGINE, HTTP, KEYS, RESERVER, SETTINGS, WRITER
+from .auth import KeyCache
+from .catalog import load_catalog
+from .config import Settings
+from .db import Database
+from .ledger import Reserver
+from .metering import BatchWriter
+
+log = logging.getLogger("samalink.gateway")
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    db = Database(app[SETTINGS].database_url)
+    try:
+        await db.run(db.upgrade)
+    except Exception:
+        db.close()
+        raise
+    app[ENGINE] = db
+    yield
+    db.close()
+
+
+async def _http_session(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
+    timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout, sock_connect=settings.upstream_connect_timeout)
+    session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+    app[HTTP] = session
+    yield
+    await session.close()
+
+
+async def _key_cache(app: web.Application) -> AsyncIterator[None]:
+    cache = KeyCache(app[ENGINE], refresh_interval=app[SETTINGS].key_refresh_interval)
+    await cache.start()
+    app[KEYS] = cache
+    yield
+    await cache.close()
+
+
+async def _reserver(app: web.Application) -> AsyncIterator[None]:
+    reserver = Reserver(app[ENGINE])
+    await reserver.start()
+    app[RESERVER] = reserver
+    yield
+    await reserver.close()
+
+
+async def _batch_writer(app: web.Application) -> AsyncIterator[None]:
+    writer = BatchWriter(app[ENGINE], app[RESERVER], app[KEYS], flush_interval=app[SETTINGS].flush_interval)
+    await writer.start()
+    app[WRITER] = writer
+    yield
+    await writer.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The gateway application for ``settings`` (raises ``ConfigError`` for a bad catalogue)."""
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[CATALOG] = load_catalog(settings.providers_file)
+    app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _batch_writer])
+    internal_api.setup_routes(app)
+    public_api.setup_routes(app)
+    return app

@@ -1,0 +1,291 @@
+"""API keys: generation, hashing, display forms, and the in-memory key cache.
+
+Keys are ``sama_`` + a UUID4 and are stored only as their SHA-256. ``KeyCache`` answers
+the hot path from memory: it loads every key at start, polls for keys and accounts
+changed since its last poll (so a revocation, expiry change or suspension reaches every
+process within two poll intervals), and sends an unknown hash to the database once,
+remembering a miss for a short time so a flood of bad keys cannot hammer the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .db import Database, accounts, api_keys, utcnow
+
+log = logging.getLogger("samalink.gateway.auth")
+
+KEY_PATTERN = re.compile(r"^sama_[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+# Rows changed this long before the previous poll are read again: covers transactions
+# that committed late and modest clock differences between gateway machines.
+POLL_OVERLAP = timedelta(seconds=5)
+
+
+def generate_key() -> str:
+    """A new API key: ``sama_`` + a random UUID4."""
+    return f"sama_{uuid.uuid4()}"
+
+
+def hash_key(presented: str) -> str:
+    """The SHA-256 hex digest under which a key is stored."""
+    return hashlib.sha256(presented.encode("utf-8")).hexdigest()
+
+
+def key_prefix(key: str) -> str:
+    """The visible prefix: ``sama_`` and the first four hex digits."""
+    return key[:9]
+
+
+def key_suffix(key: str) -> str:
+    """The visible suffix: the last four characters."""
+    return key[-4:]
+
+
+def masked_key(prefix: str, suffix: str) -> str:
+    """The display form ``sama_1234…abcd``."""
+    return f"{prefix}\u2026{suffix}"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What the public API needs to know about a presented key."""
+
+    key_id: str
+    account_id: str
+    name: str
+    spend_limit_micro_p: int | None
+    spent_micro_p: int
+    expires_at: datetime | None
+    revoked: bool
+    account_active: bool
+
+    def refusal(self, now: datetime | None = None) -> str | None:
+        """Why this key may not be used now (``revoked``, ``expired``, ``suspended``,
+        ``spend_limit``), or None when it may."""
+        now = now or utcnow()
+        if self.revoked:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        if not self.account_active:
+            return "suspended"
+        if self.spend_limit_micro_p is not None and self.spent_micro_p >= self.spend_limit_micro_p:
+            return "spend_limit"
+        return None
+
+
+def _key_query() -> sa.Select:
+    return sa.select(
+        api_keys.c.id, api_keys.c.account_id, api_keys.c.name, api_keys.c.key_hash,
+        api_keys.c.spend_limit_micro_p, api_keys.c.spent_micro_p, api_keys.c.expires_at,
+        api_keys.c.revoked_at, accounts.c.status,
+    ).join(accounts, accounts.c.id == api_keys.c.account_id)
+
+
+def _info(row: Any) -> KeyInfo:
+    return KeyInfo(
+        key_id=row.id, account_id=row.account_id, name=row.name,
+        spend_limit_micro_p=row.spend_limit_micro_p, spent_micro_p=row.spent_micro_p,
+        expires_at=row.expires_at, revoked=row.revoked_at is not None,
+        account_active=row.status == "active",
+    )
+
+
+class KeyCache:
+    """Presented key → ``KeyInfo``, from memory, kept fresh by a short poll."""
+
+    def __init__(
+        self,
+        db: Database,
+        refresh_interval: float = 0.5,
+        negative_ttl: float = 5.0,
+        negative_max: int = 100_000,
+        miss_concurrency: int = 4,
+    ) -> None:
+        self.db = db
+        self.refresh_interval = refresh_interval
+        self.negative_ttl = negative_ttl
+        self.negative_max = negative_max
+        self.db_misses = 0  # how many lookups reached the database (for tests and health)
+        self._by_hash: dict[str, KeyInfo] = {}
+        self._hash_by_id: dict[str, str] = {}
+        self._hashes_by_account: dict[str, set[str]] = {}
+        self._negative: OrderedDict[str, float] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future] = {}
+        self._miss_gate = asyncio.Semaphore(miss_concurrency)
+        self._last_poll: datetime | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """Load every key, then poll for changes in the background."""
+        started = utcnow()
+        rows = await self.db.run(self._read, _key_query())
+        for row in rows:
+            self._store(row.key_hash, _info(row))
+        self._last_poll = started
+        self._task = asyncio.create_task(self._poll_forever(), name="samalink-key-poll")
+
+    async def close(self) -> None:
+        """Stop polling."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def lookup(self, presented: str) -> KeyInfo | None:
+        """The key's info (revoked or expired keys included), or None for an unknown key."""
+        if not isinstance(presented, str) or not KEY_PATTERN.match(presented):
+            return None
+        digest = hash_key(presented)
+        info = self._by_hash.get(digest)
+        if info is not None:
+            return info
+        until = self._negative.get(digest)
+        if until is not None:
+            if until > time.monotonic():
+                return None
+            self._negative.pop(digest, None)
+        pending = self._inflight.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = future
+        try:
+            async with self._miss_gate:
+                self.db_misses += 1
+                rows = await self.db.run(self._read, _key_query().where(api_keys.c.key_hash == digest))
+            info = _info(rows[0]) if rows else None
+            if info is None:
+                self._remember_miss(digest)
+            else:
+                self._store(digest, info)
+            future.set_result(info)
+            return info
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # consumed here, so a lone waiter-less failure is not reported twice
+            raise
+        finally:
+            self._inflight.pop(digest, None)
+
+    def note_spent(self, key_id: str, amount_micro_p: int) -> None:
+        """Add a committed charge to the cached spend (the next poll confirms it)."""
+        digest = self._hash_by_id.get(key_id)
+        info = self._by_hash.get(digest) if digest else None
+        if info is not None:
+            self._by_hash[digest] = replace(info, spent_micro_p=info.spent_micro_p + amount_micro_p)
+
+    async def refresh(self) -> None:
+        """Read keys and accounts changed since the previous poll."""
+        started = utcnow()
+        since = (self._last_poll or started) - POLL_OVERLAP
+        keys, changed_accounts = await self.db.run(self._read_changes, since)
+        for row in keys:
+            self._store(row.key_hash, _info(row))
+        for account_id, status in changed_accounts:
+            active = status == "active"
+            for digest in self._hashes_by_account.get(account_id, ()):
+                info = self._by_hash.get(digest)
+                if info is not None and info.account_active != active:
+                    self._by_hash[digest] = replace(info, account_active=active)
+        self._last_poll = started
+
+    def _store(self, digest: str, info: KeyInfo) -> None:
+        self._by_hash[digest] = info
+        self._hash_by_id[info.key_id] = digest
+        self._hashes_by_account.setdefault(info.account_id, set()).add(digest)
+        self._negative.pop(digest, None)
+
+    def _remember_miss(self, digest: str) -> None:
+        self._negative[digest] = time.monotonic() + self.negative_ttl
+        self._negative.move_to_end(digest)
+        while len(self._negative) > self.negative_max:
+            self._negative.popitem(last=False)
+
+    def _read(self, query: sa.Select) -> list[Any]:
+        return self.db.read_sync(lambda conn: list(conn.execute(query)))
+
+    def _read_changes(self, since: datetime) -> tuple[list[Any], list[tuple[str, str]]]:
+        def read(conn: Connection) -> tuple[list[Any], list[tuple[str, str]]]:
+            keys = list(conn.execute(_key_query().where(api_keys.c.updated_at >= since)))
+            changed = [
+                (row.id, row.status)
+                for row in conn.execute(sa.select(accounts.c.id, accounts.c.status).where(accounts.c.updated_at >= since))
+            ]
+            return keys, changed
+
+        return self.db.read_sync(read)
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_interval)
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a database hiccup must not stop the poll
+                log.warning("key refresh failed; retrying", exc_info=True)
+
+
+def create_key(
+    conn: Connection,
+    account_id: str,
+    name: str,
+    spend_limit_micro_p: int | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[str, Any]:
+    """Create a key for ``account_id``; (the full key, its row). The full key is not stored."""
+    key = generate_key()
+    now = utcnow()
+    key_id = str(uuid.uuid4())
+    conn.execute(
+        api_keys.insert().values(
+            id=key_id, account_id=account_id, name=name, key_hash=hash_key(key),
+            prefix=key_prefix(key), suffix=key_suffix(key), spend_limit_micro_p=spend_limit_micro_p,
+            spent_micro_p=0, expires_at=expires_at, created_at=now, updated_at=now,
+        )
+    )
+    return key, conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).one()
+
+
+def key_status(row: Any, now: datetime | None = None) -> str:
+    """``revoked``, ``expired`` or ``active``."""
+    now = now or utcnow()
+    if row.revoked_at is not None:
+        return "revoked"
+    if row.expires_at is not None and row.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def key_dict(row: Any) -> dict:
+    """A key row as the internal API shows it (never the hash)."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "masked": masked_key(row.prefix, row.suffix),
+        "prefix": row.prefix,
+        "suffix": row.suffix,
+        "spend_limit_micro_p": row.spend_limit_micro_p,
+        "spent_micro_p": row.spent_micro_p,
+        "expires_at": row.expires_at,
+        "revoked_at": row.revoked_at,
+        "last_used_at": row.last_used_at,
+        "created_at": row.created_at,
+        "status": key_status(row),
+    }

@@ -1,0 +1,295 @@
+"""The gateway's database: tables, engine, migrations, and a thread pool for queries.
+
+The engine is synchronous SQLAlchemy Core; every query runs on a small thread pool
+(``Database.run``) so the event loop never waits on the database. SQLite runs in WAL
+mode with a busy timeout and takes the write lock at BEGIN (``BEGIN IMMEDIATE``) so two
+writers queue instead of failing on a lock upgrade; PostgreSQL runs at READ COMMITTED
+and relies on conditional UPDATEs and row locks (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger("samalink.gateway.db")
+
+T = TypeVar("T")
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# Arbitrary constant shared by every gateway process: serialises migrations on PostgreSQL.
+MIGRATION_LOCK_ID = 7_311_402_118
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Aware UTC datetimes in Python, naive UTC in the database (same on both dialects)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where UTC is required")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+def utcnow() -> datetime:
+    """The current time, aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+metadata = sa.MetaData()
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("email", sa.String(320)),
+    sa.Column("external_id", sa.String(200), unique=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("balance_micro_p", sa.BigInteger, nullable=False, server_default="0"),
+    # Sum of the leases rows of this account: balance handed out to gateway processes.
+    sa.Column("leased_micro_p", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("credited_micro_p", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("spent_micro_p", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("requests", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_accounts_updated_at", "updated_at"),
+)
+
+ledger_entries = sa.Table(
+    "ledger_entries",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("amount_micro_p", sa.BigInteger, nullable=False),
+    sa.Column("balance_after_micro_p", sa.BigInteger, nullable=False),
+    sa.Column("idempotency_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("description", sa.String(500), nullable=False, server_default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_ledger_account_id", "account_id", "id"),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("holder_id", sa.String(36), primary_key=True),
+    sa.Column("amount_micro_p", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Index("ix_leases_expires_at", "expires_at"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("suffix", sa.String(8), nullable=False),
+    sa.Column("spend_limit_micro_p", sa.BigInteger),
+    sa.Column("spent_micro_p", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.Column("last_used_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_api_keys_account_id", "account_id"),
+    sa.Index("ix_api_keys_updated_at", "updated_at"),
+)
+
+request_log = sa.Table(
+    "request_log",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("key_id", sa.String(36)),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("endpoint", sa.String(64), nullable=False),
+    sa.Column("stream", sa.Boolean, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost_micro_p", sa.BigInteger, nullable=False),
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("ttft_ms", sa.Integer),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error_class", sa.String(100)),
+    sa.Column("estimated", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_request_log_account_id", "account_id", "id"),
+    sa.Index("ix_request_log_account_created", "account_id", "created_at"),
+    sa.Index("ix_request_log_account_key", "account_id", "key_id", "id"),
+)
+
+usage_rollups = sa.Table(
+    "usage_rollups",
+    metadata,
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("key_id", sa.String(36), nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    # Start of the 15-minute UTC bucket, epoch seconds: every real time zone offset is
+    # a multiple of 15 minutes, so a bucket never straddles a local midnight.
+    sa.Column("bucket_start", sa.BigInteger, nullable=False),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost_micro_p", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("account_id", "key_id", "model", "bucket_start", name="uq_usage_rollups_bucket"),
+    sa.Index("ix_usage_rollups_account_bucket", "account_id", "bucket_start"),
+)
+
+
+def upsert(conn: Connection, table: sa.Table, rows: list[dict], keys: list[str], add: list[str] = (), replace: list[str] = ()) -> None:
+    """INSERT … ON CONFLICT (keys) DO UPDATE on SQLite or PostgreSQL.
+
+    ``add`` columns are incremented by the inserted value, ``replace`` columns overwritten.
+    """
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table)
+    set_ = {c: table.c[c] + stmt.excluded[c] for c in add}
+    set_.update({c: stmt.excluded[c] for c in replace})
+    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=set_), rows)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling is turned off: BEGIN is emitted below.
+    dbapi_connection.isolation_level = None
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # Taking the write lock at BEGIN makes concurrent writers wait on busy_timeout
+    # instead of failing when a read transaction tries to upgrade. Read-only work
+    # (Database.read) begins a plain deferred transaction: WAL readers never wait.
+    if conn.get_execution_options().get("samalink_read_only"):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str, pool_size: int = 8) -> Engine:
+    """Create the engine for ``url`` with the pragmas and pool each dialect needs."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 10},
+            pool_size=pool_size,
+            max_overflow=0,
+            hide_parameters=True,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    # hide_parameters: error messages and logs never carry bound values.
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=4, pool_pre_ping=True, hide_parameters=True)
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration (concurrent starters wait for each other)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_ID)))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Database:
+    """An engine plus the thread pool its queries run on."""
+
+    def __init__(self, url: str, threads: int = 4) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size=threads + 2)
+        self.dialect = self.engine.dialect.name
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="samalink-db")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the database thread pool and await its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, fn, *args)
+
+    async def transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` inside one transaction on the thread pool."""
+        return await self.run(self.transaction_sync, fn, *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run read-only ``fn(conn, *args)`` on the thread pool, in a snapshot that is rolled back."""
+        return await self.run(self.read_sync, fn, *args)
+
+    def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run read-only ``fn(conn, *args)`` on the calling thread."""
+        with self.engine.connect() as conn:
+            conn.execution_options(samalink_read_only=True)
+            try:
+                return fn(conn, *args)
+            finally:
+                conn.rollback()
+
+    def transaction_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` inside one transaction on the calling thread."""
+        with self.engine.begin() as conn:
+            return fn(conn, *args)
+
+    def upgrade(self) -> None:
+        """Apply the migrations (blocking)."""
+        upgrade(self.engine)
+
+    def ping(self) -> bool:
+        """True when a trivial query succeeds."""
+        try:
+            self.read_sync(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
+            return True
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    def close(self) -> None:
+        """Stop the thread pool and close every pooled connection."""
+        self._pool.shutdown(wait=True)
+        self.engine.dispose()
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL must still produce a message
+        return url.split("@")[-1]

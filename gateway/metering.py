@@ -1,0 +1,341 @@
+"""What a request cost, and the batch writer that records and charges it.
+
+``BatchWriter.settle`` is called once per request (from a ``finally``) and only queues;
+a background task commits, per flush and in ONE transaction: the request log rows, one
+usage ledger entry per charged request (idempotency key ``usage:<request_id>``), the
+balance decrements, the lease consumption, the keys' spend and last use, and the
+15-minute roll-up increments. A failed flush keeps its batch and retries it; a batch
+that did commit is recognised by its request ids and never charged twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .catalog import Model
+from .db import Database, accounts, api_keys, leases, ledger_entries, request_log, upsert, usage_rollups, utcnow
+from .ledger import Reservation, Reserver
+
+if TYPE_CHECKING:
+    from .auth import KeyCache
+
+log = logging.getLogger("samalink.gateway.metering")
+
+BUCKET_SECONDS = 15 * 60
+
+
+@dataclass
+class RequestRecord:
+    """One public API request as it is logged and charged."""
+
+    request_id: str
+    account_id: str
+    key_id: str
+    model: str
+    provider: str
+    endpoint: str
+    stream: bool
+    input_tokens: int
+    output_tokens: int
+    cost_micro_p: int
+    latency_ms: int
+    ttft_ms: int | None
+    status: int
+    error_class: str | None
+    estimated: bool
+    created_at: datetime  # aware UTC
+
+
+def cost_micro_p(model: Model, input_tokens: int, output_tokens: int) -> int:
+    """The cost in micro-P: prices are P per 1M tokens, i.e. micro-P per token.
+
+    Raises ``ValueError`` for a model without a price (it must be refused earlier).
+    """
+    if model.input_price is None or model.output_price is None:
+        raise ValueError(f"model {model.id} has no price")
+    return int(input_tokens) * model.input_price + int(output_tokens) * model.output_price
+
+
+def bucket_start(when: datetime) -> int:
+    """Epoch seconds of the 15-minute UTC bucket holding ``when``."""
+    epoch = int(when.timestamp())
+    return epoch - epoch % BUCKET_SECONDS
+
+
+def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation | None]]) -> list[tuple[Reservation, bool]]:
+    """Record and charge ``batch`` inside the caller's transaction.
+
+    Returns the reservations consumed, each with whether its leases row was shrunk.
+    Records whose request id is already logged (a retried flush whose commit did land)
+    are skipped entirely.
+    """
+    ids = [record.request_id for record, _ in batch]
+    done: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        done.update(conn.execute(sa.select(request_log.c.request_id).where(request_log.c.request_id.in_(chunk))).scalars())
+    seen: set[str] = set()
+    todo: list[tuple[RequestRecord, Reservation | None]] = []
+    for record, reservation in batch:
+        if record.request_id in done or record.request_id in seen:
+            continue
+        seen.add(record.request_id)
+        todo.append((record, reservation))
+    if not todo:
+        return []
+
+    now = utcnow()
+    conn.execute(
+        request_log.insert(),
+        [
+            {
+                "request_id": r.request_id, "account_id": r.account_id, "key_id": r.key_id or None,
+                "model": r.model, "provider": r.provider, "endpoint": r.endpoint, "stream": bool(r.stream),
+                "input_tokens": int(r.input_tokens), "output_tokens": int(r.output_tokens),
+                "cost_micro_p": int(r.cost_micro_p), "latency_ms": int(r.latency_ms),
+                "ttft_ms": None if r.ttft_ms is None else int(r.ttft_ms), "status": int(r.status),
+                "error_class": r.error_class, "estimated": bool(r.estimated), "created_at": r.created_at,
+            }
+            for r, _ in todo
+        ],
+    )
+
+    by_account: dict[str, list[RequestRecord]] = defaultdict(list)
+    for record, _ in todo:
+        by_account[record.account_id].append(record)
+    entries = []
+    # Sorted, so two processes flushing at once lock accounts in the same order.
+    for account_id in sorted(by_account):
+        records = by_account[account_id]
+        total = sum(r.cost_micro_p for r in records)
+        conn.execute(
+            accounts.update()
+            .where(accounts.c.id == account_id)
+            .values(
+                balance_micro_p=accounts.c.balance_micro_p - total,
+                spent_micro_p=accounts.c.spent_micro_p + total,
+                requests=accounts.c.requests + len(records),
+            )
+        )
+        if total == 0:
+            continue
+        balance = conn.execute(sa.select(accounts.c.balance_micro_p).where(accounts.c.id == account_id)).scalar_one()
+        running = balance + total
+        for r in records:
+            if r.cost_micro_p == 0:
+                continue
+            running -= r.cost_micro_p
+            entries.append({
+                "account_id": account_id, "kind": "usage", "amount_micro_p": -r.cost_micro_p,
+                "balance_after_micro_p": running, "idempotency_key": f"usage:{r.request_id}",
+                "request_id": r.request_id, "description": f"{r.model} {r.endpoint}", "created_at": now,
+            })
+    if entries:
+        conn.execute(ledger_entries.insert(), entries)
+
+    consumption: dict[tuple[str, str], int] = defaultdict(int)
+    for _, reservation in todo:
+        if reservation is not None and not reservation.done:
+            consumption[(reservation.account_id, reservation.holder_id)] += reservation.amount_micro_p
+    shrunk: dict[tuple[str, str], bool] = {}
+    for (account_id, holder_id) in sorted(consumption):
+        amount = consumption[(account_id, holder_id)]
+        result = conn.execute(
+            leases.update()
+            .where(leases.c.account_id == account_id, leases.c.holder_id == holder_id, leases.c.amount_micro_p >= amount)
+            .values(amount_micro_p=leases.c.amount_micro_p - amount)
+        )
+        shrunk[(account_id, holder_id)] = result.rowcount > 0
+        if result.rowcount:
+            conn.execute(
+                accounts.update()
+                .where(accounts.c.id == account_id)
+                .values(leased_micro_p=accounts.c.leased_micro_p - amount)
+            )
+
+    key_use: dict[str, tuple[int, datetime]] = {}
+    for record, _ in todo:
+        if not record.key_id:
+            continue
+        spent, last = key_use.get(record.key_id, (0, record.created_at))
+        key_use[record.key_id] = (spent + record.cost_micro_p, max(last, record.created_at))
+    for key_id in sorted(key_use):
+        spent, last = key_use[key_id]
+        conn.execute(
+            api_keys.update()
+            .where(api_keys.c.id == key_id)
+            .values(
+                spent_micro_p=api_keys.c.spent_micro_p + spent,
+                last_used_at=sa.case(
+                    (api_keys.c.last_used_at.is_(None), last),
+                    (api_keys.c.last_used_at < last, last),
+                    else_=api_keys.c.last_used_at,
+                ),
+                updated_at=now,
+            )
+        )
+
+    rollups: dict[tuple[str, str, str, int], list[int]] = {}
+    for record, _ in todo:
+        key = (record.account_id, record.key_id or "", record.model, bucket_start(record.created_at))
+        row = rollups.setdefault(key, [0, 0, 0, 0])
+        row[0] += 1
+        row[1] += record.input_tokens
+        row[2] += record.output_tokens
+        row[3] += record.cost_micro_p
+    upsert(
+        conn,
+        usage_rollups,
+        [
+            {"account_id": a, "key_id": k, "model": m, "bucket_start": b,
+             "requests": v[0], "input_tokens": v[1], "output_tokens": v[2], "cost_micro_p": v[3]}
+            for (a, k, m, b), v in sorted(rollups.items())
+        ],
+        keys=["account_id", "key_id", "model", "bucket_start"],
+        add=["requests", "input_tokens", "output_tokens", "cost_micro_p"],
+    )
+    return [
+        (reservation, shrunk.get((reservation.account_id, reservation.holder_id), False))
+        for _, reservation in todo
+        if reservation is not None and not reservation.done
+    ]
+
+
+class BatchWriter:
+    """Queues settled requests and commits them in batches off the request path."""
+
+    def __init__(
+        self,
+        db: Database,
+        reserver: Reserver | None,
+        keys: "KeyCache | None" = None,
+        flush_interval: float = 0.2,
+        batch_size: int = 500,
+        shutdown_timeout: float = 30.0,
+    ) -> None:
+        self.db = db
+        self.reserver = reserver
+        self.keys = keys
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        self.shutdown_timeout = shutdown_timeout
+        self.last_flush_at: datetime | None = None
+        self.failed_flushes = 0
+        self._queue: list[tuple[RequestRecord, Reservation | None]] = []
+        self._retry: list[tuple[RequestRecord, Reservation | None]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._flush_lock = asyncio.Lock()
+        self._closing = False
+
+    @property
+    def queue_depth(self) -> int:
+        """Records settled but not yet committed."""
+        return len(self._queue) + len(self._retry)
+
+    async def start(self) -> None:
+        """Start the flushing task."""
+        self._task = asyncio.create_task(self._run(), name="samalink-batch-writer")
+
+    def settle(self, record: RequestRecord, reservation: Reservation | None) -> None:
+        """Queue the log row and the usage debit; free the reservation. Never raises."""
+        try:
+            if reservation is not None and record.cost_micro_p == 0 and self.reserver is not None:
+                # Nothing to charge: the reservation goes back to the lease right away.
+                self.reserver.release(reservation)
+                reservation = None
+            self._queue.append((record, reservation))
+            if len(self._queue) >= self.batch_size:
+                self._wake.set()
+        except Exception:  # noqa: BLE001 - settling must never break the response path
+            log.exception("could not queue request %s", getattr(record, "request_id", "?"))
+
+    async def flush(self) -> bool:
+        """Commit everything queued; False (batch kept for the next try) on a database error."""
+        async with self._flush_lock:
+            batch = self._retry + self._queue
+            self._retry, self._queue = [], []
+            if not batch:
+                # Still a completed flush cycle: health shows the writer is alive.
+                self.last_flush_at = utcnow()
+                return True
+            try:
+                try:
+                    consumed = await self.db.transaction(write_batch, batch)
+                except sa.exc.IntegrityError:
+                    # Not transient: one record breaks a constraint (say, an unknown
+                    # account). Commit the others one by one rather than block them all.
+                    consumed, rejected = await self.db.run(self._write_one_by_one, batch)
+                    if self.reserver is not None:
+                        for reservation in rejected:
+                            self.reserver.release(reservation)
+            except Exception:  # noqa: BLE001 - keep the batch and retry; never drop usage
+                self._retry = batch
+                self.failed_flushes += 1
+                log.warning("flush of %d request(s) failed; will retry", len(batch), exc_info=True)
+                return False
+            self.failed_flushes = 0
+            self.last_flush_at = utcnow()
+            if self.reserver is not None:
+                for reservation, row_updated in consumed:
+                    self.reserver.consumed(reservation, row_updated)
+            if self.keys is not None:
+                for record, _ in batch:
+                    if record.key_id and record.cost_micro_p:
+                        self.keys.note_spent(record.key_id, record.cost_micro_p)
+            return True
+
+    def _write_one_by_one(
+        self, batch: list[tuple[RequestRecord, Reservation | None]]
+    ) -> tuple[list[tuple[Reservation, bool]], list[Reservation]]:
+        consumed: list[tuple[Reservation, bool]] = []
+        rejected: list[Reservation] = []
+        for record, reservation in batch:
+            try:
+                consumed.extend(self.db.transaction_sync(write_batch, [(record, reservation)]))
+            except sa.exc.IntegrityError:
+                log.error("request %s violates a constraint and is not recorded", record.request_id)
+                if reservation is not None:
+                    rejected.append(reservation)
+        return consumed, rejected
+
+    async def _run(self) -> None:
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._delay())
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush()
+
+    def _delay(self) -> float:
+        if self.failed_flushes:
+            return min(5.0, self.flush_interval * 2 ** min(self.failed_flushes, 6))
+        return self.flush_interval
+
+    async def close(self) -> None:
+        """Stop the task and flush what is left, retrying for up to ``shutdown_timeout``."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        deadline = time.monotonic() + self.shutdown_timeout
+        while not await self.flush():
+            if time.monotonic() > deadline:
+                log.error("gave up flushing %d request(s) at shutdown", self.queue_depth)
+                return
+            await asyncio.sleep(min(1.0, self._delay()))
+
+    def pending_records(self) -> list[RequestRecord]:
+        """The records not yet committed (for inspection)."""
+        return [record for record, _ in self._retry + self._queue]

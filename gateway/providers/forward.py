@@ -1,0 +1,313 @@
+"""Forwarding one request upstream and its answer back, whole or streamed.
+
+``plan_request`` turns a checked client body into the upstream request (in the
+provider's wire format) and sizes the reservation; ``forward_whole`` and
+``forward_stream`` send it and fill in the ``Call`` with what metering needs.
+When the client's format matches the provider's, answers pass through byte for
+byte; otherwise they are translated, event by event for streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from .. import tokens
+from ..catalog import Model, Provider
+from ..errors import ApiError, bad_request
+from ..translate import requests as treq
+from ..translate import responses as tresp
+from ..translate.relays import (
+    ChatPassthrough,
+    ChatToCompletionRelay,
+    ChatToMessagesRelay,
+    MessagesPassthrough,
+    MessagesToChatRelay,
+    Relay,
+    model_renames,
+    rename_model,
+)
+from . import anthropic as anthropic_wire
+from . import malformed_error, map_client_error, read_json, send
+from . import openai as openai_wire
+from .sse import SSESplitter
+
+CHAT = "/v1/chat/completions"
+COMPLETIONS = "/v1/completions"
+EMBEDDINGS = "/v1/embeddings"
+MESSAGES = "/v1/messages"
+# Logged for a stream whose client hung up before the end (nginx's convention).
+CLIENT_CLOSED = 499
+
+
+@dataclass(slots=True)
+class Call:
+    """What is known about one request so far; settled in ``finally``."""
+
+    request_id: str
+    endpoint: str
+    started: float
+    created_at: datetime
+    account_id: str | None = None
+    key_id: str = ""
+    model_id: str = ""
+    model: Model | None = None
+    provider: str = ""
+    stream: bool = False
+    reservation: object | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    estimated: bool = False
+    billable: bool = False
+    status: int = 200
+    error_class: str | None = None
+    ttft: float | None = None
+
+    def fail(self, error: ApiError) -> None:
+        """Record the error the client is answered with; a failed request costs nothing."""
+        self.status = error.status
+        self.error_class = error.error_class
+        self.billable = False
+
+
+# --------------------------------------------------------------------------
+# The upstream request
+# --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Plan:
+    """How one request goes upstream and comes back."""
+
+    url: str
+    headers: dict[str, str]
+    payload: bytes
+    stream: bool
+    upstream_api: str
+    estimated_input: int
+    max_output: int
+    client_wants_usage: bool
+
+
+def plan_request(endpoint: str, body: dict, model: Model, provider: Provider, secret: str, beta: str | None) -> Plan:
+    """Translate the client body for the provider's wire API and size the reservation."""
+    stream = bool(body.get("stream")) and endpoint != EMBEDDINGS
+    options = body.get("stream_options") or {}
+    client_wants_usage = options.get("include_usage") is True
+    if endpoint == EMBEDDINGS:
+        upstream = dict(body, model=model.upstream)
+        return Plan(openai_wire.embeddings_url(provider), openai_wire.headers(secret, False),
+                     orjson.dumps(upstream), False, "openai",
+                     tokens.estimate_embedding_input(body["input"]), 0, False)
+    if endpoint == MESSAGES:
+        estimated = tokens.estimate_messages_prompt(body)
+        max_output = body.get("max_tokens") or model.max_output_tokens
+        if provider.api == "anthropic":
+            upstream = dict(body, model=model.upstream, max_tokens=max_output)
+            return Plan(anthropic_wire.messages_url(provider), anthropic_wire.headers(secret, stream, beta),
+                         orjson.dumps(upstream), stream, "anthropic", estimated, max_output, False)
+        upstream = treq.messages_to_chat_request(body, model, provider.name)
+        return Plan(openai_wire.chat_url(provider), openai_wire.headers(secret, stream),
+                     orjson.dumps(upstream), stream, "openai", estimated, max_output, False)
+    chat_body = body if endpoint == CHAT else treq.completion_to_chat_request(body, provider.name)
+    estimated = tokens.estimate_chat_prompt(chat_body)
+    max_output = (
+        chat_body.get("max_completion_tokens") or chat_body.get("max_tokens") or model.max_output_tokens
+    ) * (chat_body.get("n") or 1)
+    if provider.api == "anthropic":
+        if (chat_body.get("n") or 1) > 1:
+            raise bad_request(f"n > 1 is not supported for '{model.id}'.", "n")
+        upstream = treq.chat_to_messages_request(chat_body, model)
+        return Plan(anthropic_wire.messages_url(provider), anthropic_wire.headers(secret, stream),
+                     orjson.dumps(upstream), stream, "anthropic", estimated, max_output, client_wants_usage)
+    upstream = dict(chat_body, model=model.upstream)
+    if stream:
+        # Always ask for usage: it is what the request is billed by.
+        upstream["stream_options"] = dict(options, include_usage=True)
+    else:
+        upstream.pop("stream_options", None)
+    return Plan(openai_wire.chat_url(provider), openai_wire.headers(secret, stream),
+                 orjson.dumps(upstream), stream, "openai", estimated, max_output, client_wants_usage)
+
+
+def client_body(endpoint: str, upstream_api: str, raw: bytes, data: dict, model: Model) -> bytes:
+    """The client's answer from the upstream's: the raw bytes when formats match."""
+    model_id = model.id
+    if (endpoint in (CHAT, EMBEDDINGS) and upstream_api == "openai") or (
+        endpoint == MESSAGES and upstream_api == "anthropic"
+    ):
+        return rename_model(raw, model_renames(model.upstream, model.id))
+    if endpoint == MESSAGES:
+        return orjson.dumps(tresp.chat_to_messages_response(data, model_id))
+    chat = data if upstream_api == "openai" else tresp.messages_to_chat_response(data, model_id)
+    if endpoint == COMPLETIONS:
+        return orjson.dumps(tresp.chat_to_completion_response(chat, model_id))
+    return orjson.dumps(chat)
+
+
+def answer_text(upstream_api: str, data: dict) -> str:
+    """Generated text of a whole answer, for upstreams that report no usage."""
+    if upstream_api == "anthropic":
+        return "".join(
+            block.get("text") or orjson.dumps(block.get("input") or {}).decode()
+            for block in data.get("content") or () if isinstance(block, dict)
+        )
+    pieces = []
+    for choice in data.get("choices") or ():
+        message = (choice.get("message") or {}) if isinstance(choice, dict) else {}
+        pieces.append(message.get("content") or "")
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") or {}
+            pieces.append((function.get("name") or "") + (function.get("arguments") or ""))
+    return "".join(pieces)
+
+
+def meter_whole(call: Call, plan: Plan, raw: bytes, data: dict) -> tuple[bytes, tuple[int, int], bool]:
+    """(client body, (input, output) tokens, estimated) for a whole upstream answer."""
+    if plan.upstream_api == "anthropic":
+        reported = tresp.anthropic_usage_tokens(data.get("usage"))
+        if call.endpoint != EMBEDDINGS and not isinstance(data.get("content"), list):
+            raise ValueError("no content")
+    else:
+        reported = tresp.openai_usage_tokens(data.get("usage"))
+        if call.endpoint != EMBEDDINGS and not isinstance(data.get("choices"), list):
+            raise ValueError("no choices")
+    body = client_body(call.endpoint, plan.upstream_api, raw, data, call.model)
+    if reported is not None:
+        return body, reported, False
+    output = 0 if call.endpoint == EMBEDDINGS else tokens.count_text(answer_text(plan.upstream_api, data))
+    return body, (plan.estimated_input, output), True
+
+
+async def forward_whole(session: aiohttp.ClientSession, timeout: aiohttp.ClientTimeout, call: Call,
+                        plan: Plan, provider: Provider, secret: str) -> web.Response:
+    """Forward a non-streamed request and answer with the (translated) upstream answer."""
+    response = await send(session, provider.name, plan.url, plan.headers, plan.payload, timeout, secret)
+    raw, data = await read_json(response, provider.name)
+    try:
+        body, reported, estimated = meter_whole(call, plan, raw, data)
+    except (AttributeError, TypeError, KeyError, ValueError):
+        # Valid JSON of the wrong shape (a list where an object belongs, say).
+        raise malformed_error(provider.name) from None
+    call.input_tokens, call.output_tokens = reported
+    call.estimated = estimated
+    call.billable = True
+    return web.Response(body=body, content_type="application/json", headers={"x-request-id": call.request_id})
+
+
+def relay_for(call: Call, plan: Plan, provider: Provider) -> Relay:
+    if plan.upstream_api == "openai":
+        if call.endpoint == CHAT:
+            return ChatPassthrough(provider.name, plan.client_wants_usage,
+                                   model_renames(call.model.upstream, call.model.id))
+        if call.endpoint == COMPLETIONS:
+            return ChatToCompletionRelay(provider.name, call.model_id, plan.client_wants_usage)
+        return ChatToMessagesRelay(provider.name, call.model_id, plan.estimated_input)
+    if call.endpoint == MESSAGES:
+        return MessagesPassthrough(provider.name, model_renames(call.model.upstream, call.model.id))
+    return MessagesToChatRelay(provider.name, call.model_id, plan.client_wants_usage,
+                               completion=call.endpoint == COMPLETIONS)
+
+
+def meter_stream(call: Call, plan: Plan, relay: Relay) -> None:
+    """Token counts of a finished stream: the upstream's usage, or an estimate."""
+    if not call.billable:
+        return
+    if relay.usage.reported:
+        call.input_tokens = relay.usage.input_tokens or 0
+        call.output_tokens = relay.usage.output_tokens or 0
+    else:
+        call.estimated = True
+        call.input_tokens = relay.usage.input_tokens or plan.estimated_input
+        call.output_tokens = relay.output_tokens_estimate()
+
+
+async def forward_stream(session: aiohttp.ClientSession, timeout: aiohttp.ClientTimeout, drain_timeout: float,
+                         request: web.Request, call: Call, plan: Plan, provider: Provider,
+                         secret: str) -> web.StreamResponse:
+    """Relay an SSE stream event by event; keep reading after a disconnect until usage arrives."""
+    upstream = await send(session, provider.name, plan.url, plan.headers, plan.payload, timeout, secret)
+    relay = relay_for(call, plan, provider)
+    splitter = SSESplitter()
+    out = web.StreamResponse(status=200, headers={
+        "Content-Type": "text/event-stream",
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+        "x-request-id": call.request_id,
+    })
+    client_gone = False
+    loop = asyncio.get_running_loop()
+
+    async def deliver(data: bytes) -> None:
+        nonlocal client_gone
+        if not data or client_gone:
+            return
+        try:
+            await out.write(data)
+        except (ConnectionError, aiohttp.ClientConnectionResetError, RuntimeError):
+            client_gone = True
+
+    try:
+        try:
+            await out.prepare(request)
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            client_gone = True
+        async with asyncio.timeout(None) as drain:
+            async for chunk in upstream.content.iter_any():
+                # Everything that arrived together leaves together: one write per read.
+                data = b"".join([relay.event(raw) for raw in splitter.feed(chunk)])
+                if data and call.ttft is None:
+                    call.ttft = time.perf_counter()
+                await deliver(data)
+                if client_gone:
+                    if relay.usage.reported:
+                        break
+                    if drain.when() is None:
+                        drain.reschedule(loop.time() + drain_timeout)
+            else:
+                leftover = splitter.rest()
+                if leftover:
+                    await deliver(relay.event(leftover + b"\n\n"))
+                await deliver(relay.finish())
+        call.billable = True
+    except ApiError as error:
+        call.fail(error)
+        await deliver(relay.error_event(error))
+    except (AttributeError, TypeError, KeyError, ValueError):
+        # An event that is JSON but not of the shape its type promises.
+        error = malformed_error(provider.name)
+        call.fail(error)
+        await deliver(relay.error_event(error))
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        if client_gone and drain.expired():
+            # The client left and the upstream took too long to finish: bill what was seen.
+            call.billable = True
+        else:
+            error = map_client_error(provider.name, exc)
+            call.fail(error)
+            await deliver(relay.error_event(error))
+    except asyncio.CancelledError:
+        # The server is shutting down mid-stream: what was generated is still billed.
+        call.billable = True
+        call.status = CLIENT_CLOSED
+        call.error_class = "gateway_shutdown"
+        meter_stream(call, plan, relay)
+        raise
+    finally:
+        upstream.release()
+    meter_stream(call, plan, relay)
+    if client_gone:
+        call.status = CLIENT_CLOSED
+        call.error_class = call.error_class or "client_disconnected"
+    else:
+        try:
+            await out.write_eof()
+        except (ConnectionError, aiohttp.ClientConnectionResetError, RuntimeError):
+            pass
+    return out

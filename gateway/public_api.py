@@ -1,0 +1,409 @@
+"""The public ``/v1`` API: authenticate, reserve, forward, meter, settle.
+
+Every request follows the same path: the key is looked up in memory, the body
+is read (bounded) and checked, the model and its provider are resolved, an
+estimate of the cost is reserved, the request is forwarded (translated when
+the client's format and the provider's wire API differ) and, in ``finally``,
+the request is settled with the batch writer, which also frees the
+reservation. Nothing on this path touches the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import traceback
+import uuid
+from datetime import datetime, timezone
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from . import tokens
+from .appkeys import CATALOG, HTTP, KEYS, RESERVER, SETTINGS, WRITER
+from .auth import KeyInfo
+from .catalog import Catalog, Model, Provider
+from .config import Settings
+from .errors import ApiError, anthropic_error_body, bad_request, openai_error_body
+from .ledger import InsufficientBalance
+from .metering import RequestRecord, cost_micro_p
+from .providers.forward import (
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
+    MESSAGES,
+    Call,
+    forward_stream,
+    forward_whole,
+    plan_request,
+)
+from .translate import validate
+
+log = logging.getLogger("samalink.gateway.public_api")
+
+MODELS = "/v1/models"
+POST_PATHS = (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES)
+# When the catalogue models were first offered; /v1/models needs a "created" time.
+CATALOG_CREATED = 1767225600
+# Bodies above this size are translated and tokenized in a worker thread.
+LARGE_BODY_BYTES = 128 * 1024
+MAX_LOGGED_MODEL = 100
+
+_CHECKS = {
+    CHAT: validate.check_chat,
+    COMPLETIONS: validate.check_completion,
+    EMBEDDINGS: validate.check_embedding,
+    MESSAGES: validate.check_messages,
+}
+
+
+class _Runtime:
+    """The app's shared resources, read once from its typed keys."""
+
+    settings: Settings
+    catalog: Catalog
+    http: aiohttp.ClientSession
+    keys: object
+    reserver: object
+    writer: object
+    whole_timeout: aiohttp.ClientTimeout
+    stream_timeout: aiohttp.ClientTimeout
+    models_body: bytes
+
+    def __init__(self) -> None:
+        self.loaded = False
+
+    def load(self, app: web.Application) -> None:
+        """Take the resources the app's lifespan opened."""
+        self.settings = app[SETTINGS]
+        self.catalog = app[CATALOG]
+        self.http = app[HTTP]
+        self.keys = app[KEYS]
+        self.reserver = app[RESERVER]
+        self.writer = app[WRITER]
+        connect = self.settings.upstream_connect_timeout
+        self.whole_timeout = aiohttp.ClientTimeout(total=self.settings.upstream_timeout, sock_connect=connect)
+        # A stream may run long; what must not happen is a long silence.
+        self.stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect, sock_read=self.settings.upstream_timeout
+        )
+        self.models_body = orjson.dumps(models_list(self.catalog))
+        self.loaded = True
+
+
+RUNTIME = web.AppKey("public_api_runtime", _Runtime)
+
+
+def models_list(catalog: Catalog) -> dict:
+    """The catalogue in OpenAI's list format (unpriced models included)."""
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": model.id,
+                "object": "model",
+                "created": CATALOG_CREATED,
+                "owned_by": catalog.providers[model.provider].display_name,
+            }
+            for model in catalog.models.values()
+        ],
+    }
+
+
+def _runtime(request: web.Request) -> _Runtime:
+    runtime = request.app[RUNTIME]
+    if not runtime.loaded:
+        runtime.load(request.app)
+    return runtime
+
+
+def _error_response(error: ApiError, anthropic: bool, request_id: str) -> web.Response:
+    body = anthropic_error_body(error) if anthropic else openai_error_body(error)
+    return web.Response(
+        body=body, status=error.status, content_type="application/json",
+        headers={"x-request-id": request_id},
+    )
+
+
+# --------------------------------------------------------------------------
+# Authentication and body
+# --------------------------------------------------------------------------
+
+_REFUSALS = {
+    "revoked": ApiError(401, "This API key has been revoked. Create a new key in the portal.",
+                        code="api_key_revoked", type="authentication_error"),
+    "expired": ApiError(401, "This API key has expired. Create a new key or extend its expiry in the portal.",
+                        code="api_key_expired", type="authentication_error"),
+    "suspended": ApiError(403, "This account is suspended. Contact help@samalink.ai.",
+                          code="account_suspended", type="permission_error"),
+    "spend_limit": ApiError(402, "This API key has reached its spending limit. Raise or remove the limit in the portal.",
+                            code="key_spend_limit_reached", type="insufficient_balance"),
+}
+
+
+async def _authenticate(runtime: _Runtime, request: web.Request) -> KeyInfo:
+    """The KeyInfo of the presented key, or an ApiError saying why not.
+
+    Keys are read from headers only; a key in the query string is refused
+    without being looked at, so it never reaches any log through this code.
+    """
+    header = request.headers.get("Authorization")
+    if header:
+        scheme, _, presented = header.partition(" ")
+        presented = presented.strip()
+        if scheme.lower() != "bearer" or not presented:
+            raise ApiError(401, "The Authorization header must be 'Bearer <your SAMALink key>'.",
+                           code="invalid_authorization_header", type="authentication_error")
+    else:
+        presented = (request.headers.get("x-api-key") or "").strip()
+    if not presented:
+        if any(name in request.query for name in ("key", "api_key", "apikey", "token")):
+            raise ApiError(401, "API keys are not accepted in the URL; send 'Authorization: Bearer <key>'.",
+                           code="missing_api_key", type="authentication_error")
+        raise ApiError(401, "No API key: send 'Authorization: Bearer <key>' or an 'x-api-key' header.",
+                       code="missing_api_key", type="authentication_error")
+    info = await runtime.keys.lookup(presented)
+    if info is None:
+        raise ApiError(401, "Invalid API key.", code="invalid_api_key", type="authentication_error")
+    return info
+
+
+async def _read_body(request: web.Request, limit: int) -> tuple[dict, int]:
+    """The request body as a JSON object and its size; 413 past ``limit`` bytes, 400 when unreadable."""
+    too_large = ApiError(413, f"The request body is larger than the {limit}-byte limit.",
+                         code="request_too_large")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    parts = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        parts.append(chunk)
+    raw = b"".join(parts)
+    if not raw:
+        raise bad_request("The request body is empty; send a JSON object.", code="invalid_json")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "UTF-8" in str(exc) or "utf-8" in str(exc):
+            raise bad_request("The request body is not valid UTF-8.", code="invalid_encoding") from None
+        raise bad_request(f"The request body is not valid JSON (at character {exc.pos}).", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.", code="invalid_json")
+    return body, len(raw)
+
+
+def _resolve_model(catalog: Catalog, model_id: str, endpoint: str) -> tuple[Model, Provider]:
+    model = catalog.models.get(model_id)
+    if model is None:
+        raise ApiError(404, f"The model '{model_id[:MAX_LOGGED_MODEL]}' does not exist. GET /v1/models lists them.",
+                       code="model_not_found", param="model")
+    if not model.priced:
+        raise ApiError(400, f"The model '{model.id}' has no price yet and cannot be called until it is priced.",
+                       code="model_not_priced", param="model")
+    wants_embedding = endpoint == EMBEDDINGS
+    if wants_embedding and model.kind != "embedding":
+        raise bad_request(f"The model '{model.id}' is a chat model; use /v1/chat/completions.", "model", "wrong_model_kind")
+    if not wants_embedding and model.kind != "chat":
+        raise bad_request(f"The model '{model.id}' is an embedding model; use /v1/embeddings.", "model", "wrong_model_kind")
+    provider = catalog.provider_of(model)
+    if wants_embedding and provider.api != "openai":
+        raise bad_request(f"The model '{model.id}' does not offer embeddings.", "model", "wrong_model_kind")
+    return model, provider
+
+
+def _provider_key(settings: Settings, provider: Provider) -> str:
+    secret = settings.upstream_keys.get(provider.api_key_env) or os.environ.get(provider.api_key_env)
+    if not secret:
+        raise ApiError(503, f"provider {provider.name} is not configured: set {provider.api_key_env}",
+                       code="provider_not_configured")
+    return secret
+
+
+
+# --------------------------------------------------------------------------
+# Handlers
+# --------------------------------------------------------------------------
+
+
+def _settle(runtime: _Runtime, call: Call) -> None:
+    """Hand the request to the batch writer (which frees the reservation)."""
+    cost = 0
+    if call.billable and call.model is not None:
+        cost = cost_micro_p(call.model, call.input_tokens, call.output_tokens)
+    record = RequestRecord(
+        request_id=call.request_id,
+        account_id=call.account_id,
+        key_id=call.key_id,
+        model=call.model_id[:MAX_LOGGED_MODEL],
+        provider=call.provider,
+        endpoint=call.endpoint,
+        stream=call.stream,
+        input_tokens=call.input_tokens if call.billable else 0,
+        output_tokens=call.output_tokens if call.billable else 0,
+        cost_micro_p=cost,
+        latency_ms=int((time.perf_counter() - call.started) * 1000),
+        ttft_ms=None if call.ttft is None else int((call.ttft - call.started) * 1000),
+        status=call.status,
+        error_class=call.error_class,
+        estimated=call.estimated and call.billable,
+        created_at=call.created_at,
+    )
+    runtime.writer.settle(record, call.reservation)
+
+
+async def _serve(request: web.Request, endpoint: str) -> web.StreamResponse:
+    """One POST to the public API, from key to settlement."""
+    runtime = _runtime(request)
+    now = datetime.now(timezone.utc)
+    call = Call(uuid.uuid4().hex, endpoint, time.perf_counter(), now)
+    anthropic_shape = endpoint == MESSAGES
+    try:
+        key = await _authenticate(runtime, request)
+        call.account_id = key.account_id
+        call.key_id = key.key_id
+        refusal = key.refusal(now)
+        if refusal is not None:
+            raise _REFUSALS[refusal]
+        body, size = await _read_body(request, runtime.settings.max_body_bytes)
+        call.model_id = validate.check_model(body)
+        call.stream = bool(body.get("stream")) and endpoint != EMBEDDINGS
+        model, provider = _resolve_model(runtime.catalog, call.model_id, endpoint)
+        call.model = model
+        call.provider = provider.name
+        _CHECKS[endpoint](body)
+        secret = _provider_key(runtime.settings, provider)
+        beta = request.headers.get("anthropic-beta")
+        if size > LARGE_BODY_BYTES:
+            # Tokenizing megabytes takes a good fraction of a second: keep it off the event loop.
+            plan = await asyncio.get_running_loop().run_in_executor(
+                None, plan_request, endpoint, body, model, provider, secret, beta)
+        else:
+            plan = plan_request(endpoint, body, model, provider, secret, beta)
+        estimate = cost_micro_p(model, plan.estimated_input, plan.max_output)
+        try:
+            call.reservation = await runtime.reserver.reserve(key.account_id, estimate)
+        except InsufficientBalance:
+            raise ApiError(
+                402,
+                f"Insufficient balance: this request sets aside up to {estimate / 1_000_000:,.3f} P "
+                "(its prompt plus max_tokens of output). Top up your SAMA-P balance in the portal "
+                "or lower max_tokens.",
+                code="insufficient_balance",
+            ) from None
+        if plan.stream:
+            return await forward_stream(runtime.http, runtime.stream_timeout, runtime.settings.drain_timeout,
+                                        request, call, plan, provider, secret)
+        return await forward_whole(runtime.http, runtime.whole_timeout, call, plan, provider, secret)
+    except ApiError as error:
+        call.fail(error)
+        return _error_response(error, anthropic_shape, call.request_id)
+    except Exception as exc:  # noqa: BLE001 - no input may produce a traceback for the client
+        # Only the exception's type and code location: its message may quote the request.
+        log.error("unexpected %s on %s: %s", type(exc).__name__, endpoint,
+                  "".join(traceback.format_tb(exc.__traceback__)).strip())
+        error = ApiError(500, "The gateway could not process this request.", code="internal_error",
+                         type="api_error", error_class="internal_error")
+        call.fail(error)
+        return _error_response(error, anthropic_shape, call.request_id)
+    finally:
+        if call.account_id is not None:
+            _settle(runtime, call)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """POST /v1/chat/completions (OpenAI format; any chat model)."""
+    return await _serve(request, CHAT)
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    """POST /v1/completions (text completions, served through chat)."""
+    return await _serve(request, COMPLETIONS)
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    """POST /v1/embeddings."""
+    return await _serve(request, EMBEDDINGS)
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    """POST /v1/messages (Anthropic format; any chat model)."""
+    return await _serve(request, MESSAGES)
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """GET /v1/models: the catalogue in OpenAI's list format, for any valid key."""
+    runtime = _runtime(request)
+    request_id = uuid.uuid4().hex
+    anthropic_shape = "x-api-key" in request.headers and "Authorization" not in request.headers
+    try:
+        now = datetime.now(timezone.utc)
+        key = await _authenticate(runtime, request)
+        refusal = key.refusal(now)
+        if refusal in ("revoked", "expired", "suspended"):
+            raise _REFUSALS[refusal]
+    except ApiError as error:
+        return _error_response(error, anthropic_shape, request_id)
+    return web.Response(body=runtime.models_body, content_type="application/json",
+                        headers={"x-request-id": request_id})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    """GET /v1/models/{id}: one catalogue entry."""
+    response = await list_models(request)
+    if response.status != 200:
+        return response
+    runtime = _runtime(request)
+    model = runtime.catalog.models.get(request.match_info["model_id"])
+    if model is None:
+        error = ApiError(404, "The model does not exist. GET /v1/models lists them.", code="model_not_found",
+                         param="model")
+        return _error_response(error, False, response.headers["x-request-id"])
+    entry = {"id": model.id, "object": "model", "created": CATALOG_CREATED,
+             "owned_by": runtime.catalog.providers[model.provider].display_name}
+    return web.Response(body=orjson.dumps(entry), content_type="application/json")
+
+
+async def unknown_endpoint(request: web.Request) -> web.Response:
+    """Any other /v1 path or method: a JSON error instead of a bare HTML page."""
+    path = request.path.rstrip("/")
+    anthropic_shape = path == MESSAGES
+    if path in POST_PATHS:
+        error = ApiError(405, f"{request.method} is not allowed on {path}; use POST.",
+                         code="method_not_allowed", type="invalid_request_error")
+    elif path == MODELS:
+        error = ApiError(405, f"{request.method} is not allowed on {path}; use GET.",
+                         code="method_not_allowed", type="invalid_request_error")
+    else:
+        error = ApiError(404, f"Unknown endpoint {request.method} {request.path[:200]}.",
+                         code="unknown_endpoint", type="invalid_request_error")
+    return _error_response(error, anthropic_shape, uuid.uuid4().hex)
+
+
+async def _warm(app: web.Application) -> None:
+    runtime = app[RUNTIME]
+    if not runtime.loaded:
+        try:
+            runtime.load(app)
+        except KeyError:
+            pass  # resources opened by a later startup hook: loaded on the first request
+    # The tokenizer takes a moment to load; do it before the first request needs it.
+    await asyncio.get_running_loop().run_in_executor(None, tokens.encoding)
+
+
+def setup_routes(app: web.Application) -> None:
+    """Register the /v1 routes (and what they keep on the app)."""
+    app[RUNTIME] = _Runtime()
+    app.on_startup.append(_warm)
+    app.router.add_post(CHAT, chat_completions)
+    app.router.add_post(COMPLETIONS, completions)
+    app.router.add_post(EMBEDDINGS, embeddings)
+    app.router.add_post(MESSAGES, messages)
+    app.router.add_get(MODELS, list_models)
+    app.router.add_get(MODELS + "/{model_id}", get_model)
+    app.router.add_route("*", "/v1/{tail:.*}", unknown_endpoint)

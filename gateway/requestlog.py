@@ -1,0 +1,105 @@
+"""Request log reads: filters, keyset pages (newest first) and CSV rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .auth import masked_key
+from .db import api_keys, request_log
+
+CSV_COLUMNS = [
+    "created_at", "request_id", "key_name", "key", "model", "endpoint", "stream",
+    "input_tokens", "output_tokens", "cost_micro_p", "cost_p", "latency_ms", "ttft_ms",
+    "status", "error_class", "estimated",
+]
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    """What the portal filters the log by; ``status`` is ``ok``/``error`` or ``status_code`` set."""
+
+    account_id: str
+    key_id: str | None = None
+    model: str | None = None
+    status: str | None = None
+    status_code: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def query_requests(conn: Connection, filters: RequestFilter, limit: int, before_id: int | None) -> list[Any]:
+    """Up to ``limit`` rows, newest first, with ids below ``before_id`` when given."""
+    query = (
+        sa.select(
+            request_log,
+            api_keys.c.name.label("key_name"),
+            api_keys.c.prefix.label("key_prefix"),
+            api_keys.c.suffix.label("key_suffix"),
+        )
+        .select_from(request_log.outerjoin(api_keys, api_keys.c.id == request_log.c.key_id))
+        .where(request_log.c.account_id == filters.account_id)
+    )
+    if filters.key_id:
+        query = query.where(request_log.c.key_id == filters.key_id)
+    if filters.model:
+        query = query.where(request_log.c.model == filters.model)
+    if filters.status == "ok":
+        query = query.where(request_log.c.status.between(200, 299))
+    elif filters.status == "error":
+        query = query.where(sa.or_(request_log.c.status < 200, request_log.c.status > 299))
+    elif filters.status_code is not None:
+        query = query.where(request_log.c.status == filters.status_code)
+    if filters.since is not None:
+        query = query.where(request_log.c.created_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(request_log.c.created_at < filters.until)
+    if before_id is not None:
+        query = query.where(request_log.c.id < before_id)
+    return list(conn.execute(query.order_by(request_log.c.id.desc()).limit(limit)))
+
+
+def request_dict(row: Any) -> dict:
+    """A log row as the internal API shows it."""
+    return {
+        "id": row.id,
+        "request_id": row.request_id,
+        "created_at": row.created_at,
+        "key_id": row.key_id,
+        "key_name": row.key_name,
+        "key_masked": masked_key(row.key_prefix, row.key_suffix) if row.key_prefix else None,
+        "model": row.model,
+        "endpoint": row.endpoint,
+        "stream": bool(row.stream),
+        "input_tokens": row.input_tokens,
+        "output_tokens": row.output_tokens,
+        "cost_micro_p": row.cost_micro_p,
+        "latency_ms": row.latency_ms,
+        "ttft_ms": row.ttft_ms,
+        "status": row.status,
+        "error_class": row.error_class,
+        "estimated": bool(row.estimated),
+    }
+
+
+def _cell(value: Any) -> Any:
+    # A text cell starting with a formula character would run as a formula in a
+    # spreadsheet (a key named "=HYPERLINK(...)"); a leading apostrophe keeps it text.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def csv_rows(rows: Iterable[Iterable[Any]]) -> str:
+    """Rows rendered as CSV text (RFC 4180 quoting, CRLF line ends)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for row in rows:
+        writer.writerow([_cell(v) for v in row])
+    return buffer.getvalue()

@@ -1,0 +1,241 @@
+"""Stream relays: one upstream SSE event in, the client's bytes out.
+
+A relay is chosen per request from (client format, upstream wire API). When
+the two match, events pass through byte for byte and only those carrying
+usage are parsed; otherwise every event is parsed and translated. Every relay
+keeps a ``Usage`` for metering and knows how to end the client's stream and
+how to report an error inside it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from functools import lru_cache
+
+import orjson
+
+from ..errors import ApiError, anthropic_error_dict, openai_error_dict
+from ..providers import malformed_error
+from ..providers.sse import parse_event
+from ..tokens import count_text
+from .streams import (
+    OPENAI_DONE,
+    ChatToCompletionStream,
+    ChatToMessagesStream,
+    MessagesToChatStream,
+    Usage,
+    anthropic_sse,
+    openai_sse,
+    upstream_stream_error,
+)
+
+_DONE = b"[DONE]"
+
+
+@lru_cache(maxsize=256)
+def model_renames(upstream: str, public: str) -> tuple[tuple[bytes, bytes], ...]:
+    """Byte replacements that show the public model id where the upstream wrote its own name.
+
+    Covers compact and spaced JSON; anything else (a dated snapshot name, say)
+    is left as the upstream wrote it.
+    """
+    up = orjson.dumps(upstream)
+    pub = orjson.dumps(public)
+    return ((b'"model":' + up, b'"model":' + pub), (b'"model": ' + up, b'"model": ' + pub))
+
+
+def rename_model(raw: bytes, renames: tuple[tuple[bytes, bytes], ...]) -> bytes:
+    """``raw`` with the first upstream model name replaced by the public id."""
+    for old, new in renames:
+        if old in raw:
+            return raw.replace(old, new, 1)
+    return raw
+
+
+def _load(data: bytes, provider_name: str) -> dict:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise malformed_error(provider_name) from None
+    if not isinstance(value, dict):
+        raise malformed_error(provider_name)
+    return value
+
+
+class Relay(ABC):
+    """Base: OpenAI-shaped client stream (error events are ``data: {"error": ...}``)."""
+
+    def __init__(self, provider_name: str) -> None:
+        self.provider_name = provider_name
+        self.usage = Usage()
+        self.complete = False
+
+    @abstractmethod
+    def event(self, raw: bytes) -> bytes:
+        """Bytes for the client for one complete upstream event (may be empty)."""
+
+    def finish(self) -> bytes:
+        """Bytes that end the client's stream after the upstream finished."""
+        return OPENAI_DONE
+
+    def error_event(self, error: ApiError) -> bytes:
+        """An error reported inside the client's stream."""
+        return openai_sse(openai_error_dict(error))
+
+    def output_tokens_estimate(self) -> int:
+        """Tokens of what was generated, for upstreams that sent no usage."""
+        return count_text("".join(self.usage.pieces))
+
+
+class ChatPassthrough(Relay):
+    """OpenAI chat upstream → OpenAI chat client: bytes pass through untouched.
+
+    The upstream is always asked for usage; when the client did not ask for
+    it, the usage-only chunk is dropped so the client sees what it asked for.
+    """
+
+    def __init__(self, provider_name: str, client_wants_usage: bool,
+                 renames: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        super().__init__(provider_name)
+        self.client_wants_usage = client_wants_usage
+        self.renames = renames
+        self._seen: list[bytes] = []
+
+    def event(self, raw: bytes) -> bytes:
+        _, data = parse_event(raw)
+        if data == _DONE:
+            self.complete = True
+            return raw
+        # Only events carrying usage are parsed; the rest get a cheap shape check
+        # that catches truncated or non-JSON events.
+        if not (data.startswith(b"{") and data.endswith(b"}")):
+            raise malformed_error(self.provider_name)
+        # Kept unparsed; read only if the upstream never reports usage.
+        self._seen.append(data)
+        if b'"usage"' in data and b'"usage":null' not in data and b'"usage": null' not in data:
+            chunk = _load(data, self.provider_name)
+            if isinstance(chunk.get("error"), dict):
+                raise upstream_stream_error(str(chunk["error"].get("message") or "unknown error"))
+            usage = chunk.get("usage")
+            if isinstance(usage, dict):
+                self.usage.input_tokens = int(usage.get("prompt_tokens") or 0)
+                self.usage.output_tokens = int(usage.get("completion_tokens") or 0)
+                if not chunk.get("choices") and not self.client_wants_usage:
+                    return b""
+            return rename_model(raw, self.renames)
+        elif b'"error"' in data:
+            chunk = _load(data, self.provider_name)
+            if isinstance(chunk.get("error"), dict):
+                raise upstream_stream_error(str(chunk["error"].get("message") or "unknown error"))
+        return rename_model(raw, self.renames)
+
+    def output_tokens_estimate(self) -> int:
+        for data in self._seen:
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(chunk, dict):
+                self.usage.observe_chat_chunk(chunk)
+        return super().output_tokens_estimate()
+
+
+class MessagesPassthrough(Relay):
+    """Anthropic upstream → Anthropic client: bytes pass through; usage events are read."""
+
+    def __init__(self, provider_name: str, renames: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        super().__init__(provider_name)
+        self.renames = renames
+
+    def event(self, raw: bytes) -> bytes:
+        name, data = parse_event(raw)
+        if name == b"ping":
+            return raw
+        if not (data.startswith(b"{") and data.endswith(b"}")):
+            raise malformed_error(self.provider_name)
+        if name in (b"message_start", b"message_delta", b"content_block_delta", b"content_block_start", b"error"):
+            event = _load(data, self.provider_name)
+            if event.get("type") == "error":
+                error = event.get("error") or {}
+                raise upstream_stream_error(str(error.get("message") or error.get("type") or "unknown error"))
+            self.usage.observe_anthropic_event(event)
+            if name == b"message_start":
+                return rename_model(raw, self.renames)
+        elif name == b"message_stop":
+            self.complete = True
+        return raw
+
+    def finish(self) -> bytes:
+        return b""
+
+    def error_event(self, error: ApiError) -> bytes:
+        return anthropic_sse(anthropic_error_dict(error))
+
+
+class MessagesToChatRelay(Relay):
+    """Anthropic upstream → OpenAI chat client (or text completion client)."""
+
+    def __init__(self, provider_name: str, model_id: str, include_usage: bool, completion: bool) -> None:
+        super().__init__(provider_name)
+        self.translator = MessagesToChatStream(model_id, include_usage)
+        self.usage = self.translator.usage
+        self.completion = ChatToCompletionStream(model_id) if completion else None
+
+    def event(self, raw: bytes) -> bytes:
+        name, data = parse_event(raw)
+        if name == b"ping":
+            return b""
+        event = _load(data, self.provider_name)
+        if event.get("type") == "message_stop":
+            self.complete = True
+        chunks = self.translator.feed(event)
+        if self.completion is not None:
+            chunks = [out for chunk in chunks for out in self.completion.feed(chunk)]
+        return b"".join(openai_sse(chunk) for chunk in chunks)
+
+
+class ChatToMessagesRelay(Relay):
+    """OpenAI chat upstream → Anthropic client, event by event."""
+
+    def __init__(self, provider_name: str, model_id: str, estimated_input_tokens: int) -> None:
+        super().__init__(provider_name)
+        self.translator = ChatToMessagesStream(model_id, estimated_input_tokens)
+        self.usage = self.translator.usage
+
+    def event(self, raw: bytes) -> bytes:
+        _, data = parse_event(raw)
+        if data == _DONE:
+            self.complete = True
+            return b""
+        chunk = _load(data, self.provider_name)
+        if isinstance(chunk.get("error"), dict):
+            raise upstream_stream_error(str(chunk["error"].get("message") or "unknown error"))
+        return b"".join(anthropic_sse(event) for event in self.translator.feed(chunk))
+
+    def finish(self) -> bytes:
+        return b"".join(anthropic_sse(event) for event in self.translator.finish())
+
+    def error_event(self, error: ApiError) -> bytes:
+        return anthropic_sse(anthropic_error_dict(error))
+
+
+class ChatToCompletionRelay(Relay):
+    """OpenAI chat upstream → text completion client."""
+
+    def __init__(self, provider_name: str, model_id: str, client_wants_usage: bool) -> None:
+        super().__init__(provider_name)
+        self.translator = ChatToCompletionStream(model_id)
+        self.client_wants_usage = client_wants_usage
+
+    def event(self, raw: bytes) -> bytes:
+        _, data = parse_event(raw)
+        if data == _DONE:
+            self.complete = True
+            return b""
+        chunk = _load(data, self.provider_name)
+        if isinstance(chunk.get("error"), dict):
+            raise upstream_stream_error(str(chunk["error"].get("message") or "unknown error"))
+        self.usage.observe_chat_chunk(chunk)
+        if not chunk.get("choices") and not self.client_wants_usage:
+            return b""
+        return b"".join(openai_sse(out) for out in self.translator.feed(chunk))

@@ -1,0 +1,312 @@
+"""Stream events, translated one at a time as they arrive.
+
+Each translator takes one parsed upstream event and returns the events the
+client should get for it (possibly none), keeping only the small state the
+mapping needs (open content block, tool call indexes, usage). ``Usage``
+collects what metering needs from either direction.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from ..errors import ApiError
+from .responses import FINISH_FROM_STOP, STOP_FROM_FINISH, anthropic_usage_tokens, openai_usage
+
+
+class Usage:
+    """Token counts reported by the upstream, plus generated text for estimates."""
+
+    __slots__ = ("input_tokens", "output_tokens", "pieces")
+
+    def __init__(self) -> None:
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.pieces: list[str] = []
+
+    @property
+    def reported(self) -> bool:
+        """True once the upstream sent its output token count."""
+        return self.output_tokens is not None
+
+    def observe_chat_chunk(self, chunk: dict) -> None:
+        """Record usage and generated text from one OpenAI chat (or completion) chunk."""
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.input_tokens = int(usage.get("prompt_tokens") or 0)
+            self.output_tokens = int(usage.get("completion_tokens") or 0)
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or choice.get("text")
+            if text:
+                self.pieces.append(text)
+            reasoning = delta.get("reasoning_content")
+            if reasoning:
+                self.pieces.append(reasoning)
+            for call in delta.get("tool_calls") or ():
+                function = call.get("function") or {}
+                if function.get("name"):
+                    self.pieces.append(function["name"])
+                if function.get("arguments"):
+                    self.pieces.append(function["arguments"])
+
+    def observe_anthropic_event(self, event: dict) -> None:
+        """Record usage (message_start, message_delta) and generated text from one Anthropic event."""
+        kind = event.get("type")
+        if kind == "message_start":
+            tokens = anthropic_usage_tokens((event.get("message") or {}).get("usage"))
+            if tokens:
+                self.input_tokens = tokens[0]
+        elif kind == "message_delta":
+            usage = event.get("usage")
+            if isinstance(usage, dict):
+                # message_delta's output_tokens is cumulative; newer API versions
+                # repeat the input counts there too.
+                if usage.get("output_tokens") is not None:
+                    self.output_tokens = int(usage["output_tokens"])
+                if usage.get("input_tokens") is not None:
+                    self.input_tokens = anthropic_usage_tokens(usage)[0]
+        elif kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            text = delta.get("text") or delta.get("partial_json") or delta.get("thinking")
+            if text:
+                self.pieces.append(text)
+        elif kind == "content_block_start":
+            block = event.get("content_block") or {}
+            if block.get("type") == "tool_use" and block.get("name"):
+                self.pieces.append(block["name"])
+
+
+def upstream_stream_error(message: str) -> ApiError:
+    """The error for an upstream that reported a failure inside its stream."""
+    return ApiError(502, f"upstream stream failed: {message}", code="upstream_stream_error")
+
+
+class MessagesToChatStream:
+    """Anthropic Messages events → OpenAI chat.completion.chunk objects."""
+
+    def __init__(self, model_id: str, include_usage: bool) -> None:
+        self.model_id = model_id
+        self.include_usage = include_usage
+        self.usage = Usage()
+        self.id = "chatcmpl-"
+        self.created = int(time.time())
+        self._tool_indexes: dict[int, int] = {}
+
+    def _chunk(self, delta: dict, finish_reason: str | None = None) -> dict:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model_id,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+
+    def feed(self, event: dict) -> list[dict]:
+        """Chunks for one Anthropic event."""
+        self.usage.observe_anthropic_event(event)
+        kind = event.get("type")
+        if kind == "message_start":
+            self.id = "chatcmpl-" + str((event.get("message") or {}).get("id") or "")
+            return [self._chunk({"role": "assistant", "content": ""})]
+        if kind == "content_block_start":
+            block = event.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                tool_index = len(self._tool_indexes)
+                self._tool_indexes[event.get("index", 0)] = tool_index
+                return [self._chunk({"tool_calls": [{
+                    "index": tool_index,
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {"name": block.get("name"), "arguments": ""},
+                }]})]
+            if block.get("type") == "text" and block.get("text"):
+                return [self._chunk({"content": block["text"]})]
+            return []
+        if kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                return [self._chunk({"content": delta.get("text") or ""})]
+            if delta.get("type") == "input_json_delta":
+                tool_index = self._tool_indexes.get(event.get("index", 0), 0)
+                return [self._chunk({"tool_calls": [{
+                    "index": tool_index,
+                    "function": {"arguments": delta.get("partial_json") or ""},
+                }]})]
+            return []
+        if kind == "message_delta":
+            stop_reason = (event.get("delta") or {}).get("stop_reason")
+            return [self._chunk({}, FINISH_FROM_STOP.get(stop_reason, "stop"))]
+        if kind == "message_stop":
+            if not self.include_usage:
+                return []
+            return [{
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model_id,
+                "choices": [],
+                "usage": openai_usage(self.usage.input_tokens or 0, self.usage.output_tokens or 0),
+            }]
+        if kind == "error":
+            error = event.get("error") or {}
+            raise upstream_stream_error(str(error.get("message") or error.get("type") or "unknown error"))
+        return []
+
+
+class ChatToMessagesStream:
+    """OpenAI chat.completion.chunk objects → Anthropic Messages events.
+
+    Anthropic announces input tokens in ``message_start``, before OpenAI
+    reports any usage, so that event carries the gateway's estimate and the
+    final ``message_delta`` carries the upstream's real counts.
+    """
+
+    def __init__(self, model_id: str, estimated_input_tokens: int) -> None:
+        self.model_id = model_id
+        self.estimated_input_tokens = estimated_input_tokens
+        self.usage = Usage()
+        self._started = False
+        self._finished = False
+        self._open: tuple[str, int] | None = None  # ("text", -1) or ("tool", openai index)
+        self._next_block = 0
+        self._finish_reason: str | None = None
+
+    def _start(self, upstream_id: object) -> list[dict]:
+        self._started = True
+        return [{
+            "type": "message_start",
+            "message": {
+                "id": "msg_" + str(upstream_id or ""),
+                "type": "message",
+                "role": "assistant",
+                "model": self.model_id,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": self.estimated_input_tokens, "output_tokens": 0},
+            },
+        }]
+
+    def _close_block(self) -> list[dict]:
+        if self._open is None:
+            return []
+        self._open = None
+        return [{"type": "content_block_stop", "index": self._next_block - 1}]
+
+    def _open_block(self, key: tuple[str, int], block: dict) -> list[dict]:
+        events = self._close_block()
+        self._open = key
+        events.append({"type": "content_block_start", "index": self._next_block, "content_block": block})
+        self._next_block += 1
+        return events
+
+    def feed(self, chunk: dict) -> list[dict]:
+        """Events for one OpenAI chunk."""
+        self.usage.observe_chat_chunk(chunk)
+        events: list[dict] = []
+        if not self._started:
+            events.extend(self._start(chunk.get("id")))
+        choices = chunk.get("choices") or ()
+        if not choices:
+            return events
+        choice = choices[0] or {}
+        delta = choice.get("delta") or {}
+        text = delta.get("content")
+        if text:
+            if self._open != ("text", -1):
+                events.extend(self._open_block(("text", -1), {"type": "text", "text": ""}))
+            events.append({
+                "type": "content_block_delta",
+                "index": self._next_block - 1,
+                "delta": {"type": "text_delta", "text": text},
+            })
+        for call in delta.get("tool_calls") or ():
+            tool_index = call.get("index", 0)
+            function = call.get("function") or {}
+            if call.get("id") or self._open != ("tool", tool_index):
+                events.extend(self._open_block(("tool", tool_index), {
+                    "type": "tool_use",
+                    "id": call.get("id") or f"toolu_{tool_index}",
+                    "name": function.get("name") or "",
+                    "input": {},
+                }))
+            if function.get("arguments"):
+                events.append({
+                    "type": "content_block_delta",
+                    "index": self._next_block - 1,
+                    "delta": {"type": "input_json_delta", "partial_json": function["arguments"]},
+                })
+        if choice.get("finish_reason"):
+            self._finish_reason = choice["finish_reason"]
+        return events
+
+    def finish(self) -> list[dict]:
+        """Closing events once the upstream stream ended (after its usage chunk)."""
+        if self._finished:
+            return []
+        self._finished = True
+        events = [] if self._started else self._start("")
+        events.extend(self._close_block())
+        input_tokens = self.usage.input_tokens
+        events.append({
+            "type": "message_delta",
+            "delta": {"stop_reason": STOP_FROM_FINISH.get(self._finish_reason, "end_turn"), "stop_sequence": None},
+            "usage": {
+                "input_tokens": self.estimated_input_tokens if input_tokens is None else input_tokens,
+                "output_tokens": self.usage.output_tokens or 0,
+            },
+        })
+        events.append({"type": "message_stop"})
+        return events
+
+
+class ChatToCompletionStream:
+    """OpenAI chat.completion.chunk objects → text_completion chunks."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+        self.created = int(time.time())
+
+    def feed(self, chunk: dict) -> list[dict]:
+        """Completion chunks for one chat chunk (role-only chunks vanish)."""
+        out_id = "cmpl-" + str(chunk.get("id") or "")
+        choices = []
+        for index, choice in enumerate(chunk.get("choices") or ()):
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or ""
+            if not text and not choice.get("finish_reason"):
+                continue
+            choices.append({
+                "text": text,
+                "index": choice.get("index", index),
+                "logprobs": None,
+                "finish_reason": choice.get("finish_reason"),
+            })
+        result = []
+        if choices:
+            result.append({
+                "id": out_id, "object": "text_completion", "created": self.created,
+                "model": self.model_id, "choices": choices,
+            })
+        if isinstance(chunk.get("usage"), dict) and not chunk.get("choices"):
+            result.append({
+                "id": out_id, "object": "text_completion", "created": self.created,
+                "model": self.model_id, "choices": [], "usage": chunk["usage"],
+            })
+        return result
+
+
+def openai_sse(chunk: dict) -> bytes:
+    """One OpenAI SSE event."""
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+OPENAI_DONE = b"data: [DONE]\n\n"
+
+
+def anthropic_sse(event: dict) -> bytes:
+    """One Anthropic SSE event (named after its type)."""
+    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"

@@ -1,0 +1,1 @@
+"""Settings: account info, time zone, change password."""

@@ -1,0 +1,56 @@
+"""The link between a portal user and the gateway account that holds their money."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import g
+from flask_login import current_user
+
+from .extensions import db
+from .gateway_client import GatewayError, GatewayUnavailable, gateway
+from .models import User
+
+log = logging.getLogger(__name__)
+
+
+def ensure_account(user: User) -> str:
+    """Return the user's gateway account id, creating the account if it is missing.
+
+    Creation is idempotent on the user's id, so a signup interrupted by a gateway
+    outage is completed on a later visit. Raises ``GatewayUnavailable``.
+    """
+    if user.account_id:
+        return user.account_id
+    account = gateway().create_account(external_id=str(user.id), email=user.email)
+    user.account_id = account["id"]
+    db.session.commit()
+    return user.account_id
+
+
+def current_account() -> dict | None:
+    """The signed-in user's gateway account (cached for the request), or None when unavailable."""
+    if "account" in g:
+        return g.account
+    g.account = None
+    if not current_user.is_authenticated:
+        return None
+    try:
+        account_id = ensure_account(current_user)
+        g.account = gateway().get_account(account_id)
+    except GatewayUnavailable:
+        mark_gateway_down()
+    except GatewayError as exc:
+        log.warning("gateway refused the account lookup for user %s: %s", current_user.id, exc.message)
+        mark_gateway_down()
+    return g.account
+
+
+def mark_gateway_down() -> None:
+    """Record for this request that the usage service could not be reached."""
+    g.gateway_down = True
+
+
+def gateway_down() -> bool:
+    """True once any call in this request found the gateway unreachable."""
+    return bool(g.get("gateway_down"))

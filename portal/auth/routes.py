@@ -1,0 +1,170 @@
+"""Routes: /signup, /login, /logout, /reset and /reset/<token>."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from flask import Blueprint, flash, request, session
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy.exc import IntegrityError
+
+from ..accounts import ensure_account
+from ..extensions import db
+from ..gateway_client import GatewayError, GatewayUnavailable
+from ..htmx import redirect_to, render
+from ..models import User
+from . import throttle
+from .forms import LoginForm, ResetPasswordForm, ResetRequestForm, SignupForm
+from .passwords import burn_verify_time, hash_password, needs_rehash, verify_password
+from .reset import reset_password as apply_reset
+from .reset import send_reset_link, valid_token
+
+bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
+
+
+def _safe_next(default: str = "/dashboard") -> str:
+    target = request.args.get("next") or request.form.get("next") or ""
+    parts = urlsplit(target)
+    if target.startswith("/") and not target.startswith("//") and not parts.netloc and not parts.scheme \
+            and "\\" not in target:
+        return target
+    return default
+
+
+def _client_ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+def start_session(user: User) -> None:
+    """Sign ``user`` in on a fresh session (nothing carried over from before)."""
+    session.clear()
+    login_user(user)
+    session.permanent = False
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup():
+    """Create a portal user and its gateway account."""
+    if current_user.is_authenticated:
+        return redirect_to("/dashboard")
+    form = SignupForm()
+    if form.validate_on_submit():
+        email = form.email.data
+        if db.session.scalar(sa.select(User.id).where(User.email == email)) is not None:
+            form.email.errors.append("An account with this e-mail already exists. Sign in instead.")
+        else:
+            user = User(email=email, password_hash=hash_password(form.password.data))
+            db.session.add(user)
+            try:
+                db.session.commit()
+            except IntegrityError:
+                db.session.rollback()
+                form.email.errors.append("An account with this e-mail already exists. Sign in instead.")
+            else:
+                try:
+                    ensure_account(user)
+                except (GatewayUnavailable, GatewayError) as exc:
+                    # The account is created on a later visit; creation is idempotent.
+                    log.warning("gateway account for user %s not created yet: %s", user.id, exc)
+                    flash("Your account is ready. Balance and keys appear as soon as the usage service answers.",
+                          "warning")
+                start_session(user)
+                return redirect_to(_safe_next())
+    status = 422 if form.errors else 200
+    return render("auth/signup.html", block="form", status=status, form=form, next=_safe_next(""))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Sign in, slowed down after repeated failures."""
+    if current_user.is_authenticated:
+        return redirect_to(_safe_next())
+    form = LoginForm()
+    status = 200
+    error = None
+    if form.validate_on_submit():
+        email, ip = form.email.data, _client_ip()
+        wait = throttle.seconds_to_wait(email, ip)
+        if wait:
+            error = f"Too many failed attempts. Try again in {wait} seconds."
+            status = 429
+        else:
+            user = db.session.scalar(sa.select(User).where(User.email == email))
+            if user is None:
+                burn_verify_time()
+            if user is not None and verify_password(user.password_hash, form.password.data):
+                if needs_rehash(user.password_hash):
+                    user.password_hash = hash_password(form.password.data)
+                    db.session.commit()
+                throttle.clear_failures(email)
+                start_session(user)
+                return redirect_to(_safe_next())
+            throttle.record_failure(email, ip)
+            error = "Wrong e-mail or password."
+            status = 422
+    elif form.errors:
+        status = 422
+    return render("auth/login.html", block="form", status=status, form=form, error=error,
+                  next=_safe_next(""))
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout():
+    """Sign out (POST); a GET only asks for confirmation so a link cannot sign anyone out."""
+    if request.method == "POST":
+        logout_user()
+        session.clear()
+        flash("You are signed out.", "info")
+        return redirect_to("/login")
+    if not current_user.is_authenticated:
+        return redirect_to("/login")
+    return render("auth/logout.html")
+
+
+@bp.route("/reset", methods=["GET", "POST"])
+def reset_request():
+    """Ask for a reset link; the answer is the same whether or not the address exists."""
+    form = ResetRequestForm()
+    sent = False
+    if form.validate_on_submit():
+        send_reset_link(form.email.data)
+        sent = True
+    status = 422 if form.errors else 200
+    return render("auth/reset_request.html", block="form", status=status, form=form, sent=sent)
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+def reset_password(token: str):
+    """Choose a new password from a single-use link."""
+    if valid_token(token) is None:
+        return render("auth/reset_invalid.html", status=410)
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        user = apply_reset(token, form.password.data)
+        if user is None:
+            return render("auth/reset_invalid.html", status=410)
+        logout_user()
+        session.clear()
+        flash("Your password was changed. Sign in with the new one.", "success")
+        return redirect_to("/login")
+    status = 422 if form.errors else 200
+    response = render("auth/reset_password.html", block="form", status=status, form=form, token=token)
+    # The address holds a secret: keep it out of caches and Referer headers.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.route("/logout-everywhere", methods=["POST"])
+@login_required
+def logout_everywhere():
+    """End every session of this user, this one included."""
+    current_user.session_version += 1
+    db.session.commit()
+    logout_user()
+    session.clear()
+    flash("You are signed out on every device.", "info")
+    return redirect_to("/login")

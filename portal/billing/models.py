@@ -1,0 +1,115 @@
+"""Payment records: one row per Checkout Session, and the Stripe events already handled.
+
+A payment row is written before the customer is sent to Stripe, so the amount the
+account is credited always comes from here, never from an event body or the browser.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from portal.extensions import db
+from portal.timeutil import utcnow
+
+# 1 USD buys 1,000 P and 1 P is 1,000,000 micro-P, so one cent is 10,000,000 micro-P.
+MICRO_P_PER_CENT = 10_000_000
+
+PENDING = "pending"
+PAID = "paid"
+FAILED = "failed"
+EXPIRED = "expired"
+REFUNDED = "refunded"
+PARTIALLY_REFUNDED = "partially_refunded"
+DISPUTED = "disputed"
+
+STATUS_LABELS = {
+    PENDING: "Pending",
+    PAID: "Paid",
+    FAILED: "Failed",
+    EXPIRED: "Expired",
+    REFUNDED: "Refunded",
+    PARTIALLY_REFUNDED: "Partially refunded",
+    DISPUTED: "Disputed",
+}
+
+# Badge colours from the portal stylesheet.
+STATUS_BADGES = {
+    PENDING: "badge-warn",
+    PAID: "badge-ok",
+    FAILED: "badge-error",
+    EXPIRED: "badge-muted",
+    REFUNDED: "badge-muted",
+    PARTIALLY_REFUNDED: "badge-warn",
+    DISPUTED: "badge-error",
+}
+
+# Statuses in which the top-up has been credited to the account's ledger.
+CREDITED_STATUSES = frozenset({PAID, REFUNDED, PARTIALLY_REFUNDED, DISPUTED})
+# Statuses a paid Checkout Session may still move a payment out of.
+UNCREDITED_STATUSES = frozenset({PENDING, FAILED, EXPIRED})
+
+
+class Payment(db.Model):
+    """One top-up attempt through Stripe Checkout."""
+
+    __tablename__ = "payments"
+    __table_args__ = (sa.Index("ix_payments_user_id_id", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    # Random and unique: the Checkout idempotency key and client_reference_id derive from it,
+    # so a re-used row id (a fresh database) never collides with an older session.
+    reference: Mapped[str] = mapped_column(sa.String(36), unique=True, nullable=False)
+    stripe_session_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True, nullable=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(sa.String(255), nullable=True, index=True)
+    charge_id: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+    amount_cents: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    credit_micro_p: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    status: Mapped[str] = mapped_column(sa.String(32), nullable=False, default=PENDING)
+    refunded_cents: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    disputed: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    receipt_url: Mapped[str | None] = mapped_column(sa.String(2048), nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    @property
+    def credited(self) -> bool:
+        """Whether the top-up has reached the account's balance."""
+        return self.status in CREDITED_STATUSES
+
+    @property
+    def status_label(self) -> str:
+        """The status as the customer reads it."""
+        return STATUS_LABELS.get(self.status, self.status.replace("_", " ").capitalize())
+
+    @property
+    def status_badge(self) -> str:
+        """The stylesheet class of the status badge."""
+        return STATUS_BADGES.get(self.status, "badge-muted")
+
+    @property
+    def amount_usd(self) -> str:
+        """The charged amount as a dollar string with two decimals."""
+        return f"{self.amount_cents // 100:,}.{self.amount_cents % 100:02d}"
+
+    @property
+    def refunded_usd(self) -> str:
+        """The refunded amount as a dollar string with two decimals."""
+        return f"{self.refunded_cents // 100:,}.{self.refunded_cents % 100:02d}"
+
+    def __repr__(self) -> str:
+        return f"<Payment {self.id} {self.status} {self.amount_cents}c>"
+
+
+class StripeEvent(db.Model):
+    """A webhook event whose work has been committed; later deliveries are acknowledged only."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    processed_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)

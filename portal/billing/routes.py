@@ -1,0 +1,153 @@
+"""Routes: /billing, /billing/checkout, /billing/success, /billing/cancel, /payments and /stripe/webhook."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, current_app, jsonify, request, url_for
+from flask_login import current_user, login_required
+
+from ..accounts import current_account
+from ..extensions import csrf
+from ..gateway_client import GatewayError, GatewayUnavailable
+from ..htmx import is_htmx, redirect_to, render
+from ..security import CONTENT_SECURITY_POLICY
+from . import service, stripe_api
+from .forms import TopUpForm
+
+bp = Blueprint("billing", __name__)
+log = logging.getLogger(__name__)
+
+STRIPE_CHECKOUT_ORIGIN = "https://checkout.stripe.com"
+
+
+def _with_checkout_form_action(response):
+    """Let the top-up forms' redirect reach Stripe's checkout page.
+
+    Browsers apply ``form-action`` to the redirect that follows a form post, so the
+    page holding the top-up forms must allow Checkout's origin.
+    """
+    origins = [STRIPE_CHECKOUT_ORIGIN]
+    base = current_app.config.get("STRIPE_API_BASE")
+    if base:
+        parts = urlsplit(base)
+        origins.append(f"{parts.scheme}://{parts.netloc}")
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+        "form-action 'self'", "form-action 'self' " + " ".join(origins))
+    return response
+
+
+def _public_url(endpoint: str) -> str:
+    base = current_app.config.get("PUBLIC_URL")
+    if base:
+        return base.rstrip("/") + url_for(endpoint)
+    return url_for(endpoint, _external=True)
+
+
+def _billing_page(form: TopUpForm, status: int = 200, error: str | None = None, block: str = "content"):
+    response = render(
+        "billing/billing.html", block=block, status=status, form=form, error=error,
+        account=current_account(), configured=stripe_api.payments_configured(),
+        presets=service.PRESET_USD,
+    )
+    return _with_checkout_form_action(response)
+
+
+@bp.get("/billing")
+@login_required
+def billing():
+    """Balance and the top-up forms."""
+    return _billing_page(TopUpForm(formdata=None))
+
+
+@bp.post("/billing/checkout")
+@login_required
+def checkout():
+    """Record a pending payment and send the browser to Stripe Checkout."""
+    form = TopUpForm()
+    if not stripe_api.payments_configured():
+        return _billing_page(form, status=200 if is_htmx() else 503, block="topup",
+                             error="Card payments are not configured on this server, so top-ups are switched off.")
+    if not form.validate_on_submit():
+        return _billing_page(form, status=422, block="topup")
+    success_url = _public_url("billing.success") + "?session_id={CHECKOUT_SESSION_ID}"
+    try:
+        checkout_url = service.create_checkout(current_user, form.amount_cents, success_url,
+                                               _public_url("billing.cancel"))
+    except service.CheckoutUnavailable as exc:
+        # htmx swaps only 2xx and 422 answers (see base.html), and this message must show.
+        return _billing_page(form, status=200 if is_htmx() else 503, block="topup", error=str(exc))
+    return redirect_to(checkout_url)
+
+
+def _success_context(session_id: str) -> dict:
+    payment = service.payment_for_user(current_user, session_id) if session_id else None
+    if payment is None:
+        abort(404)
+    if not payment.credited and payment.status not in ("failed", "expired"):
+        try:
+            payment = service.fulfill_checkout(session_id)
+        except (stripe_api.StripeUnavailable, GatewayUnavailable, GatewayError, service.BillingError) as exc:
+            # The webhook, or the next poll, credits it; the page keeps waiting meanwhile.
+            log.warning("checkout %s not confirmed yet: %s", payment.id, type(exc).__name__)
+    return {"payment": payment, "account": current_account(), "session_id": session_id}
+
+
+@bp.get("/billing/success")
+@login_required
+def success():
+    """Back from Checkout: confirm the session now, then poll until the credit shows."""
+    return render("billing/success.html", block="content", **_success_context(request.args.get("session_id", "")))
+
+
+@bp.get("/billing/success/status")
+@login_required
+def balance_fragment():
+    """The polled status panel; it drops its trigger once the payment is settled either way."""
+    return render("billing/success.html", block="status", refresh_topbar=is_htmx(),
+                  **_success_context(request.args.get("session_id", "")))
+
+
+@bp.get("/billing/cancel")
+@login_required
+def cancel():
+    """The customer left Checkout without paying."""
+    return render("billing/cancel.html")
+
+
+@bp.get("/payments")
+@login_required
+def payments():
+    """Payment history, newest first; "Load more" fetches the next page as table rows."""
+    before = request.args.get("before", type=int)
+    rows, next_cursor = service.payments_page(current_user, before)
+    block = "rows" if before is not None else "content"
+    return render("billing/payments.html", block=block, payments=rows, next_cursor=next_cursor,
+                  first_page=before is None)
+
+
+@bp.post("/stripe/webhook")
+@csrf.exempt
+def webhook():
+    """Stripe's event deliveries: verified, handled once, and retried by Stripe on a 5xx."""
+    try:
+        event = stripe_api.verify_webhook(request.get_data(), request.headers.get("Stripe-Signature"))
+    except stripe_api.PaymentsNotConfigured as exc:
+        log.error("stripe webhook received but %s", exc)
+        return jsonify(error={"message": "Webhooks are not configured."}), 503
+    except stripe_api.InvalidWebhook as exc:
+        log.warning("rejected stripe webhook: %s", exc)
+        return jsonify(error={"message": str(exc)}), 400
+    try:
+        outcome = service.handle_event(event)
+    except (stripe_api.StripeUnavailable, GatewayUnavailable) as exc:
+        log.warning("stripe event %s (%s) not handled yet: %s", event["id"], event["type"], exc)
+        return jsonify(error={"message": "Temporarily unable to process this event; retry later."}), 503
+    except GatewayError as exc:
+        log.error("stripe event %s (%s) refused by the gateway: %s", event["id"], event["type"], exc.message)
+        return jsonify(error={"message": "The ledger refused this event."}), 500
+    except service.PaymentMismatch as exc:
+        log.error("stripe event %s (%s): %s", event["id"], event["type"], exc)
+        return jsonify(error={"message": str(exc)}), 422
+    return jsonify(received=True, outcome=outcome)

@@ -1,0 +1,472 @@
+"""Top-ups: create a Checkout Session, credit it once, and follow refunds and disputes.
+
+Money rules kept here:
+- the amount credited is the server's own payment row, checked against the session as
+  re-read from Stripe — never an event body or anything the browser sent;
+- every change to a balance is a gateway ledger entry with an idempotency key derived from
+  Stripe's ids (``topup:<session>``, ``refund:<charge>:<cumulative cents>``,
+  ``dispute:<dispute>``), so any number of repeats, in any order, moves money once;
+- the payment row is locked (an UPDATE on it, which both SQLite and PostgreSQL serialise)
+  while Stripe is re-read and the ledger is written, so concurrent deliveries wait for each
+  other instead of racing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from portal.accounts import ensure_account
+from portal.extensions import db
+from portal.gateway_client import GatewayError, gateway
+from portal.models import User
+from portal.timeutil import utcnow
+
+from . import stripe_api
+from .models import (
+    CREDITED_STATUSES,
+    DISPUTED,
+    EXPIRED,
+    FAILED,
+    MICRO_P_PER_CENT,
+    PAID,
+    PARTIALLY_REFUNDED,
+    PENDING,
+    REFUNDED,
+    UNCREDITED_STATUSES,
+    Payment,
+    StripeEvent,
+)
+
+log = logging.getLogger(__name__)
+
+MIN_CENTS = 500
+MAX_CENTS = 1_000_000
+PRESET_USD = (5, 10, 20, 50, 100)
+
+
+class BillingError(Exception):
+    """A top-up problem whose message is safe to show to the customer."""
+
+
+class InvalidAmount(BillingError):
+    """The requested top-up amount is not a number of dollars within the bounds."""
+
+
+class CheckoutUnavailable(BillingError):
+    """Stripe could not start a checkout; the pending payment was marked failed."""
+
+
+class PaymentNotFound(BillingError):
+    """No payment of ours belongs to this Stripe object."""
+
+
+class PaymentMismatch(BillingError):
+    """Stripe's record disagrees with the stored payment (amount, currency or owner)."""
+
+
+def parse_amount_usd(raw: str | None) -> int:
+    """Turn a typed dollar amount ("25", "25.50", "$1,000") into cents within the bounds.
+
+    Raises ``InvalidAmount`` with a message for the form.
+    """
+    text = (raw or "").strip().replace(",", "").removeprefix("$").strip()
+    if not text:
+        raise InvalidAmount("Enter an amount in US dollars, like 25 or 25.50.")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise InvalidAmount("Enter an amount in US dollars, like 25 or 25.50.") from None
+    if not value.is_finite():
+        raise InvalidAmount("Enter an amount in US dollars, like 25 or 25.50.")
+    cents = value * 100
+    if cents != cents.to_integral_value():
+        raise InvalidAmount("Use at most two decimal places (whole cents).")
+    cents_int = int(cents)
+    if cents_int < MIN_CENTS:
+        raise InvalidAmount(f"The smallest top-up is ${MIN_CENTS // 100:,}.")
+    if cents_int > MAX_CENTS:
+        raise InvalidAmount(f"The largest top-up is ${MAX_CENTS // 100:,}.")
+    return cents_int
+
+
+def create_checkout(user: User, amount_cents: int, success_url: str, cancel_url: str) -> str:
+    """Record a pending payment, open a Stripe Checkout Session for it and return its URL.
+
+    ``success_url`` should carry ``{CHECKOUT_SESSION_ID}``, which Stripe fills in.
+    Raises ``InvalidAmount``, ``CheckoutUnavailable`` (payment row marked failed, nothing
+    charged) or ``stripe_api.PaymentsNotConfigured``.
+    """
+    if not MIN_CENTS <= amount_cents <= MAX_CENTS:
+        raise InvalidAmount(f"Top-ups are between ${MIN_CENTS // 100:,} and ${MAX_CENTS // 100:,}.")
+    if not stripe_api.payments_configured():
+        raise stripe_api.PaymentsNotConfigured("Card payments are not configured.")
+    payment = Payment(
+        user_id=user.id,
+        reference=str(uuid.uuid4()),
+        amount_cents=amount_cents,
+        credit_micro_p=amount_cents * MICRO_P_PER_CENT,
+        status=PENDING,
+    )
+    db.session.add(payment)
+    db.session.commit()
+    p_credit = amount_cents * MICRO_P_PER_CENT // 1_000_000
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "line_items": [{
+            "quantity": 1,
+            "price_data": {
+                "currency": "usd",
+                "unit_amount": amount_cents,
+                "product_data": {
+                    "name": "SAMALink balance top-up",
+                    "description": f"{p_credit:,} SAMA-P credited to your SAMALink balance",
+                },
+            },
+        }],
+        "client_reference_id": payment.reference,
+        "customer_email": user.email,
+        "metadata": {"payment_id": str(payment.id), "user_id": str(user.id),
+                     "reference": payment.reference},
+        "payment_intent_data": {"metadata": {"payment_id": str(payment.id), "user_id": str(user.id)}},
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+    }
+    try:
+        session = stripe_api.create_checkout_session(params, idempotency_key=f"checkout:{payment.reference}")
+    except stripe_api.StripeUnavailable as exc:
+        payment.status = FAILED
+        payment.failure_reason = "Stripe was unavailable when the checkout was started."
+        db.session.commit()
+        raise CheckoutUnavailable(
+            "Card payments are unavailable right now and nothing was charged. Please try again in a few minutes."
+        ) from exc
+    if not session.get("id") or not session.get("url"):
+        payment.status = FAILED
+        payment.failure_reason = "Stripe answered without a checkout page."
+        db.session.commit()
+        raise CheckoutUnavailable("Stripe did not open a checkout page and nothing was charged. Please try again.")
+    payment.stripe_session_id = session["id"]
+    db.session.commit()
+    return session["url"]
+
+
+# -- locking and lookups ---------------------------------------------------------------
+
+
+def _lock_payment(payment_id: int) -> Payment:
+    """Begin the write transaction by touching the row, then read it fresh.
+
+    The UPDATE takes PostgreSQL's row lock and SQLite's write lock alike, so every other
+    writer of this payment waits until this transaction commits or rolls back.
+    """
+    db.session.execute(update(Payment).where(Payment.id == payment_id).values(updated_at=utcnow()))
+    return db.session.execute(
+        select(Payment).where(Payment.id == payment_id).execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def _id_of(value: Any) -> str | None:
+    """A Stripe reference that may be an id string or an expanded object."""
+    if isinstance(value, dict):
+        return value.get("id")
+    return value or None
+
+
+def _payment_for_session(session: dict[str, Any]) -> Payment | None:
+    payment = db.session.execute(
+        select(Payment).where(Payment.stripe_session_id == session["id"])
+    ).scalar_one_or_none()
+    if payment is not None:
+        return payment
+    # The creation answer may have been lost after Stripe made the session: the metadata
+    # written at creation still names our row.
+    metadata = session.get("metadata") or {}
+    reference = metadata.get("reference") or session.get("client_reference_id")
+    if not reference:
+        return None
+    payment = db.session.execute(select(Payment).where(Payment.reference == reference)).scalar_one_or_none()
+    if payment is None or payment.stripe_session_id not in (None, session["id"]):
+        return None
+    payment.stripe_session_id = session["id"]
+    db.session.commit()
+    return payment
+
+
+def _account_of(payment: Payment) -> str:
+    user = db.session.get(User, payment.user_id)
+    if user is None:
+        raise PaymentNotFound(f"payment {payment.id} has no user")
+    return ensure_account(user)
+
+
+def _ledger(account_id: str, payment: Payment, kind: str, amount_micro_p: int, key: str,
+            description: str) -> None:
+    """Post one ledger entry; a replayed key is the gateway's no-op. Raises ``GatewayUnavailable``."""
+    try:
+        gateway().post_ledger_entry(account_id, kind, amount_micro_p, key, description)
+    except GatewayError as exc:
+        log.error("gateway refused %s entry %s for payment %s: %s", kind, key, payment.id, exc.message)
+        raise
+
+
+# -- fulfilment ---------------------------------------------------------------------------
+
+
+def _apply_session(account_id: str, payment: Payment, session: dict[str, Any]) -> None:
+    """Copy what the re-read session says onto the locked payment row, crediting once."""
+    intent = session.get("payment_intent")
+    if _id_of(intent):
+        payment.payment_intent_id = _id_of(intent)
+    charge = intent.get("latest_charge") if isinstance(intent, dict) else None
+    if isinstance(charge, dict):
+        payment.charge_id = charge.get("id") or payment.charge_id
+        payment.receipt_url = charge.get("receipt_url") or payment.receipt_url
+    elif charge:
+        payment.charge_id = charge
+
+    if session.get("payment_status") == "paid":
+        amount, currency = session.get("amount_total"), (session.get("currency") or "").lower()
+        if amount != payment.amount_cents or currency != "usd":
+            log.error("session %s for payment %s is %s %s, expected %s usd; not credited",
+                      session["id"], payment.id, amount, currency, payment.amount_cents)
+            raise PaymentMismatch("The payment amount does not match the checkout; nothing was credited.")
+        if payment.status in UNCREDITED_STATUSES:
+            _ledger(account_id, payment, "credit", payment.credit_micro_p, f"topup:{session['id']}",
+                    f"Card top-up ${payment.amount_usd}")
+            payment.status = PAID
+            payment.failure_reason = None
+    elif session.get("status") == "expired" and payment.status == PENDING:
+        payment.status = EXPIRED
+
+
+def fulfill_checkout(session_id: str) -> Payment:
+    """Re-read a Checkout Session from Stripe and credit its payment once if it is paid.
+
+    Safe to call any number of times, concurrently, before or after any webhook.
+    Raises ``PaymentNotFound`` for a session that is not ours, ``PaymentMismatch`` when
+    Stripe's amount differs from the stored one, ``stripe_api.StripeUnavailable`` and
+    ``GatewayUnavailable`` when a service is down (nothing is marked paid then).
+    """
+    session = stripe_api.retrieve_checkout_session(session_id)
+    payment = _payment_for_session(session)
+    if payment is None:
+        raise PaymentNotFound(f"No payment belongs to checkout session {session_id}.")
+    if payment.credited and payment.receipt_url:
+        return payment
+    # Resolved before the lock: creating a missing account commits.
+    account_id = _account_of(payment)
+    try:
+        payment = _lock_payment(payment.id)
+        _apply_session(account_id, payment, session)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return payment
+
+
+def mark_checkout_failed(session_id: str) -> Payment:
+    """An asynchronous payment (a bank debit) failed: mark the pending payment failed."""
+    session = stripe_api.retrieve_checkout_session(session_id)
+    payment = _payment_for_session(session)
+    if payment is None:
+        raise PaymentNotFound(f"No payment belongs to checkout session {session_id}.")
+    account_id = _account_of(payment)
+    try:
+        payment = _lock_payment(payment.id)
+        if session.get("payment_status") == "paid":
+            # Stripe's current state wins over the event: the money did arrive.
+            _apply_session(account_id, payment, session)
+        elif payment.status == PENDING:
+            payment.status = FAILED
+            payment.failure_reason = "The bank declined or returned the payment."
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return payment
+
+
+def expire_checkout(session_id: str) -> Payment:
+    """A Checkout Session expired unpaid: the pending payment becomes expired."""
+    return fulfill_checkout(session_id)
+
+
+# -- refunds and disputes ----------------------------------------------------------------
+
+
+def _payment_for_intent(payment_intent_id: str | None) -> Payment | None:
+    """The credited payment for a payment intent, fulfilling its session first if needed."""
+    if not payment_intent_id:
+        return None
+    payment = db.session.execute(
+        select(Payment).where(Payment.payment_intent_id == payment_intent_id)
+    ).scalar_one_or_none()
+    if payment is None:
+        # A charge event that overtook the checkout events: find the session and credit it.
+        session_id = stripe_api.find_checkout_session_id(payment_intent_id)
+        if session_id is None:
+            return None
+        try:
+            payment = fulfill_checkout(session_id)
+        except PaymentNotFound:
+            return None
+    elif not payment.credited and payment.stripe_session_id:
+        payment = fulfill_checkout(payment.stripe_session_id)
+    if not payment.credited:
+        raise PaymentMismatch(f"Payment {payment.id} is refunded or disputed but its checkout is not paid.")
+    return payment
+
+
+def _status_after_refund(payment: Payment) -> str:
+    if payment.disputed:
+        return DISPUTED
+    if payment.refunded_cents >= payment.amount_cents:
+        return REFUNDED
+    if payment.refunded_cents > 0:
+        return PARTIALLY_REFUNDED
+    return PAID
+
+
+def record_charge_refund(charge_id: str) -> Payment | None:
+    """Debit whatever part of a charge was refunded since last time; ``None`` if not ours.
+
+    The charge is re-read, so its cumulative ``amount_refunded`` is Stripe's current
+    figure whatever order the refund events arrive in.
+    """
+    charge = stripe_api.retrieve_charge(charge_id)
+    payment = _payment_for_intent(_id_of(charge.get("payment_intent")))
+    if payment is None:
+        return None
+    account_id = _account_of(payment)
+    try:
+        payment = _lock_payment(payment.id)
+        refunded = min(int(charge.get("amount_refunded") or 0), payment.amount_cents)
+        newly = refunded - payment.refunded_cents
+        if newly > 0:
+            if not payment.disputed:
+                _ledger(account_id, payment, "refund", newly * MICRO_P_PER_CENT, f"refund:{charge['id']}:{refunded}",
+                        f"Refund of card top-up ${payment.amount_usd}")
+            payment.refunded_cents = refunded
+        payment.charge_id = payment.charge_id or charge["id"]
+        payment.receipt_url = payment.receipt_url or charge.get("receipt_url")
+        payment.status = _status_after_refund(payment)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return payment
+
+
+def record_dispute(dispute_id: str) -> Payment | None:
+    """Take back the not-yet-refunded part of a disputed top-up; ``None`` if not ours."""
+    dispute = stripe_api.retrieve_dispute(dispute_id)
+    intent_id = _id_of(dispute.get("payment_intent"))
+    if not intent_id and _id_of(dispute.get("charge")):
+        intent_id = _id_of(stripe_api.retrieve_charge(_id_of(dispute["charge"])).get("payment_intent"))
+    payment = _payment_for_intent(intent_id)
+    if payment is None:
+        return None
+    account_id = _account_of(payment)
+    try:
+        payment = _lock_payment(payment.id)
+        if not payment.disputed:
+            remaining = payment.amount_cents - payment.refunded_cents
+            if remaining > 0:
+                _ledger(account_id, payment, "debit", remaining * MICRO_P_PER_CENT, f"dispute:{dispute['id']}",
+                        f"Disputed card top-up ${payment.amount_usd}")
+            payment.disputed = True
+            payment.status = DISPUTED
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return payment
+
+
+# -- webhook events -----------------------------------------------------------------------
+
+_SESSION_HANDLERS = {
+    "checkout.session.completed": fulfill_checkout,
+    "checkout.session.async_payment_succeeded": fulfill_checkout,
+    "checkout.session.async_payment_failed": mark_checkout_failed,
+    "checkout.session.expired": expire_checkout,
+}
+_CHARGE_HANDLERS = {
+    "charge.refunded": record_charge_refund,
+    "charge.dispute.created": record_dispute,
+}
+
+
+def event_already_processed(event_id: str) -> bool:
+    """Whether this event's work has already been committed."""
+    return db.session.get(StripeEvent, event_id) is not None
+
+
+def handle_event(event: dict[str, Any]) -> str:
+    """Do the work of one verified webhook event and record it; return what happened.
+
+    Only the ids in the event are used; every figure is re-read from Stripe. The event is
+    recorded after its work committed, so a failure (``StripeUnavailable``,
+    ``GatewayUnavailable``) leaves it unrecorded for Stripe's retry.
+    """
+    event_id, event_type = event["id"], event["type"]
+    if event_already_processed(event_id):
+        return "duplicate"
+    object_id = _id_of(event["data"]["object"].get("id"))
+    outcome = "ignored"
+    handler = _SESSION_HANDLERS.get(event_type) or _CHARGE_HANDLERS.get(event_type)
+    if handler is not None and object_id:
+        try:
+            payment = handler(object_id)
+            outcome = "processed" if payment is not None else "not ours"
+        except PaymentNotFound:
+            outcome = "not ours"
+    _record_event(event_id, event_type)
+    log.info("stripe event %s (%s): %s", event_id, event_type, outcome)
+    return outcome
+
+
+def _record_event(event_id: str, event_type: str) -> None:
+    db.session.add(StripeEvent(id=event_id, type=event_type[:255]))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # A concurrent delivery of the same event finished first; its work is idempotent.
+        db.session.rollback()
+
+
+# -- reads for the pages ---------------------------------------------------------------------
+
+PAGE_SIZE = 20
+
+
+def payments_page(user: User, before_id: int | None = None, limit: int = PAGE_SIZE) -> tuple[list[Payment], int | None]:
+    """One page of the user's payments, newest first, and the cursor for the next page."""
+    query = select(Payment).where(Payment.user_id == user.id)
+    if before_id is not None:
+        query = query.where(Payment.id < before_id)
+    rows = list(db.session.execute(query.order_by(Payment.id.desc()).limit(limit + 1)).scalars())
+    next_cursor = rows[limit - 1].id if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def payment_for_user(user: User, session_id: str) -> Payment | None:
+    """The user's payment for a Checkout Session id, or ``None``."""
+    return db.session.execute(
+        select(Payment).where(Payment.stripe_session_id == session_id, Payment.user_id == user.id)
+    ).scalar_one_or_none()
+
+
+__all__ = [
+    "BillingError", "InvalidAmount", "CheckoutUnavailable", "PaymentNotFound", "PaymentMismatch",
+    "MIN_CENTS", "MAX_CENTS", "PRESET_USD", "CREDITED_STATUSES", "parse_amount_usd", "create_checkout",
+    "fulfill_checkout", "mark_checkout_failed", "expire_checkout", "record_charge_refund",
+    "record_dispute", "handle_event", "event_already_processed", "payments_page", "payment_for_user",
+]

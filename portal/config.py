@@ -1,0 +1,122 @@
+"""Portal settings, read from the environment once at start.
+
+A missing or malformed setting raises ``ConfigError`` with one line naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from gateway.config import ConfigError, instance_token
+
+INSTANCE_DIR = Path(os.environ.get("SAMALINK_INSTANCE_DIR", Path.cwd() / "instance"))
+
+__all__ = ["Config", "TestingConfig", "ConfigError", "INSTANCE_DIR"]
+
+
+def instance_secret_key(instance_dir: Path) -> str:
+    """Return the session signing key kept under instance/, creating it on first use."""
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    path = instance_dir / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _http_url(env: dict, name: str, default: str) -> str:
+    url = (env.get(name) or default).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http:// or https:// URL, got {url!r}")
+    return url
+
+
+def _port(env: dict, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{name} must be between 0 and 65535, got {value}")
+    return value
+
+
+def _database_url(env: dict, name: str, default: str) -> str:
+    url = env.get(name) or default
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if not (url.startswith("sqlite") or url.startswith("postgresql")):
+        raise ConfigError(f"{name} must be a sqlite:// or postgresql+psycopg:// URL")
+    return url
+
+
+def _flag(env: dict, name: str) -> bool:
+    return (env.get(name) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class Config:
+    """Everything the portal reads from its environment (``os.environ`` by default)."""
+
+    TESTING = False
+    WTF_CSRF_ENABLED = True
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    MAX_CONTENT_LENGTH = 1024 * 1024
+    RESET_TOKEN_MAX_AGE = 3600
+
+    def __init__(self, env: dict | None = None, instance_dir: Path | None = None) -> None:
+        env = dict(os.environ) if env is None else env
+        instance_dir = instance_dir or INSTANCE_DIR
+        self.INSTANCE_DIR = str(instance_dir)
+        self.SECRET_KEY = env.get("SECRET_KEY") or instance_secret_key(instance_dir)
+        if len(self.SECRET_KEY) < 16:
+            raise ConfigError("SECRET_KEY must be at least 16 characters")
+        self.PORT = _port(env, "PORT", 8000)
+        self.GATEWAY_PORT = _port(env, "GATEWAY_PORT", 8001)
+        self.GATEWAY_URL = _http_url(env, "GATEWAY_URL", f"http://127.0.0.1:{self.GATEWAY_PORT}")
+        self.GATEWAY_PUBLIC_URL = _http_url(env, "GATEWAY_PUBLIC_URL", self.GATEWAY_URL + "/v1")
+        self.INTERNAL_API_TOKEN = env.get("INTERNAL_API_TOKEN") or instance_token(instance_dir)
+        if len(self.INTERNAL_API_TOKEN) < 16:
+            raise ConfigError("INTERNAL_API_TOKEN must be at least 16 characters")
+        self.SQLALCHEMY_DATABASE_URI = _database_url(
+            env, "DATABASE_URL", f"sqlite:///{Path(instance_dir).resolve() / 'portal.db'}"
+        )
+        self.SMTP_HOST = env.get("SMTP_HOST") or ""
+        self.SMTP_PORT = _port(env, "SMTP_PORT", 587)
+        self.SMTP_USER = env.get("SMTP_USER") or ""
+        self.SMTP_PASSWORD = env.get("SMTP_PASSWORD") or ""
+        self.SMTP_FROM = env.get("SMTP_FROM") or "SAMALink <no-reply@samalink.ai>"
+        self.SUPPORT_EMAIL = env.get("SUPPORT_EMAIL") or "help@samalink.ai"
+        # Card top-ups: without a secret key Billing says payments are not configured.
+        self.STRIPE_SECRET_KEY = env.get("STRIPE_SECRET_KEY") or ""
+        self.STRIPE_WEBHOOK_SECRET = env.get("STRIPE_WEBHOOK_SECRET") or ""
+        self.STRIPE_API_BASE = _http_url(env, "STRIPE_API_BASE", "") if env.get("STRIPE_API_BASE") else ""
+        # Where Stripe sends the customer back to; the request's own host when unset.
+        self.PUBLIC_URL = _http_url(env, "PUBLIC_URL", "") if env.get("PUBLIC_URL") else ""
+        # Cookies only travel over HTTPS when the portal is served behind it.
+        self.SESSION_COOKIE_SECURE = _flag(env, "SESSION_COOKIE_SECURE") or _flag(env, "PORTAL_HTTPS")
+        self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
+        self.PREFERRED_URL_SCHEME = "https" if self.SESSION_COOKIE_SECURE else "http"
+        self.TRUST_PROXY = _flag(env, "TRUST_PROXY")
+        if self.SQLALCHEMY_DATABASE_URI.startswith("sqlite"):
+            self.SQLALCHEMY_ENGINE_OPTIONS = {"connect_args": {"timeout": 15}}
+        else:
+            self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+
+class TestingConfig(Config):
+    """Settings for the test suite: CSRF off by default (dedicated tests turn it on)."""
+
+    TESTING = True
+    WTF_CSRF_ENABLED = False

@@ -1,0 +1,1 @@
+"""The dashboard: balance, this month's and today's spend, quick start, models."""

@@ -1,0 +1,36 @@
+"""Routes: / and /dashboard."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app
+from flask_login import current_user, login_required
+
+from ..accounts import ensure_account, mark_gateway_down
+from ..catalog_view import load_catalog
+from ..gateway_client import GatewayError, GatewayUnavailable, gateway
+from ..htmx import redirect_to, render
+
+bp = Blueprint("dashboard", __name__)
+
+
+@bp.route("/")
+def index():
+    """Signed-in users land on the dashboard, visitors on pricing."""
+    return redirect_to("/dashboard" if current_user.is_authenticated else "/pricing")
+
+
+@bp.route("/dashboard")
+@login_required
+def dashboard():
+    """Figures for today and this month in the user's zone, and where to start."""
+    summary = None
+    keys: list[dict] = []
+    try:
+        account_id = ensure_account(current_user)
+        summary = gateway().account_summary(account_id, current_user.tz)
+        keys = gateway().list_keys(account_id)
+    except (GatewayUnavailable, GatewayError):
+        mark_gateway_down()
+    active_keys = [k for k in keys if k.get("status") == "active"]
+    return render("dashboard/dashboard.html", summary=summary, active_keys=active_keys,
+                  catalog=load_catalog(), base_url=current_app.config["GATEWAY_PUBLIC_URL"])

@@ -1,0 +1,1 @@
+"""Quick Start, API Docs, Available Models and Pricing pages."""

@@ -1,0 +1,65 @@
+"""Routes: /quickstart, /docs, /models (catalogue by provider) and /pricing."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app
+from flask_login import current_user, login_required
+
+from ..accounts import ensure_account, mark_gateway_down
+from ..catalog_view import load_catalog
+from ..gateway_client import GatewayError, GatewayUnavailable, gateway
+from ..htmx import render
+from .examples import ENDPOINTS, ERRORS, KEY_PATTERN, build_examples, key_hint
+
+bp = Blueprint("docs", __name__)
+
+
+def _key_prefix() -> str | None:
+    """The prefix of the customer's newest active key, to show where the key goes."""
+    if not current_user.is_authenticated:
+        return None
+    try:
+        keys = gateway().list_keys(ensure_account(current_user))
+    except (GatewayUnavailable, GatewayError):
+        mark_gateway_down()
+        return None
+    active = [k for k in keys if k.get("status") == "active"]
+    active.sort(key=lambda k: k.get("created_at") or "", reverse=True)
+    return active[0].get("prefix") if active else None
+
+
+def _examples(catalog):
+    model = catalog.example_model() if catalog else "deepseek-v3.2"
+    claude = "claude-sonnet-4.5"
+    if catalog and not any(m["id"] == claude for m in catalog.chat_models()):
+        claude = model
+    return build_examples(current_app.config["GATEWAY_PUBLIC_URL"], key_hint(_key_prefix()), model, claude)
+
+
+@bp.route("/quickstart")
+@login_required
+def quickstart():
+    """Examples filled with the customer's Base URL and key prefix."""
+    catalog = load_catalog()
+    return render("docs/quickstart.html", examples=_examples(catalog), catalog=catalog)
+
+
+@bp.route("/docs")
+def api_docs():
+    """The public API reference; Supported Models come from the live catalogue."""
+    catalog = load_catalog()
+    return render("docs/api_docs.html", examples=_examples(catalog), catalog=catalog,
+                  endpoints=ENDPOINTS, errors=ERRORS, key_pattern=KEY_PATTERN)
+
+
+@bp.route("/models")
+@login_required
+def models():
+    """The catalogue grouped by provider, with prices."""
+    return render("docs/models.html", catalog=load_catalog())
+
+
+@bp.route("/pricing")
+def pricing():
+    """Public prices grouped Chinese / International, in P and USD per 1M tokens."""
+    return render("docs/pricing.html", catalog=load_catalog())

@@ -1,0 +1,74 @@
+"""Jinja filters: money, counts and dates in the signed-in user's time zone."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import Flask
+from flask_login import current_user
+
+from . import money
+from .timeutil import as_aware, parse_iso, zone
+
+
+def _user_zone():
+    tz = current_user.tz if getattr(current_user, "is_authenticated", False) else "UTC"
+    return zone(tz)
+
+
+def _to_datetime(value) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return parse_iso(value)
+    return as_aware(value)
+
+
+def local_time(value, fmt: str = "%Y-%m-%d %H:%M:%S", with_zone: bool = True) -> str:
+    """An ISO string or datetime shown in the user's zone, with the zone's abbreviation."""
+    moment = _to_datetime(value)
+    if moment is None:
+        return "—"
+    local = moment.astimezone(_user_zone())
+    return f"{local.strftime(fmt)} {local.tzname()}" if with_zone else local.strftime(fmt)
+
+
+def local_date(value) -> str:
+    """Only the date part, in the user's zone."""
+    moment = _to_datetime(value)
+    return "—" if moment is None else moment.astimezone(_user_zone()).strftime("%Y-%m-%d")
+
+
+def relative_time(value) -> str:
+    """"3 min ago" for recent moments, the local date for older ones, "Never" for none."""
+    moment = _to_datetime(value)
+    if moment is None:
+        return "Never"
+    seconds = int((datetime.now(timezone.utc) - moment).total_seconds())
+    if seconds < 0:
+        return local_time(value, "%Y-%m-%d %H:%M")
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        hours = seconds // 3600
+        return f"{hours} hour{'s' if hours != 1 else ''} ago"
+    if seconds < 7 * 86400:
+        days = seconds // 86400
+        return f"{days} day{'s' if days != 1 else ''} ago"
+    return local_date(value)
+
+
+def register_filters(app: Flask) -> None:
+    """Install the filters on the app's Jinja environment."""
+    app.jinja_env.filters.update(
+        p=money.format_p,
+        usd=money.format_usd,
+        num=money.format_int,
+        price=money.format_price,
+        price_usd=money.price_usd,
+        localtime=local_time,
+        localdate=local_date,
+        reltime=relative_time,
+    )

@@ -1,0 +1,1 @@
+"""API keys: create (shown once), rename, revoke, spend and last use."""

@@ -1,0 +1,122 @@
+"""Routes: /keys (list and create), /keys/<id>/rename, /keys/<id>/revoke."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, abort, flash, request
+from flask_login import current_user, login_required
+
+from ..accounts import ensure_account, mark_gateway_down
+from ..gateway_client import GatewayError, GatewayUnavailable, gateway
+from ..htmx import is_htmx, redirect_to, render
+from .forms import CreateKeyForm, RenameKeyForm
+
+bp = Blueprint("keys", __name__)
+log = logging.getLogger(__name__)
+
+
+def _keys() -> list[dict] | None:
+    try:
+        keys = gateway().list_keys(ensure_account(current_user))
+    except (GatewayUnavailable, GatewayError):
+        mark_gateway_down()
+        return None
+    # Active keys first, newest first within each status.
+    order = {"active": 0, "expired": 1, "revoked": 2}
+    keys.sort(key=lambda k: k.get("created_at") or "", reverse=True)
+    keys.sort(key=lambda k: order.get(k.get("status"), 3))
+    return keys
+
+
+def _key(key_id: str) -> dict:
+    keys = _keys()
+    if keys is None:
+        raise GatewayUnavailable("keys unavailable")
+    for key in keys:
+        if key["id"] == key_id:
+            return key
+    abort(404)
+
+
+def _no_store(response):
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/keys", methods=["GET", "POST"])
+@login_required
+def keys():
+    """List keys; create one and show its full value exactly once."""
+    form = CreateKeyForm(tz=current_user.tz)
+    new_key = None
+    error = None
+    status = 200
+    if form.validate_on_submit():
+        try:
+            new_key = gateway().create_key(ensure_account(current_user), form.name.data,
+                                           form.spend_limit_micro_p(), form.expires_at_iso())
+            form = CreateKeyForm(formdata=None, tz=current_user.tz)
+        except GatewayUnavailable:
+            mark_gateway_down()
+            error = "The key could not be created because the usage service is unavailable. Try again in a minute."
+            status = 503
+        except GatewayError as exc:
+            error = exc.message
+            status = 422
+    elif form.errors:
+        status = 422
+    response = render("keys/keys.html", block="keys_section", status=status, form=form,
+                      keys=_keys(), new_key=new_key, error=error)
+    return _no_store(response) if new_key else response
+
+
+@bp.route("/keys/<key_id>/rename", methods=["GET", "POST"])
+@login_required
+def rename(key_id: str):
+    """Rename inline (htmx swaps the table row) or on its own page without JavaScript."""
+    key = _key(key_id)
+    form = RenameKeyForm(data={"name": key.get("name")})
+    status = 200
+    if form.validate_on_submit():
+        try:
+            key = gateway().update_key(ensure_account(current_user), key_id, name=form.name.data)
+        except GatewayError as exc:
+            form.name.errors.append(exc.message)
+            status = 422
+        else:
+            if is_htmx():
+                return render("keys/row.html", block="row", key=key)
+            flash(f"Key renamed to “{key['name']}”.", "success")
+            return redirect_to("/keys")
+    elif form.errors:
+        status = 422
+    return render("keys/rename.html", block="row", status=status, form=form, key=key)
+
+
+@bp.route("/keys/<key_id>/revoke", methods=["GET", "POST"])
+@login_required
+def revoke(key_id: str):
+    """Revoke after confirmation: a GET shows the question, a POST does it."""
+    key = _key(key_id)
+    if key.get("status") == "revoked":
+        if is_htmx():
+            return render("keys/row.html", block="row", key=key)
+        return redirect_to("/keys")
+    if request.method != "POST":
+        return render("keys/revoke.html", key=key)
+    key = gateway().revoke_key(ensure_account(current_user), key_id)
+    if is_htmx():
+        return render("keys/row.html", block="row", key=key)
+    flash(f"Key “{key['name']}” revoked. Requests with it are refused from now on.", "success")
+    return redirect_to("/keys")
+
+
+@bp.route("/keys/<key_id>/row")
+@login_required
+def row(key_id: str):
+    """One table row (used to cancel an inline rename); the full list without htmx."""
+    if not is_htmx():
+        return redirect_to("/keys")
+    return render("keys/row.html", block="row", key=_key(key_id))
+

@@ -1,0 +1,82 @@
+"""The portal's own tables: users, password reset tokens, support messages, login attempts.
+
+Balances, keys and usage live in the gateway; a user holds only the gateway ``account_id``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+from .timeutil import utcnow
+
+
+class User(UserMixin, db.Model):
+    """A customer who signs in to the portal."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True, nullable=False)
+    password_hash: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    account_id: Mapped[str | None] = mapped_column(sa.String(64), unique=True, nullable=True)
+    # None until the browser reports its zone on the first visit.
+    timezone: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    session_version: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1)
+    is_operator: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+
+    def get_id(self) -> str:
+        """Session identity: the id plus the session version, so a bump signs sessions out."""
+        return f"{self.id}:{self.session_version}"
+
+    @property
+    def tz(self) -> str:
+        """The zone used for dates and day boundaries."""
+        return self.timezone or "UTC"
+
+
+class PasswordResetToken(db.Model):
+    """A single-use password reset link; only the SHA-256 of the token is stored."""
+
+    __tablename__ = "password_reset_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+
+
+class SupportMessage(db.Model):
+    """A message sent through the Support page."""
+
+    __tablename__ = "support_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    email: Mapped[str] = mapped_column(sa.String(254), nullable=False)
+    subject: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    body: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+    mailed_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+
+
+class LoginAttempt(db.Model):
+    """One failed sign-in, kept to slow down password guessing per account and per address."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        sa.Index("ix_login_attempts_email_created", "email", "created_at"),
+        sa.Index("ix_login_attempts_ip_created", "ip", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), nullable=False)
+    ip: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)

@@ -1,0 +1,1 @@
+"""Request log: filters, keyset pages loaded by htmx, CSV export."""

@@ -1,0 +1,64 @@
+"""Routes: /requests (page, filtered table, further rows) and /requests.csv (streamed export)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import Blueprint, Response, request, stream_with_context
+from flask_login import current_user, login_required
+
+from ..accounts import ensure_account, mark_gateway_down
+from ..catalog_view import load_catalog
+from ..gateway_client import GatewayError, GatewayUnavailable, gateway
+from ..htmx import is_htmx, render
+from .filters import STATUS_CHOICES, parse_filters
+
+bp = Blueprint("requests_log", __name__)
+PAGE_SIZE = 50
+
+
+@bp.route("/requests")
+@login_required
+def request_log():
+    """Newest first; htmx gets only the table (filters) or only further rows (cursor)."""
+    filters = parse_filters(request.args)
+    cursor = (request.args.get("cursor") or "").strip()[:500] or None
+    page = None
+    try:
+        page = gateway().requests_page(ensure_account(current_user), dict(filters.params(), tz=current_user.tz),
+                                       cursor=cursor, limit=PAGE_SIZE)
+    except GatewayError as exc:
+        filters = filters.__class__(errors=filters.errors + (exc.message,))
+    except GatewayUnavailable:
+        mark_gateway_down()
+    context = {"filters": filters, "page": page, "rows": (page or {}).get("data") or [],
+               "next_cursor": (page or {}).get("next_cursor"), "cursor": cursor,
+               "status_choices": STATUS_CHOICES}
+    if is_htmx():
+        return render("requests_log/requests.html", block="rows" if cursor else "log_table", **context)
+    keys: list[dict] = []
+    try:
+        keys = gateway().list_keys(ensure_account(current_user))
+    except (GatewayUnavailable, GatewayError):
+        mark_gateway_down()
+    catalog = load_catalog()
+    models = [m["id"] for m in catalog.models] if catalog else []
+    return render("requests_log/requests.html", keys=keys, models=models, **context)
+
+
+@bp.route("/requests.csv")
+@login_required
+def export_csv():
+    """The filtered log as CSV, streamed from the gateway without holding it in memory."""
+    filters = parse_filters(request.args)
+    try:
+        chunks = gateway().requests_csv(ensure_account(current_user), dict(filters.params(), tz=current_user.tz))
+    except (GatewayUnavailable, GatewayError):
+        mark_gateway_down()
+        return render("errors/error.html", status=503, title="Export unavailable",
+                      message="The request log cannot be exported while the usage service is unavailable.")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    response = Response(stream_with_context(chunks), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="samalink-requests-{stamp}.csv"'
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,1 @@
+"""Support: contact details and a contact form that stores and mails messages."""

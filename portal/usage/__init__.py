@@ -1,0 +1,1 @@
+"""Usage: cost by model, daily usage, and tables by key and by model."""

@@ -1,0 +1,178 @@
+"""Unit tests of the public API's building blocks: SSE splitting, relays, checks, errors, tokens."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from gateway import tokens
+from gateway.errors import ApiError, anthropic_error_body, openai_error_body
+from gateway.providers import sanitise, status_error, upstream_message
+from gateway.providers.sse import SSESplitter, parse_event
+from gateway.translate import validate
+from gateway.translate.relays import ChatPassthrough, ChatToMessagesRelay, MessagesPassthrough
+
+
+def test_sse_splitter_yields_whole_events_across_chunk_boundaries():
+    splitter = SSESplitter()
+    stream = b'data: {"a":1}\n\ndata: {"b":2}\n\nevent: x\ndata: {"c":3}\n\n'
+    events = []
+    for i in range(0, len(stream), 5):
+        events.extend(splitter.feed(stream[i:i + 5]))
+    assert events == [b'data: {"a":1}\n\n', b'data: {"b":2}\n\n', b'event: x\ndata: {"c":3}\n\n']
+    assert splitter.rest() == b""
+
+
+def test_sse_splitter_understands_crlf_even_split_between_chunks():
+    splitter = SSESplitter()
+    events = splitter.feed(b"data: one\r\n\r") + splitter.feed(b"\ndata: two\r\n\r\n")
+    assert [parse_event(e) for e in events] == [(None, b"one"), (None, b"two")]
+
+
+def test_sse_splitter_keeps_a_cut_off_event_as_rest():
+    splitter = SSESplitter()
+    assert splitter.feed(b'data: {"a":1}\n\ndata: {"par') == [b'data: {"a":1}\n\n']
+    assert splitter.rest() == b'data: {"par'
+
+
+def test_parse_event_reads_name_and_multiline_data_and_skips_comments():
+    assert parse_event(b": keepalive\nevent: message_stop\ndata: {\ndata: }\n\n") == (b"message_stop", b"{\n}")
+
+
+def _openai_event(chunk):
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+USAGE_CHUNK = {"id": "c", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}
+TEXT_CHUNK = {"id": "c", "choices": [{"index": 0, "delta": {"content": "hello world"}}], "usage": None}
+
+
+def test_passthrough_keeps_bytes_and_drops_the_usage_chunk_the_client_did_not_ask_for():
+    relay = ChatPassthrough("deepseek", client_wants_usage=False)
+    raw = _openai_event(TEXT_CHUNK)
+    assert relay.event(raw) == raw
+    assert relay.event(_openai_event(USAGE_CHUNK)) == b""
+    assert relay.event(b"data: [DONE]\n\n") == b"data: [DONE]\n\n"
+    assert (relay.usage.input_tokens, relay.usage.output_tokens) == (3, 4)
+    assert relay.complete
+
+
+def test_passthrough_forwards_the_usage_chunk_when_the_client_asked():
+    relay = ChatPassthrough("deepseek", client_wants_usage=True)
+    raw = _openai_event(USAGE_CHUNK)
+    assert relay.event(raw) == raw
+
+
+def test_passthrough_estimates_output_from_the_text_when_no_usage_came():
+    relay = ChatPassthrough("deepseek", client_wants_usage=False)
+    relay.event(_openai_event(TEXT_CHUNK))
+    assert not relay.usage.reported
+    assert relay.output_tokens_estimate() == tokens.count_text("hello world")
+
+
+@pytest.mark.parametrize("raw", [b'data: {"usage": {broken\n\n', b"data: <html>\n\n"])
+def test_passthrough_refuses_malformed_events(raw):
+    relay = ChatPassthrough("deepseek", client_wants_usage=False)
+    with pytest.raises(ApiError) as caught:
+        relay.event(raw)
+    assert caught.value.status == 502
+
+
+def test_anthropic_passthrough_reads_usage_from_start_and_delta():
+    relay = MessagesPassthrough("anthropic")
+    start = b'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":9,"output_tokens":1}}}\n\n'
+    delta = b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":6}}\n\n'
+    assert relay.event(start) == start
+    assert relay.event(delta) == delta
+    relay.event(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    assert (relay.usage.input_tokens, relay.usage.output_tokens) == (9, 6)
+    assert relay.complete
+
+
+def test_translating_relay_emits_anthropic_sse_and_an_anthropic_error_event():
+    relay = ChatToMessagesRelay("deepseek", "deepseek-v3.2", 5)
+    out = relay.event(_openai_event(TEXT_CHUNK))
+    assert out.startswith(b"event: message_start\n")
+    assert b"event: content_block_delta" in out
+    error = relay.error_event(ApiError(502, "gone"))
+    assert error.startswith(b"event: error\n")
+    assert orjson.loads(error.split(b"data: ", 1)[1]) == {
+        "type": "error", "error": {"type": "api_error", "message": "gone"}}
+
+
+def test_sanitise_removes_the_provider_key_and_anything_key_shaped():
+    message = ("Incorrect API key provided: sk-live-abcdef123456. Also sama_1234abcd-0000-4000-8000-000000000000, "
+               "Bearer tok123 and the-secret-value")
+    clean = sanitise(message, "the-secret-value")
+    for secret in ("sk-live-abcdef123456", "sama_1234abcd", "tok123", "the-secret-value"):
+        assert secret not in clean
+    assert "Incorrect API key provided" in clean
+
+
+def test_upstream_errors_map_to_gateway_statuses():
+    body = orjson.dumps({"error": {"message": "slow down"}})
+    limited = status_error("deepseek", 429, body, None)
+    assert (limited.status, limited.error_class) == (429, "upstream_http_429")
+    assert "slow down" in limited.message
+    failed = status_error("deepseek", 500, b"<html>oops</html>", None)
+    assert failed.status == 502
+    assert upstream_message(orjson.dumps({"type": "error", "error": {"type": "x", "message": "anthropic says"}})) == "anthropic says"
+
+
+def test_error_bodies_have_the_openai_and_anthropic_shapes():
+    error = ApiError(404, "no such model", code="model_not_found", param="model")
+    assert orjson.loads(openai_error_body(error)) == {"error": {
+        "message": "no such model", "type": "invalid_request_error", "param": "model", "code": "model_not_found"}}
+    assert orjson.loads(anthropic_error_body(error)) == {
+        "type": "error", "error": {"type": "not_found_error", "message": "no such model"}}
+
+
+@pytest.mark.parametrize("check, body, param", [
+    (validate.check_chat, {"messages": []}, "messages"),
+    (validate.check_chat, {"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+    (validate.check_chat, {"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+    (validate.check_chat, {"messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature"),
+    (validate.check_chat, {"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "max_tokens"),
+    (validate.check_chat, {"messages": [{"role": "user", "content": "x"}], "max_tokens": True}, "max_tokens"),
+    (validate.check_chat, {"messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
+    (validate.check_chat, {"messages": [{"role": "user", "content": "x"}], "stop": ["a"] * 5}, "stop"),
+    (validate.check_chat, {"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
+    (validate.check_chat, {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, "tools[0]"),
+    (validate.check_completion, {"prompt": ["a", "b"]}, "prompt"),
+    (validate.check_completion, {"prompt": "a", "echo": True}, "echo"),
+    (validate.check_embedding, {"input": ""}, "input"),
+    (validate.check_embedding, {"input": [1, "a"]}, "input"),
+    (validate.check_messages, {"messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
+    (validate.check_messages, {"messages": [{"role": "user"}]}, "messages.0.content"),
+    (validate.check_messages, {"messages": [{"role": "user", "content": "x"}], "temperature": 1.5}, "temperature"),
+])
+def test_bad_fields_are_named_in_a_400(check, body, param):
+    with pytest.raises(ApiError) as caught:
+        check(body)
+    assert caught.value.status == 400
+    assert caught.value.param == param
+
+
+def test_valid_bodies_pass_the_checks():
+    validate.check_chat({"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}],
+                         "max_tokens": 5, "temperature": 0.5, "stop": ["x"], "stream": True,
+                         "stream_options": {"include_usage": True}})
+    validate.check_completion({"prompt": "x", "max_tokens": 3})
+    validate.check_embedding({"input": [[1, 2], [3]]})
+    validate.check_messages({"messages": [{"role": "user", "content": "x"}], "max_tokens": 5,
+                             "system": [{"type": "text", "text": "s"}]})
+
+
+def test_prompt_estimates_count_text_images_and_tools():
+    text_only = tokens.estimate_chat_prompt({"messages": [{"role": "user", "content": "hello there"}]})
+    assert text_only == 3 + tokens.MESSAGE_OVERHEAD + tokens.count_text("hello there")
+    with_image = tokens.estimate_chat_prompt({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "hello there"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 100000}},
+    ]}]})
+    assert with_image == text_only + tokens.IMAGE_TOKENS
+    anthropic = tokens.estimate_messages_prompt({"system": "be brief", "messages": [
+        {"role": "user", "content": "hello there"}]})
+    assert anthropic == text_only + tokens.count_text("be brief")
+    assert tokens.estimate_embedding_input(["ab", "cd"]) == tokens.count_text("ab") + tokens.count_text("cd")
+    assert tokens.estimate_embedding_input([5, 6, 7]) == 3

@@ -1,0 +1,174 @@
+"""The gateway as processes: start-up errors, shutdown flush, two processes on one database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from aiohttp.test_utils import TestClient, TestServer
+
+from fixtures.gateway import REPO, start_gateway
+from gateway.appkeys import SETTINGS
+from gateway.config import Settings
+from gateway.internal_api import create_internal_app
+
+CHAT_MODEL = "deepseek-v3.2"  # 280 / 420 P per 1M tokens
+
+
+def chat(gateway_url: str, key: str, text: str) -> requests.Response:
+    return requests.post(
+        f"{gateway_url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": text}], "max_tokens": 100},
+        timeout=30,
+    )
+
+
+def all_requests(gateway, account_id: str) -> list[dict]:
+    rows, cursor = [], None
+    while True:
+        params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+        page = gateway.internal("GET", f"/accounts/{account_id}/requests", params=params).json()
+        rows.extend(page["data"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return rows
+
+
+def ledger_total(gateway, account_id: str) -> int:
+    total, cursor = 0, None
+    while True:
+        params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+        page = gateway.internal("GET", f"/accounts/{account_id}/ledger", params=params).json()
+        total += sum(e["amount_micro_p"] for e in page["data"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return total
+
+
+@pytest.mark.parametrize(
+    "env, names",
+    [
+        ({"GATEWAY_PORT": "eighty"}, "GATEWAY_PORT"),
+        ({"PROVIDERS_FILE": "/nonexistent/providers.toml"}, "PROVIDERS_FILE"),
+        ({"INTERNAL_API_TOKEN": "short"}, "INTERNAL_API_TOKEN"),
+        ({"GATEWAY_DATABASE_URL": "mysql://x@y/z"}, "GATEWAY_DATABASE_URL"),
+        ({"GATEWAY_DATABASE_URL": "postgresql+psycopg://nobody:hunter2secret@127.0.0.1:1/none"}, "GATEWAY_DATABASE_URL"),
+    ],
+)
+def test_bad_setting_fails_with_one_line_naming_it(tmp_path, env, names):
+    base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "SAMALINK_INSTANCE_DIR": str(tmp_path),
+            "INTERNAL_API_TOKEN": "a-long-enough-internal-token", "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path}/g.db"}
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway"], cwd=REPO, env={**base, **env}, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("samalink gateway: ") and names in lines[0]
+    assert "hunter2secret" not in result.stderr
+
+
+def test_unexpected_failure_is_a_bare_json_500_and_the_log_holds_no_secret(caplog):
+    secret = "sama_0d5c8f5e-8b7e-4d52-9a67-3f1c8e0b2a11"
+
+    async def explode(request):
+        raise RuntimeError(f"upstream said {secret}")
+
+    async def main():
+        app = create_internal_app()
+        app[SETTINGS] = Settings(internal_api_token="t" * 32)
+        app.router.add_get("/explode", explode)
+        async with TestClient(TestServer(app)) as client:
+            response = await client.get("/explode", headers={"Authorization": "Bearer " + "t" * 32})
+            return response.status, await response.json()
+
+    with caplog.at_level(logging.ERROR, logger="samalink.gateway.internal"):
+        status, body = asyncio.run(main())
+    assert status == 500
+    assert body == {"error": {"message": "The gateway could not complete this request.", "type": "server_error", "code": "internal_error"}}
+    assert "RuntimeError" in caplog.text and secret not in caplog.text
+
+
+def test_revocation_reaches_a_second_gateway_process_within_two_seconds(gateway):
+    second = start_gateway(gateway.env)
+    try:
+        account_id = gateway.create_account(balance_micro_p=1_000_000)
+        key = gateway.create_key(account_id)
+        # Created on the first process, usable on the second at once.
+        models = requests.get(f"{second.url}/v1/models", headers={"Authorization": f"Bearer {key['key']}"}, timeout=10)
+        assert models.status_code == 200
+        revoked = gateway.internal("DELETE", f"/accounts/{account_id}/keys/{key['id']}")
+        assert revoked.status_code == 200
+        # The process that revoked it refuses it at once …
+        same = requests.get(f"{gateway.url}/v1/models", headers={"Authorization": f"Bearer {key['key']}"}, timeout=10)
+        assert same.status_code == 401
+        # … the other one within 2 s.
+        deadline = time.monotonic() + 2.0
+        while True:
+            answer = requests.get(f"{second.url}/v1/models", headers={"Authorization": f"Bearer {key['key']}"}, timeout=10)
+            if answer.status_code == 401:
+                break
+            assert time.monotonic() < deadline, "revoked key still accepted after 2 s"
+            time.sleep(0.05)
+        assert key["key"] not in answer.text
+    finally:
+        assert second.stop() == 0
+    assert key["key"] not in second.log_text()
+
+
+def test_sigterm_flushes_every_request_and_returns_the_lease(gateway):
+    # This process would not flush for an hour: only the shutdown flush can record the calls.
+    lazy = start_gateway({**gateway.env, "GATEWAY_FLUSH_INTERVAL": "3600"})
+    account_id = gateway.create_account(balance_micro_p=50_000_000)
+    key = gateway.create_key(account_id)["key"]
+    try:
+        answers = [chat(lazy.url, key, f"hello {i} [[usage:1000:500]]") for i in range(12)]
+        assert [a.status_code for a in answers] == [200] * 12, answers[0].text
+        assert gateway.internal("GET", f"/accounts/{account_id}").json()["reserved_micro_p"] > 0
+        assert all_requests(gateway, account_id) == []
+    finally:
+        assert lazy.stop() == 0
+    rows = all_requests(gateway, account_id)
+    assert len(rows) == 12
+    cost = 1000 * 280 + 500 * 420
+    assert all(r["cost_micro_p"] == cost and r["status"] == 200 for r in rows)
+    account = gateway.internal("GET", f"/accounts/{account_id}").json()
+    assert account["balance_micro_p"] == 50_000_000 - 12 * cost
+    assert account["reserved_micro_p"] == 0
+    assert account["requests"] == 12
+    assert ledger_total(gateway, account_id) == account["balance_micro_p"]
+    assert key not in lazy.log_text()
+
+
+def test_two_gateway_processes_cannot_overspend_one_balance(gateway):
+    second = start_gateway(gateway.env)
+    try:
+        account_id = gateway.create_account(balance_micro_p=0)
+        key = gateway.create_key(account_id)["key"]
+        # Learn what one request reserves by giving exactly that much, then a bit less than 4x.
+        gateway.internal("POST", f"/accounts/{account_id}/ledger",
+                         json={"kind": "credit", "amount_micro_p": 200_000, "idempotency_key": f"probe-{account_id}"})
+        cost = 10 * 280 + 5 * 420
+        with ThreadPoolExecutor(50) as pool:
+            urls = [gateway.url, second.url] * 25
+            answers = list(pool.map(lambda u: chat(u, key, "go [[usage:10:5]]"), urls))
+        statuses = [a.status_code for a in answers]
+        assert set(statuses) <= {200, 402}, statuses
+        assert 402 in statuses and 200 in statuses
+        deadline = time.monotonic() + 10
+        while len(all_requests(gateway, account_id)) < len(statuses) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        ok = statuses.count(200)
+        account = gateway.internal("GET", f"/accounts/{account_id}").json()
+        assert account["balance_micro_p"] == 200_000 - ok * cost
+        assert account["balance_micro_p"] >= 0  # real cost below each reservation: no overdraw at all
+        assert ledger_total(gateway, account_id) == account["balance_micro_p"]
+    finally:
+        assert second.stop() == 0

@@ -1,0 +1,76 @@
+"""``python app.py``: both processes start on SQLite under instance/, and stop together."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from fixtures.gateway import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "GATEWAY_DATABASE_URL", "GATEWAY_URL", "GATEWAY_PUBLIC_URL",
+                        "INTERNAL_API_TOKEN", "SECRET_KEY", "PORT", "GATEWAY_PORT", "PROVIDERS_FILE")}
+    env.update(SAMALINK_INSTANCE_DIR=str(tmp_path / "instance"), PYTHONPATH=str(REPO), **extra)
+    return env
+
+
+def test_app_starts_both_and_stops_both_on_sigterm(tmp_path):
+    port, gateway_port = free_port(), free_port()
+    env = _env(tmp_path, PORT=str(port), GATEWAY_PORT=str(gateway_port))
+    process = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("SAMALink gateway:"):
+                break
+        output = "".join(lines)
+        assert f"SAMALink portal:  http://127.0.0.1:{port}" in output, output
+        assert f"SAMALink gateway: http://127.0.0.1:{gateway_port}" in output, output
+        page = requests.get(f"http://127.0.0.1:{port}/pricing", timeout=10)
+        assert page.status_code == 200 and "deepseek-v3.2" in page.text
+        assert "usage service unavailable" not in page.text.lower()
+        signup = requests.get(f"http://127.0.0.1:{port}/signup", timeout=10)
+        assert 'name="csrf_token"' in signup.text
+        for name in ("portal.db", "gateway.db", "secret_key", "internal_api_token"):
+            assert (tmp_path / "instance" / name).exists(), name
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    assert code == 0
+    refused = False
+    try:
+        requests.get(f"http://127.0.0.1:{gateway_port}/internal/health", timeout=2)
+    except requests.ConnectionError:
+        refused = True
+    assert refused, "the gateway child is still running"
+
+
+def test_bad_setting_fails_with_one_line(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "app.py")], cwd=tmp_path, capture_output=True, text=True,
+                            env=_env(tmp_path, PORT="eighty"), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["samalink: PORT must be an integer, got 'eighty'"]
+
+
+def test_bad_gateway_setting_is_caught_before_start(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "app.py")], cwd=tmp_path, capture_output=True, text=True,
+                            env=_env(tmp_path, PROVIDERS_FILE=str(tmp_path / "missing.toml")), timeout=60)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("samalink: PROVIDERS_FILE")
