@@ -416,3 +416,43 @@ def start_portal(port: int, gateway: Service, database_url: str | None = None, t
         service.stop()
         raise RuntimeError(f"portal did not start:\n{tail}") from None
     return service
+
+
+def established_connections(port: int) -> int:
+    """TCP connections in ESTABLISHED state whose local port is ``port`` (from /proc/net/tcp*)."""
+    wanted = f":{port:04X}"
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[1].endswith(wanted) and fields[3] == "01":
+                count += 1
+    return count
+
+
+class ConnectionSampler:
+    """Samples, on a thread, the most ESTABLISHED connections a listening port had at once."""
+
+    def __init__(self, port: int, interval: float = 0.1) -> None:
+        self.port = port
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, established_connections(self.port))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "ConnectionSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -6,7 +6,8 @@ A paced fake upstream sends each stream's chunks ``--chunk-interval-ms`` apart, 
 stream lasts about ``chunks × interval`` and all of them overlap. A stream counts as
 completed when it answered 200, carried every content chunk and ended with
 ``data: [DONE]``. The gateway's resident memory is sampled from /proc every 50 ms
-(its whole process tree when it runs several workers).
+(its whole process tree when it runs several workers), and the connections the
+gateway holds open to the fake are counted from /proc/net/tcp.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                                         args.gateway_database_url, workers=args.workers, name="gateway-streams")
         _, access = harness.prepare_account(gateway, f"streams-{int(time.time())}")
         idle_mb = harness.rss_mb(gateway.pid)
-        with harness.RssSampler(gateway.pid) as sampler:
+        with harness.RssSampler(gateway.pid) as sampler, harness.ConnectionSampler(paced_port) as upstream:
             outcome = asyncio.run(run_streams(gateway.url + "/v1/chat/completions", access[0].key,
                                               args.streams, args.chunks, args.ramp_seconds))
         hwm_mb = harness.peak_rss_mb(gateway.pid)
@@ -111,11 +112,12 @@ def main(argv: list[str] | None = None) -> None:
     row = {"streams": args.streams, "completed": completed, "peak_open": outcome["peak_open"],
            "seconds": outcome["seconds"], "idle_rss_mb": idle_mb, "peak_rss_mb": sampler.peak_mb,
            "hwm_rss_mb": hwm_mb, "ttft_p50_ms": outcome["ttft_p50_ms"], "ttft_p99_ms": outcome["ttft_p99_ms"],
-           "workers": args.workers}
+           "workers": args.workers, "upstream_open": upstream.peak}
     harness.write_result("streams", {"row": row, "outcomes": outcome["outcomes"], "args": vars(args)})
     print(format_table([row], [
         ("workers", "gateway workers"), ("streams", "streams"), ("completed", "completed"),
-        ("peak_open", "open at once"), ("seconds", "wall s"), ("idle_rss_mb", "idle RSS MB"),
+        ("peak_open", "client streams open at once"), ("upstream_open", "upstream streams open at once"),
+        ("seconds", "wall s"), ("idle_rss_mb", "idle RSS MB"),
         ("peak_rss_mb", "peak RSS MB (sampled)"), ("hwm_rss_mb", "VmHWM MB"),
         ("ttft_p50_ms", "TTFT p50 ms"), ("ttft_p99_ms", "TTFT p99 ms")]))
     failures = {k: v for k, v in outcome["outcomes"].items() if k != "completed"}

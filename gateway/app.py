@@ -13,7 +13,7 @@ from typing import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import internal_api, public_api
+from . import admin_api, internal_api, public_api
 from .appkeys import CATALOG, ENGINE, HTTP, KEYS, RESERVER, SETTINGS, WRITER
 from .auth import KeyCache
 from .catalog import load_catalog
@@ -78,5 +78,6 @@ def create_app(settings: Settings) -> web.Application:
     app[CATALOG] = load_catalog(settings.providers_file)
     app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _batch_writer])
     internal_api.setup_routes(app)
+    admin_api.setup(app)
     public_api.setup_routes(app)
     return app

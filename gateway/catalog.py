@@ -41,6 +41,8 @@ class Model:
     output_price: int | None
     max_output_tokens: int
     context_window: int
+    # Operators may switch a model off without removing it (gateway/catalog_overrides.py).
+    enabled: bool = True
 
     @property
     def priced(self) -> bool:

@@ -286,7 +286,8 @@ async def catalog(request: web.Request) -> web.Response:
                 "id": m.id, "provider": m.provider, "provider_name": cat.providers[m.provider].display_name,
                 "upstream": m.upstream, "kind": m.kind, "group": m.group,
                 "input_price": m.input_price, "output_price": m.output_price,
-                "priced": m.priced, "available": m.priced and configured[m.provider],
+                "priced": m.priced, "enabled": m.enabled,
+                "available": m.priced and m.enabled and configured[m.provider],
             }
             for m in cat.models.values()
         ],

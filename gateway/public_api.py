@@ -203,6 +203,9 @@ def _resolve_model(catalog: Catalog, model_id: str, endpoint: str) -> tuple[Mode
     if model is None:
         raise ApiError(404, f"The model '{model_id[:MAX_LOGGED_MODEL]}' does not exist. GET /v1/models lists them.",
                        code="model_not_found", param="model")
+    if not model.enabled:
+        raise ApiError(404, f"The model '{model.id}' is currently disabled; choose another model.",
+                       code="model_disabled", param="model")
     if not model.priced:
         raise ApiError(400, f"The model '{model.id}' has no price yet and cannot be called until it is priced.",
                        code="model_not_priced", param="model")

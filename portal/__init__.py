@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
+from urllib.parse import urlencode
 
-from flask import Flask, g, request
+from flask import Flask, g, redirect, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
@@ -16,7 +16,7 @@ from .config import Config
 from .extensions import csrf, db, login_manager, migrate
 from .filters import register_filters
 from .gateway_client import GatewayClient, GatewayUnavailable
-from .htmx import render
+from .htmx import redirect_to, render
 from .models import User
 from .navigation import nav_for
 
@@ -71,9 +71,20 @@ def load_user(identity: str) -> User | None:
     return user
 
 
+@login_manager.unauthorized_handler
+def sign_in_first():
+    """Send visitors to the sign-in page; htmx requests get a whole-page redirect, not a swapped-in form."""
+    target = request.full_path.rstrip("?") if request.method == "GET" else request.path
+    url = "/login?" + urlencode({"next": target})
+    if request.headers.get("HX-Request") == "true":
+        return redirect_to(url)
+    return redirect(url)
+
+
 def _register_blueprints(app: Flask) -> None:
     from .account.routes import bp as account_bp
     from .auth.routes import bp as auth_bp
+    from .billing import bp as billing_bp
     from .dashboard.routes import bp as dashboard_bp
     from .docs.routes import bp as docs_bp
     from .keys.routes import bp as keys_bp
@@ -81,14 +92,9 @@ def _register_blueprints(app: Flask) -> None:
     from .support.routes import bp as support_bp
     from .usage.routes import bp as usage_bp
 
-    for blueprint in (auth_bp, dashboard_bp, docs_bp, keys_bp, usage_bp, requests_log_bp,
+    for blueprint in (auth_bp, dashboard_bp, docs_bp, keys_bp, billing_bp, usage_bp, requests_log_bp,
                       account_bp, support_bp):
         app.register_blueprint(blueprint)
-    # Billing and payment history live in their own package.
-    if importlib.util.find_spec("portal.billing") is not None:
-        from .billing import bp as billing_bp
-
-        app.register_blueprint(billing_bp)
 
 
 def _register_template_context(app: Flask) -> None:

@@ -178,6 +178,41 @@ class GatewayClient:
         return chunks()
 
 
+    # -- operator console ---------------------------------------------------------
+
+    def set_account_status(self, account_id: str, status: str) -> dict:
+        """``PATCH /accounts/{id}``: ``active`` or ``suspended``."""
+        return self._json("PATCH", f"/accounts/{_seg(account_id)}", json={"status": status})
+
+    def ledger_page(self, account_id: str, cursor: str | None = None, limit: int = 50) -> dict:
+        """``GET /accounts/{id}/ledger``: entries newest first and ``next_cursor``."""
+        return self._json("GET", f"/accounts/{_seg(account_id)}/ledger", params={"cursor": cursor, "limit": limit})
+
+    def admin_search_accounts(self, query: str, limit: int = 50) -> list[dict]:
+        """``GET /admin/accounts``: accounts by id, external id or part of the e-mail."""
+        return self._json("GET", "/admin/accounts", params={"q": query, "limit": limit})["data"]
+
+    def admin_requests_page(self, filters: dict, cursor: str | None = None, limit: int = 50) -> dict:
+        """``GET /admin/requests``: every customer's log, newest first, and ``next_cursor``."""
+        return self._json("GET", "/admin/requests", params=dict(filters, cursor=cursor, limit=limit))
+
+    def admin_daily(self, start: str, end: str, tz: str) -> dict:
+        """``GET /admin/daily``: top-ups, refunds, adjustments and spend per local day."""
+        return self._json("GET", "/admin/daily", params={"start": start, "end": end, "tz": tz})
+
+    def admin_providers(self) -> dict:
+        """``GET /admin/providers``: upstream errors and latency per provider, last hour and day."""
+        return self._json("GET", "/admin/providers")
+
+    def admin_catalog(self) -> dict:
+        """``GET /admin/catalog``: models as served, the file's prices, and the change history."""
+        return self._json("GET", "/admin/catalog")
+
+    def admin_change_model(self, model_id: str, actor: str, reason: str, **changes: Any) -> dict:
+        """``POST /admin/catalog/{model_id}``: a new version of the model's prices or switch."""
+        return self._json("POST", f"/admin/catalog/{_seg(model_id)}", json=dict(changes, actor=actor, reason=reason))
+
+
 def gateway() -> GatewayClient:
     """The current app's gateway client."""
     return current_app.extensions["gateway_client"]

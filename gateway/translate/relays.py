@@ -25,6 +25,7 @@ from .streams import (
     MessagesToChatStream,
     Usage,
     anthropic_sse,
+    chat_chunk_usage,
     openai_sse,
     upstream_stream_error,
 )
@@ -116,8 +117,8 @@ class ChatPassthrough(Relay):
             chunk = _load(data, self.provider_name)
             if isinstance(chunk.get("error"), dict):
                 raise upstream_stream_error(str(chunk["error"].get("message") or "unknown error"))
-            usage = chunk.get("usage")
-            if isinstance(usage, dict):
+            usage = chat_chunk_usage(chunk)
+            if usage is not None:
                 self.usage.input_tokens = int(usage.get("prompt_tokens") or 0)
                 self.usage.output_tokens = int(usage.get("completion_tokens") or 0)
                 if not chunk.get("choices") and not self.client_wants_usage:

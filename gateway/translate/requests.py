@@ -159,6 +159,8 @@ def chat_to_messages_request(body: dict, model: Model) -> dict:
                 "tool_use_id": message.get("tool_call_id"),
                 "content": _text_of(content, param),
             }])
+    if not messages:
+        raise bad_request("messages must hold at least one user or assistant message", "messages")
     out: dict = {
         "model": model.upstream,
         "messages": messages,

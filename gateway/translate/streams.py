@@ -16,6 +16,21 @@ from ..errors import ApiError
 from .responses import FINISH_FROM_STOP, STOP_FROM_FINISH, anthropic_usage_tokens, openai_usage
 
 
+def chat_chunk_usage(chunk: dict) -> dict | None:
+    """The usage object of an OpenAI-style chunk, wherever the provider put it.
+
+    OpenAI sends it top-level in a final chunk; Moonshot puts it inside the
+    last choice.
+    """
+    usage = chunk.get("usage")
+    if isinstance(usage, dict):
+        return usage
+    choices = chunk.get("choices")
+    if choices and isinstance(choices[0], dict) and isinstance(choices[0].get("usage"), dict):
+        return choices[0]["usage"]
+    return None
+
+
 class Usage:
     """Token counts reported by the upstream, plus generated text for estimates."""
 
@@ -33,8 +48,8 @@ class Usage:
 
     def observe_chat_chunk(self, chunk: dict) -> None:
         """Record usage and generated text from one OpenAI chat (or completion) chunk."""
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
+        usage = chat_chunk_usage(chunk)
+        if usage is not None:
             self.input_tokens = int(usage.get("prompt_tokens") or 0)
             self.output_tokens = int(usage.get("completion_tokens") or 0)
         for choice in chunk.get("choices") or ():

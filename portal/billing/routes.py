@@ -15,6 +15,7 @@ from ..htmx import is_htmx, redirect_to, render
 from ..security import CONTENT_SECURITY_POLICY
 from . import service, stripe_api
 from .forms import TopUpForm
+from .models import EXPIRED, FAILED
 
 bp = Blueprint("billing", __name__)
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def _success_context(session_id: str) -> dict:
     payment = service.payment_for_user(current_user, session_id) if session_id else None
     if payment is None:
         abort(404)
-    if not payment.credited and payment.status not in ("failed", "expired"):
+    if not payment.credited and payment.status not in (FAILED, EXPIRED):
         try:
             payment = service.fulfill_checkout(session_id)
         except (stripe_api.StripeUnavailable, GatewayUnavailable, GatewayError, service.BillingError) as exc:

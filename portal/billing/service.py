@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from portal.accounts import ensure_account
 from portal.extensions import db
 from portal.gateway_client import GatewayError, gateway
+from portal.money import MICRO_PER_P
 from portal.models import User
 from portal.timeutil import utcnow
 
@@ -76,7 +77,8 @@ def parse_amount_usd(raw: str | None) -> int:
     Raises ``InvalidAmount`` with a message for the form.
     """
     text = (raw or "").strip().replace(",", "").removeprefix("$").strip()
-    if not text:
+    # Anything longer than "10000.00" with generous spacing is not an amount anyone typed.
+    if not text or len(text) > 24:
         raise InvalidAmount("Enter an amount in US dollars, like 25 or 25.50.")
     try:
         value = Decimal(text)
@@ -115,7 +117,7 @@ def create_checkout(user: User, amount_cents: int, success_url: str, cancel_url:
     )
     db.session.add(payment)
     db.session.commit()
-    p_credit = amount_cents * MICRO_P_PER_CENT // 1_000_000
+    p_credit = amount_cents * MICRO_P_PER_CENT // MICRO_PER_P
     params: dict[str, Any] = {
         "mode": "payment",
         "line_items": [{

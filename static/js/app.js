@@ -125,6 +125,36 @@
     });
   }
 
+  /* An htmx request that failed (server error, expired form, network) says so in a toast. */
+  function showToast(message, kind) {
+    var box = document.querySelector(".toasts");
+    if (!box) {
+      box = document.createElement("div");
+      box.className = "toasts";
+      box.setAttribute("role", "status");
+      (document.getElementById("main") || document.body).appendChild(box);
+    }
+    var toast = document.createElement("div");
+    toast.className = "toast toast-" + (kind || "error");
+    toast.textContent = message;
+    box.appendChild(toast);
+    window.setTimeout(function () { toast.classList.add("toast-hide"); }, 6000);
+  }
+
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr ? event.detail.xhr.status : 0;
+    if (status === 400) {
+      showToast("This form expired. Reload the page and try again.");
+    } else if (status === 503) {
+      showToast("The usage service is unavailable right now. Try again in a minute.");
+    } else {
+      showToast("Something went wrong (" + status + "). Please try again.");
+    }
+  });
+  document.addEventListener("htmx:sendError", function () {
+    showToast("Cannot reach SAMALink. Check your connection and try again.");
+  });
+
   function init(root) {
     initTabs(root);
     initToasts(root);

@@ -39,6 +39,7 @@
 
   function costByModel(canvas, data) {
     var values = data.cost_micro_p.map(toP);
+    var byName = data.labels.slice().sort();
     var options = baseOptions();
     options.cutout = "62%";
     options.plugins = {
@@ -53,7 +54,8 @@
       type: "doughnut",
       data: {
         labels: data.labels,
-        datasets: [{ data: values, backgroundColor: data.labels.map(function (_, i) { return PALETTE[i % PALETTE.length]; }),
+        // Coloured by name order, as the daily chart's series are, so a model keeps one colour on the page.
+        datasets: [{ data: values, backgroundColor: data.labels.map(function (label) { return PALETTE[byName.indexOf(label) % PALETTE.length]; }),
                      borderColor: cssVar("--surface", "#ffffff"), borderWidth: 2 }]
       },
       options: options

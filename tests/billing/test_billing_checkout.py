@@ -91,6 +91,7 @@ def test_amounts_within_bounds_are_accepted(billing, web, user, raw, cents):
     ("abc", "Enter an amount in US dollars"),
     ("", "Enter an amount in US dollars"),
     ("nan", "Enter an amount in US dollars"),
+    pytest.param("9" * 5000, "Enter an amount in US dollars", id="5000-digits"),
     ("5.001", "Use at most two decimal places"),
 ])
 @pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])
@@ -163,3 +164,19 @@ def test_payment_row_exists_before_the_customer_leaves(billing, web, user):
     with billing.app.app_context():
         rows = db.session.query(Payment).filter_by(user_id=user.id).all()
         assert [(r.status, r.amount_cents) for r in rows] == [("pending", 2000)]
+
+
+def test_billing_page_renders_when_the_gateway_is_down(billing, web):
+    from portal.gateway_client import GatewayClient
+
+    working = billing.app.extensions["gateway_client"]
+    billing.app.extensions["gateway_client"] = GatewayClient("http://127.0.0.1:9", "x" * 32)
+    try:
+        response = web.get("/billing")
+    finally:
+        billing.app.extensions["gateway_client"] = working
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "Usage service unavailable" in body
+    assert "The balance cannot be read right now." in body
+    assert 'name="amount_usd"' in body

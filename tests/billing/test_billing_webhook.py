@@ -318,3 +318,21 @@ def test_event_body_is_logged_without_secrets(billing, user, caplog):
     text = caplog.text + json.dumps([r.getMessage() for r in caplog.records])
     assert billing.fake.secret_key not in text
     assert billing.fake.webhook_secret not in text
+
+
+def test_session_whose_creation_answer_was_lost_is_still_credited(billing, user):
+    from portal.billing.models import Payment
+
+    payment = billing.checkout(user, 1200)
+    session_id = payment.stripe_session_id
+    with billing.app.app_context():
+        # As if Stripe made the session but its answer never reached the portal.
+        row = db.session.get(Payment, payment.id)
+        row.stripe_session_id, row.status = None, "failed"
+        db.session.commit()
+    billing.fake.pay(session_id)
+    assert billing.deliver("checkout.session.completed", billing.fake.session_for(session_id)).status_code == 200
+    stored = billing.payment(payment)
+    assert (stored.stripe_session_id, stored.status) == (session_id, "paid")
+    assert billing.balance(user) == 1200 * MICRO_P_PER_CENT
+    billing.ledger_agrees(user)

@@ -103,6 +103,12 @@ def test_tool_choice_words_map_to_anthropic_types(choice, expected):
     assert treq.chat_to_messages_request(body, CLAUDE)["tool_choice"] == expected
 
 
+def test_a_chat_of_only_system_messages_is_refused_for_anthropic_models():
+    with pytest.raises(ApiError) as caught:
+        treq.chat_to_messages_request({"messages": [{"role": "system", "content": "rules"}]}, CLAUDE)
+    assert caught.value.param == "messages"
+
+
 def test_max_completion_tokens_wins_over_the_models_default():
     body = {"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 77}
     assert treq.chat_to_messages_request(body, CLAUDE)["max_tokens"] == 77

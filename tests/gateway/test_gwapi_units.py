@@ -78,6 +78,15 @@ def test_passthrough_refuses_malformed_events(raw):
     assert caught.value.status == 502
 
 
+def test_usage_inside_the_last_choice_is_read_too():
+    relay = ChatPassthrough("moonshot", client_wants_usage=False)
+    chunk = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop",
+                                     "usage": {"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13}}]}
+    raw = _openai_event(chunk)
+    assert relay.event(raw) == raw
+    assert (relay.usage.input_tokens, relay.usage.output_tokens) == (5, 8)
+
+
 def test_anthropic_passthrough_reads_usage_from_start_and_delta():
     relay = MessagesPassthrough("anthropic")
     start = b'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":9,"output_tokens":1}}}\n\n'

@@ -61,3 +61,16 @@ def test_unknown_page_is_a_clean_404(client):
     response = client.get("/no-such-page")
     assert response.status_code == 404
     assert "Page not found" in response.get_data(as_text=True)
+
+
+def test_htmx_request_after_sign_out_redirects_the_whole_page(client):
+    response = client.get("/usage?range=30d", headers={"HX-Request": "true"})
+    assert response.status_code == 204
+    assert response.headers["HX-Redirect"] == "/login?next=%2Fusage%3Frange%3D30d"
+
+
+def test_sign_in_returns_to_the_page_asked_for(client, user):
+    target = client.get("/requests?model=glm-5").headers["Location"]
+    assert target == "/login?next=%2Frequests%3Fmodel%3Dglm-5"
+    response = client.post(target, data={"email": user.email, "password": user.password})
+    assert response.headers["Location"] == "/requests?model=glm-5"

@@ -110,9 +110,7 @@ def test_revoke_asks_first_and_stops_the_key(logged_in_client, gateway):
     assert call_api(gateway, full)["status"] == 401
 
 
-def test_other_users_keys_are_not_reachable(portal_app, logged_in_client, make_user, gateway):
-    from fixtures.portal import login
-
+def test_other_users_keys_are_not_reachable(logged_in_client, make_user, gateway):
     other = make_user()
     theirs = gateway.create_key(other.account_id, name="theirs")
     assert logged_in_client.get(f"/keys/{theirs['id']}/revoke").status_code == 404

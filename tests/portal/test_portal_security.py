@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fixtures.portal import DEFAULT_PASSWORD, csrf_token_in, portal_config
+from fixtures.portal import DEFAULT_PASSWORD, csrf_token_in
 
 
 def test_security_headers_on_every_answer(client):

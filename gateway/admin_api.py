@@ -1,0 +1,195 @@
+"""The operator console's internal API, under ``/internal/admin``.
+
+Same bearer token, error shape and validation rules as ``internal_api`` (whose
+middlewares and parsers it reuses): account search, the request log across every
+customer, money in and out per day, upstream health per provider, and versioned
+catalogue changes (see ``catalog_overrides``). The contract is gateway/openapi.yaml.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from aiohttp import web
+from sqlalchemy.engine import Connection
+
+from . import admin_queries
+from .appkeys import CATALOG
+from .catalog_overrides import (
+    REFRESHER, change_dict, list_changes, record_change, refresher_context, rows_in_force,
+)
+from .db import utcnow
+from .internal_api import (
+    MAX_RANGE_DAYS, ApiError, _body, _datetime_field, _db, _query_date, _query_int, _query_tz, _str_field,
+    _uuid, account_dict, decode_cursor, encode_cursor, errors_middleware, json_response, token_middleware,
+)
+from .usage import local_midnight_utc
+
+MAX_PRICE = 10**9  # P per 1M tokens: far above any real model
+
+
+async def search_accounts(request: web.Request) -> web.Response:
+    """``q`` matches an account id, an external id, or part of an e-mail."""
+    query = request.query.get("q", "")
+    if len(query) > 320:
+        raise ApiError(400, "q must be at most 320 characters.", "invalid_query")
+    limit = _query_int(request, "limit", 50, 1, 200)
+    rows = await _db(request).read(admin_queries.search_accounts, query, limit)
+    return json_response({"data": [account_dict(r) for r in rows]})
+
+
+def _all_requests_filter(request: web.Request) -> admin_queries.AllRequestsFilter:
+    q = request.query
+    account_id = q.get("account_id") or None
+    if account_id is not None and not _uuid(account_id):
+        raise ApiError(400, "account_id must be an account id.", "invalid_query")
+    key_id = q.get("key_id") or None
+    if key_id is not None and not _uuid(key_id):
+        raise ApiError(400, "key_id must be a key id.", "invalid_query")
+    provider = q.get("provider") or None
+    model = q.get("model") or None
+    for name, value in (("provider", provider), ("model", model)):
+        if value is not None and len(value) > 100:
+            raise ApiError(400, f"{name} is too long.", "invalid_query")
+    status = q.get("status") or None
+    status_code = None
+    if status is not None and status not in ("ok", "error"):
+        try:
+            status_code = int(status)
+        except ValueError:
+            raise ApiError(400, "status must be ok, error or an HTTP status code.", "invalid_query") from None
+        if not 100 <= status_code <= 599:
+            raise ApiError(400, "status must be ok, error or an HTTP status code.", "invalid_query")
+        status = None
+    start = _query_date(request, "start", required=False)
+    end = _query_date(request, "end", required=False)
+    tz = _query_tz(request)
+    if start and end and end < start:
+        raise ApiError(422, "end must not be before start.", "invalid_range")
+    since = datetime.fromtimestamp(local_midnight_utc(start, tz), timezone.utc) if start else None
+    until = datetime.fromtimestamp(local_midnight_utc(end + timedelta(days=1), tz), timezone.utc) if end else None
+    return admin_queries.AllRequestsFilter(account_id, provider, key_id, model, status, status_code, since, until)
+
+
+async def all_requests(request: web.Request) -> web.Response:
+    """Every customer's requests, newest first, filtered, one keyset page at a time."""
+    filters = _all_requests_filter(request)
+    limit = _query_int(request, "limit", 50, 1, 200)
+    before = decode_cursor(request)
+    rows = await _db(request).read(admin_queries.query_all_requests, filters, limit + 1, before)
+    page = rows[:limit]
+    return json_response({
+        "data": [admin_queries.all_request_dict(r) for r in page],
+        "next_cursor": encode_cursor(page[-1].id) if len(rows) > limit else None,
+    })
+
+
+async def daily_money(request: web.Request) -> web.Response:
+    """Top-ups, refunds, adjustments and usage spend per local day."""
+    start = _query_date(request, "start", required=True)
+    end = _query_date(request, "end", required=True)
+    tz = _query_tz(request)
+    if end < start:
+        raise ApiError(422, "end must not be before start.", "invalid_range")
+    if (end - start).days >= MAX_RANGE_DAYS:
+        raise ApiError(422, f"The range may cover at most {MAX_RANGE_DAYS} days.", "invalid_range")
+    days = await _db(request).read(admin_queries.daily_money, start, end, tz)
+    return json_response({"start": start.isoformat(), "end": end.isoformat(), "tz": tz.key, "days": days})
+
+
+async def provider_health(request: web.Request) -> web.Response:
+    """Upstream error rates and latency per provider over the last hour and day."""
+    windows = await _db(request).read(admin_queries.provider_health, utcnow())
+    return json_response({"windows": windows})
+
+
+def _model_state(request: web.Request, model_id: str, in_force: dict) -> dict:
+    refresher = request.config_dict[REFRESHER]
+    base = refresher.base[model_id]
+    live = request.config_dict[CATALOG].models[model_id]
+    row = in_force.get(model_id)
+    return {
+        "id": model_id,
+        "provider": base.provider,
+        "kind": base.kind,
+        "group": base.group,
+        "input_price": live.input_price,
+        "output_price": live.output_price,
+        "enabled": live.enabled,
+        "file_input_price": base.input_price,
+        "file_output_price": base.output_price,
+        "version": row.version if row is not None else None,
+        "effective_from": row.effective_from if row is not None else None,
+    }
+
+
+async def admin_catalog(request: web.Request) -> web.Response:
+    """Every model as served now (with the file's prices beside it) and the change history."""
+    def work(conn: Connection) -> list:
+        return list_changes(conn)
+
+    changes = await _db(request).read(work)
+    refresher = request.config_dict[REFRESHER]
+    await refresher.refresh()
+    in_force = rows_in_force(changes, utcnow())
+    return json_response({
+        "refresh_interval_seconds": refresher.interval,
+        "models": [_model_state(request, model_id, in_force) for model_id in refresher.base],
+        "changes": [change_dict(r) for r in changes],
+    })
+
+
+def _price(data: dict, name: str) -> int | None:
+    value = data[name]
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PRICE:
+        raise ApiError(422, f"{name} must be a whole number of P per 1M tokens between 0 and {MAX_PRICE}, or null.",
+                       "invalid_field")
+    return value
+
+
+async def change_model(request: web.Request) -> web.Response:
+    """Record a new version of a model's price or switch; applied here at once, elsewhere within a poll."""
+    model_id = request.match_info["model_id"]
+    refresher = request.config_dict[REFRESHER]
+    if model_id not in refresher.base:
+        raise ApiError(404, "No model with this id in the catalogue.", "model_not_found", "not_found_error")
+    data = await _body(request, {"input_price", "output_price", "enabled", "effective_from", "actor", "reason"})
+    current = request.config_dict[CATALOG].models[model_id]
+    input_price = _price(data, "input_price") if "input_price" in data else current.input_price
+    output_price = _price(data, "output_price") if "output_price" in data else current.output_price
+    if (input_price is None) != (output_price is None):
+        raise ApiError(422, "Set both prices, or clear both to leave the model unpriced.", "invalid_field")
+    enabled = data.get("enabled", current.enabled)
+    if not isinstance(enabled, bool):
+        raise ApiError(422, "enabled must be true or false.", "invalid_field")
+    effective_from = _datetime_field(data, "effective_from") or utcnow()
+    actor = _str_field(data, "actor", 320, required=True)
+    reason = _str_field(data, "reason", 500, required=True)
+    if (input_price, output_price, enabled) == (current.input_price, current.output_price, current.enabled) \
+            and "effective_from" not in data:
+        raise ApiError(422, "This change would leave the model as it is.", "no_change")
+
+    row = await _db(request).transaction(
+        record_change, model_id, input_price, output_price, enabled, effective_from, actor, reason)
+    await refresher.refresh()
+    return json_response({"change": change_dict(row)}, status=201)
+
+
+def create_admin_app() -> web.Application:
+    """The ``/internal/admin`` sub-application."""
+    app = web.Application(middlewares=[errors_middleware, token_middleware])
+    app.router.add_get("/accounts", search_accounts)
+    app.router.add_get("/requests", all_requests)
+    app.router.add_get("/daily", daily_money)
+    app.router.add_get("/providers", provider_health)
+    app.router.add_get("/catalog", admin_catalog)
+    app.router.add_post("/catalog/{model_id}", change_model)
+    return app
+
+
+def setup(app: web.Application) -> None:
+    """Mount the admin API and start the catalogue refresher with the app's other resources."""
+    app.cleanup_ctx.append(refresher_context)
+    app.add_subapp("/internal/admin", create_admin_app())

@@ -1,0 +1,183 @@
+"""Read models for the operator console: every account at once.
+
+Account search, the request log across customers (with customer and provider filters),
+money in and out per local day, and upstream health per provider. The customer-facing
+queries in ``requestlog`` and ``usage`` are scoped to one account; these are not.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .db import accounts, api_keys, ledger_entries, request_log, usage_rollups
+from .requestlog import request_dict
+from .usage import DAY, EPOCH, offset_segments, range_bounds
+
+# Ledger kinds that are money from customers (top-ups) or given back to them.
+TOPUP_KINDS = ("credit",)
+REFUND_KINDS = ("debit", "refund")
+
+
+def search_accounts(conn: Connection, query: str, limit: int) -> list[Any]:
+    """Accounts whose id equals ``query`` or whose e-mail contains it (case-insensitive), newest first."""
+    text = query.strip().lower()
+    select = sa.select(accounts)
+    if text:
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        select = select.where(sa.or_(
+            accounts.c.id == text,
+            accounts.c.external_id == query.strip(),
+            sa.func.lower(accounts.c.email).like(f"%{escaped}%", escape="\\"),
+        ))
+    return list(conn.execute(select.order_by(accounts.c.created_at.desc(), accounts.c.id).limit(limit)))
+
+
+@dataclass(frozen=True)
+class AllRequestsFilter:
+    """The customer log's filters, plus the customer and the upstream provider."""
+
+    account_id: str | None = None
+    provider: str | None = None
+    key_id: str | None = None
+    model: str | None = None
+    status: str | None = None
+    status_code: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def query_all_requests(conn: Connection, filters: AllRequestsFilter, limit: int, before_id: int | None) -> list[Any]:
+    """Up to ``limit`` log rows of any account, newest first, ids below ``before_id``."""
+    query = (
+        sa.select(
+            request_log,
+            api_keys.c.name.label("key_name"),
+            api_keys.c.prefix.label("key_prefix"),
+            api_keys.c.suffix.label("key_suffix"),
+            accounts.c.email.label("account_email"),
+        )
+        .select_from(
+            request_log.outerjoin(api_keys, api_keys.c.id == request_log.c.key_id)
+            .join(accounts, accounts.c.id == request_log.c.account_id)
+        )
+    )
+    f = filters
+    if f.account_id:
+        query = query.where(request_log.c.account_id == f.account_id)
+    if f.provider:
+        query = query.where(request_log.c.provider == f.provider)
+    if f.key_id:
+        query = query.where(request_log.c.key_id == f.key_id)
+    if f.model:
+        query = query.where(request_log.c.model == f.model)
+    if f.status == "ok":
+        query = query.where(request_log.c.status.between(200, 299))
+    elif f.status == "error":
+        query = query.where(sa.or_(request_log.c.status < 200, request_log.c.status > 299))
+    elif f.status_code is not None:
+        query = query.where(request_log.c.status == f.status_code)
+    if f.since is not None:
+        query = query.where(request_log.c.created_at >= f.since)
+    if f.until is not None:
+        query = query.where(request_log.c.created_at < f.until)
+    if before_id is not None:
+        query = query.where(request_log.c.id < before_id)
+    return list(conn.execute(query.order_by(request_log.c.id.desc()).limit(limit)))
+
+
+def all_request_dict(row: Any) -> dict:
+    """A log row with its customer and provider."""
+    return {**request_dict(row), "account_id": row.account_id, "account_email": row.account_email,
+            "provider": row.provider}
+
+
+def daily_money(conn: Connection, start: date, end: date, tz: ZoneInfo) -> list[dict]:
+    """Per local day: top-ups, refunds, adjustments (ledger) and spend, requests (roll-ups)."""
+    lo, hi = range_bounds(start, end, tz)
+    days: dict[int, dict] = {}
+    first = (start - EPOCH).days
+    for offset in range((end - start).days + 1):
+        days[first + offset] = {"topups_micro_p": 0, "refunds_micro_p": 0, "adjustments_micro_p": 0,
+                                "spend_micro_p": 0, "requests": 0}
+    for seg in offset_segments(lo, hi, tz):
+        day = ((usage_rollups.c.bucket_start + sa.cast(sa.literal(seg.offset), sa.BigInteger)) // DAY).label("day")
+        query = (
+            sa.select(day, sa.func.coalesce(sa.func.sum(usage_rollups.c.cost_micro_p), 0).label("cost"),
+                      sa.func.coalesce(sa.func.sum(usage_rollups.c.requests), 0).label("requests"))
+            .where(usage_rollups.c.bucket_start >= seg.start, usage_rollups.c.bucket_start < seg.end)
+            .group_by(day)
+        )
+        for row in conn.execute(query):
+            target = days.get(int(row.day))
+            if target is not None:
+                target["spend_micro_p"] += int(row.cost)
+                target["requests"] += int(row.requests)
+    since = datetime.fromtimestamp(lo, timezone.utc)
+    until = datetime.fromtimestamp(hi, timezone.utc)
+    # Non-usage entries are few (top-ups, refunds, adjustments): grouped here in Python.
+    entries = conn.execute(
+        sa.select(ledger_entries.c.kind, ledger_entries.c.amount_micro_p, ledger_entries.c.created_at)
+        .where(ledger_entries.c.kind != "usage", ledger_entries.c.created_at >= since,
+               ledger_entries.c.created_at < until)
+    )
+    for row in entries:
+        local = row.created_at.astimezone(tz).date()
+        target = days.get((local - EPOCH).days)
+        if target is None:
+            continue
+        if row.kind in TOPUP_KINDS:
+            target["topups_micro_p"] += row.amount_micro_p
+        elif row.kind in REFUND_KINDS:
+            target["refunds_micro_p"] += -row.amount_micro_p
+        elif row.kind == "adjustment":
+            target["adjustments_micro_p"] += row.amount_micro_p
+    return [{"date": (EPOCH + timedelta(days=d)).isoformat(), **values} for d, values in sorted(days.items())]
+
+
+def _percentile(values: list[int], fraction: float) -> int | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def provider_health(conn: Connection, now: datetime) -> list[dict]:
+    """Per window (last hour, last day) and provider: requests, upstream errors, latency.
+
+    An upstream error is a logged request whose error class starts with ``upstream_``
+    (the provider answered an error, timed out, hung up or sent garbage). Requests refused
+    before a model was resolved have no provider and are left out.
+    """
+    windows = []
+    for name, span in (("hour", timedelta(hours=1)), ("day", timedelta(days=1))):
+        since = now - span
+        rows = conn.execute(
+            sa.select(request_log.c.provider, request_log.c.error_class, request_log.c.latency_ms)
+            .where(request_log.c.created_at >= since, request_log.c.provider != "")
+        )
+        grouped: dict[str, dict[str, list]] = defaultdict(lambda: {"latency": [], "errors": []})
+        for row in rows:
+            entry = grouped[row.provider]
+            entry["latency"].append(int(row.latency_ms))
+            entry["errors"].append((row.error_class or "").startswith("upstream_"))
+        providers = []
+        for provider, entry in sorted(grouped.items()):
+            total = len(entry["latency"])
+            errors = sum(entry["errors"])
+            providers.append({
+                "provider": provider,
+                "requests": total,
+                "errors": errors,
+                "error_rate": round(errors / total, 4) if total else 0.0,
+                "avg_latency_ms": round(sum(entry["latency"]) / total) if total else None,
+                "p95_latency_ms": _percentile(entry["latency"], 0.95),
+            })
+        windows.append({"window": name, "since": since, "providers": providers})
+    return windows

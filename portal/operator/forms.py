@@ -1,0 +1,91 @@
+"""Operator forms: every action needs a reason, which goes into the audit log."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, HiddenField, IntegerField, StringField, TextAreaField, ValidationError
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+
+from ..money import parse_p
+
+
+def _strip(value: str | None) -> str:
+    return (value or "").strip()
+
+
+def _reason(label: str = "Reason") -> StringField:
+    return StringField(label, filters=[_strip], validators=[
+        DataRequired("Say why; the reason goes into the audit log."), Length(max=400)])
+
+
+class ReasonForm(FlaskForm):
+    """A confirmation with a reason: suspend, reactivate, revoke a key."""
+
+    reason = _reason()
+
+
+class SignedP:
+    """A signed amount of P (“-12.5”, “+1,000”) into ``field.micro_p``; zero is refused."""
+
+    def __call__(self, form, field) -> None:
+        text = (field.data or "").strip()
+        negative = text.startswith(("-", "−"))
+        try:
+            micro = parse_p(text.lstrip("+-−"))
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        if micro == 0:
+            raise ValidationError("Enter a non-zero amount: positive adds to the balance, negative takes away.")
+        field.micro_p = -micro if negative else micro
+
+
+class AdjustForm(FlaskForm):
+    """A balance adjustment; ``form_key`` is made when the form is shown, so a double submit posts once."""
+
+    amount_p = StringField("Amount (P)", filters=[_strip],
+                           validators=[DataRequired("Enter an amount in P, like 500 or -12.5."), SignedP()],
+                           description="Positive credits the account, negative debits it.")
+    reason = _reason()
+    form_key = HiddenField(validators=[DataRequired("This form has expired; reload the page.")])
+
+    def new_key(self) -> None:
+        """Give a freshly shown form its own idempotency key."""
+        self.form_key.data = str(uuid.uuid4())
+
+    def validate_form_key(self, field) -> None:
+        try:
+            uuid.UUID(field.data)
+        except (TypeError, ValueError):
+            raise ValidationError("This form has expired; reload the page.") from None
+
+
+class PriceForm(FlaskForm):
+    """A new price for one model, in P per 1M tokens."""
+
+    input_price = IntegerField("Input (P per 1M)", validators=[
+        InputRequired("Enter the input price as a whole number of P per 1M tokens."), NumberRange(0, 10**9)])
+    output_price = IntegerField("Output (P per 1M)", validators=[
+        InputRequired("Enter the output price as a whole number of P per 1M tokens."), NumberRange(0, 10**9)])
+    reason = _reason()
+
+
+class SwitchForm(FlaskForm):
+    """Disable or enable a model."""
+
+    enabled = BooleanField("Enabled", validators=[Optional()])
+    reason = _reason()
+
+
+class ReplyForm(FlaskForm):
+    """An e-mail answer to a support message."""
+
+    body = TextAreaField("Reply", filters=[_strip], validators=[
+        DataRequired("Write the reply."), Length(min=2, max=10000)])
+
+
+class StateForm(FlaskForm):
+    """Mark a support message answered or open again."""
+
+    state = HiddenField(validators=[DataRequired()])

@@ -1,0 +1,374 @@
+"""Routes: /operator/... — the console for the people who run SAMALink.
+
+Every route here is refused to customers (403) and to visitors (sign-in redirect), and
+requires two-factor sign-in once the user model offers it (``two_factor_ready``).
+Every action goes through ``service``, which writes the audit entry.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlencode
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, request, url_for
+from flask_login import current_user
+
+from ..extensions import db, login_manager
+from ..gateway_client import GatewayError, GatewayUnavailable, gateway
+from ..htmx import is_htmx, redirect_to, render
+from ..models import SupportMessage
+from ..requests_log.filters import STATUS_CHOICES, parse_filters
+from ..usage.charts import cost_by_model, daily_totals, daily_usage
+from ..usage.ranges import PRESETS, RangeError, resolve_range
+from . import service
+from .forms import AdjustForm, PriceForm, ReasonForm, ReplyForm, StateForm, SwitchForm
+
+bp = Blueprint("operator", __name__, url_prefix="/operator")
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_PROVIDER = re.compile(r"^[a-z0-9_-]{1,64}$")
+# Attribute names the user model may gain for two-factor sign-in; the first present is used.
+TWO_FACTOR_ATTRIBUTES = ("two_factor_enabled", "totp_enabled", "is_2fa_enabled")
+
+
+def two_factor_ready(user: Any) -> bool:
+    """True when the user has two-factor sign-in on, or the portal does not offer it yet.
+
+    Operators must use two-factor sign-in wherever the portal supports it: once the user
+    model carries one of ``TWO_FACTOR_ATTRIBUTES``, an operator without it is sent to
+    enrolment (``OPERATOR_2FA_ENROL_URL``, default ``/settings``) before any console page.
+    """
+    for name in TWO_FACTOR_ATTRIBUTES:
+        if hasattr(user, name):
+            return bool(getattr(user, name))
+    return True
+
+
+@bp.before_request
+def operators_only():
+    """Visitors sign in; customers get 403; operators without two-factor sign-in enrol first."""
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if not current_user.is_operator:
+        return render("errors/error.html", block=None, status=403, title="Not allowed",
+                      message="This page is for SAMALink operators only.")
+    if not two_factor_ready(current_user):
+        flash("Turn on two-factor sign-in to use the operator console.", "info")
+        return redirect_to(current_app.config.get("OPERATOR_2FA_ENROL_URL", "/settings"))
+    return None
+
+
+def _account_id(value: str) -> str:
+    if not _UUID.match(value):
+        abort(404)
+    return value
+
+
+def _gateway_call(fn, *args, **kwargs) -> tuple[Any, str | None]:
+    """(result, None) or (None, a message) when the gateway refuses or is down."""
+    try:
+        return fn(*args, **kwargs), None
+    except GatewayError as exc:
+        return None, exc.message
+    except GatewayUnavailable:
+        db.session.rollback()
+        from ..accounts import mark_gateway_down
+
+        mark_gateway_down()
+        return None, "The gateway is unavailable; nothing was changed."
+
+
+@bp.route("/")
+def index():
+    """The console opens on the customer search."""
+    return redirect_to(url_for("operator.customers"))
+
+
+# --- customers ---------------------------------------------------------------------------
+
+@bp.route("/customers")
+def customers():
+    """Search by e-mail (or part of it) or account id; recent accounts without a query."""
+    query = (request.args.get("q") or "").strip()[:320]
+    hits, error = _gateway_call(service.find_customers, query)
+    return render("operator/customers.html", block="results", q=query, hits=hits or [], error=error)
+
+
+def _customer_context(account_id: str, **forms: Any) -> dict:
+    account, error = _gateway_call(gateway().get_account, account_id)
+    if account is None and error and "No account" in error:
+        abort(404)
+    user = service.customer_user(account_id)
+    tz = user.tz if user else "UTC"
+    date_range = resolve_range("30d", None, None, tz)
+    keys, _ = _gateway_call(gateway().list_keys, account_id)
+    ledger, _ = _gateway_call(gateway().ledger_page, account_id, None, 50)
+    log_page, _ = _gateway_call(gateway().requests_page, account_id, {"tz": tz}, None, 50)
+    usage, _ = _gateway_call(gateway().usage, account_id, date_range.start.isoformat(), date_range.end.isoformat(), tz)
+    adjust = forms.get("adjust_form") or AdjustForm(formdata=None)
+    if not adjust.form_key.data:
+        adjust.new_key()
+    context = {
+        "account_id": account_id, "account": account, "error": error, "customer": user, "tz": tz,
+        "keys": keys or [], "ledger": (ledger or {}).get("data") or [], "log_rows": (log_page or {}).get("data") or [],
+        "payments": service.customer_payments(user),
+        "messages": service.customer_messages(user, (account or {}).get("email")),
+        "audit": service.audit_entries("account", account_id, 50),
+        "usage": usage, "range": date_range,
+        "adjust_form": adjust, "status_form": forms.get("status_form") or ReasonForm(formdata=None),
+        "revoke_form": ReasonForm(formdata=None),
+    }
+    if usage:
+        context.update(cost_chart=cost_by_model(usage.get("by_model") or []),
+                       daily_chart=daily_usage(usage.get("daily") or [], date_range),
+                       daily_rows=daily_totals(usage.get("daily") or [], date_range))
+    return context
+
+
+@bp.route("/customers/<account_id>")
+def customer(account_id: str):
+    """Balance, ledger, keys, payments, requests, usage charts, support messages, audit trail."""
+    context = _customer_context(_account_id(account_id))
+    return render("operator/customer.html", block=None, **context)
+
+
+def _customer_page_with(account_id: str, status: int, **forms: Any):
+    return render("operator/customer.html", block=None, status=status, **_customer_context(account_id, **forms))
+
+
+@bp.route("/customers/<account_id>/status", methods=["POST"])
+def account_status(account_id: str):
+    """Suspend (keys answer 403) or reactivate the account."""
+    account_id = _account_id(account_id)
+    form = ReasonForm()
+    status = request.form.get("status", "")
+    if not form.validate_on_submit():
+        return _customer_page_with(account_id, 422, status_form=form)
+    try:
+        _, error = _gateway_call(service.set_account_status, current_user, account_id, status, form.reason.data)
+    except service.OperatorError as exc:
+        error = str(exc)
+    if error:
+        form.reason.errors = [error]
+        return _customer_page_with(account_id, 422, status_form=form)
+    flash("Account suspended: its keys are refused." if status == "suspended" else "Account reactivated.", "success")
+    return redirect_to(url_for("operator.customer", account_id=account_id))
+
+
+@bp.route("/customers/<account_id>/adjust", methods=["POST"])
+def adjust(account_id: str):
+    """A signed ledger adjustment, applied once per form however often it is sent."""
+    account_id = _account_id(account_id)
+    form = AdjustForm()
+    if not form.validate_on_submit():
+        return _customer_page_with(account_id, 422, adjust_form=form)
+    try:
+        _, error = _gateway_call(service.adjust_balance, current_user, account_id, form.amount_p.micro_p,
+                                 form.reason.data, form.form_key.data)
+    except service.AlreadyApplied as exc:
+        flash(str(exc), "info")
+        return redirect_to(url_for("operator.customer", account_id=account_id))
+    except service.OperatorError as exc:
+        error = str(exc)
+    if error:
+        form.amount_p.errors = [error]
+        return _customer_page_with(account_id, 422, adjust_form=form)
+    flash("Balance adjusted.", "success")
+    return redirect_to(url_for("operator.customer", account_id=account_id))
+
+
+@bp.route("/customers/<account_id>/keys/<key_id>/revoke", methods=["POST"])
+def revoke_key(account_id: str, key_id: str):
+    """Revoke any of the customer's keys."""
+    account_id = _account_id(account_id)
+    form = ReasonForm()
+    if not form.validate_on_submit():
+        flash("Give a reason to revoke a key.", "error")
+        return redirect_to(url_for("operator.customer", account_id=account_id))
+    try:
+        _, error = _gateway_call(service.revoke_customer_key, current_user, account_id, key_id, form.reason.data)
+    except service.OperatorError as exc:
+        error = str(exc)
+    flash(error or "Key revoked.", "error" if error else "success")
+    return redirect_to(url_for("operator.customer", account_id=account_id))
+
+
+# --- support inbox -------------------------------------------------------------------------
+
+@bp.route("/support")
+def support():
+    """Every message, newest first; ``state`` filters open or answered ones."""
+    state = request.args.get("state", "")
+    if state not in ("", "open", "answered"):
+        state = ""
+    return render("operator/support.html", block=None, items=service.inbox(state), state=state)
+
+
+def _message_context(message: SupportMessage, reply_form: ReplyForm | None = None) -> dict:
+    user = db.session.get(service.User, message.user_id) if message.user_id else None
+    account_id = user.account_id if user else None
+    account = None
+    if account_id:
+        account, _ = _gateway_call(gateway().get_account, account_id)
+    return {"message": message, "state": service.message_state(message.id),
+            "actions": service.message_actions(message.id), "customer": user, "account": account,
+            "payments": service.customer_payments(user, 5),
+            "others": [m for m in service.customer_messages(user, message.email, 10) if m.id != message.id],
+            "reply_form": reply_form or ReplyForm(formdata=None), "state_form": StateForm(formdata=None),
+            "smtp": bool(current_app.config.get("SMTP_HOST"))}
+
+
+def _message(message_id: int) -> SupportMessage:
+    message = db.session.get(SupportMessage, message_id)
+    if message is None:
+        abort(404)
+    return message
+
+
+@bp.route("/support/<int:message_id>")
+def support_message(message_id: int):
+    """One message with the customer's context beside it."""
+    return render("operator/message.html", block=None, **_message_context(_message(message_id)))
+
+
+@bp.route("/support/<int:message_id>/reply", methods=["POST"])
+def support_reply(message_id: int):
+    """Mail a reply (SMTP) and mark the message answered."""
+    message = _message(message_id)
+    form = ReplyForm()
+    if form.validate_on_submit():
+        try:
+            service.reply_to_message(current_user, message, form.body.data)
+        except service.OperatorError as exc:
+            form.body.errors = [str(exc)]
+        else:
+            flash("Reply sent.", "success")
+            return redirect_to(url_for("operator.support_message", message_id=message_id))
+    return render("operator/message.html", block=None, status=422, **_message_context(message, form))
+
+
+@bp.route("/support/<int:message_id>/state", methods=["POST"])
+def support_state(message_id: int):
+    """Mark answered (handled elsewhere) or open again."""
+    message = _message(message_id)
+    form = StateForm()
+    if form.validate_on_submit():
+        try:
+            service.set_message_state(current_user, message, form.state.data)
+            flash("Marked answered." if form.state.data == "answered" else "Reopened.", "success")
+        except service.OperatorError as exc:
+            flash(str(exc), "error")
+    return redirect_to(url_for("operator.support_message", message_id=message_id))
+
+
+# --- catalogue ------------------------------------------------------------------------------
+
+def _catalog_page(status: int = 200, forms: dict | None = None, error: str | None = None):
+    catalog, load_error = _gateway_call(gateway().admin_catalog)
+    return render("operator/catalog.html", block=None, status=status, catalog=catalog, error=error or load_error,
+                  forms=forms or {}, audit=service.audit_entries("model", None, 50))
+
+
+@bp.route("/catalog")
+def catalog():
+    """Models with their prices in force, the file's prices, and the version history."""
+    return _catalog_page()
+
+
+@bp.route("/catalog/<model_id>/price", methods=["POST"])
+def change_price(model_id: str):
+    """A new price version for one model."""
+    form = PriceForm()
+    if not form.validate_on_submit():
+        return _catalog_page(422, {model_id: form})
+    try:
+        _, error = _gateway_call(service.change_model, current_user, model_id, form.reason.data,
+                                 input_price=form.input_price.data, output_price=form.output_price.data)
+    except service.OperatorError as exc:
+        error = str(exc)
+    if error:
+        form.reason.errors = [error]
+        return _catalog_page(422, {model_id: form})
+    flash(f"New price for {model_id} recorded; every gateway applies it within seconds.", "success")
+    return redirect_to(url_for("operator.catalog"))
+
+
+@bp.route("/catalog/<model_id>/switch", methods=["POST"])
+def switch_model(model_id: str):
+    """Disable or enable a model."""
+    form = SwitchForm()
+    if not form.validate_on_submit():
+        return _catalog_page(422, {model_id: form})
+    try:
+        _, error = _gateway_call(service.change_model, current_user, model_id, form.reason.data,
+                                 enabled=bool(form.enabled.data))
+    except service.OperatorError as exc:
+        error = str(exc)
+    if error:
+        form.reason.errors = [error]
+        return _catalog_page(422, {model_id: form})
+    flash(f"{model_id} {'enabled' if form.enabled.data else 'disabled'}.", "success")
+    return redirect_to(url_for("operator.catalog"))
+
+
+# --- traffic, health, audit ------------------------------------------------------------------
+
+@bp.route("/traffic")
+def traffic():
+    """All requests (customer log filters plus customer and provider), money per day, provider health."""
+    filters = parse_filters(request.args)
+    errors = list(filters.errors)
+    params = filters.params()
+    account_id = (request.args.get("account_id") or "").strip()
+    if account_id and not _UUID.match(account_id):
+        errors.append("The customer must be an account id.")
+        account_id = ""
+    provider = (request.args.get("provider") or "").strip()
+    if provider and not _PROVIDER.match(provider):
+        errors.append("Unknown provider.")
+        provider = ""
+    params.update({k: v for k, v in (("account_id", account_id), ("provider", provider)) if v})
+    cursor = (request.args.get("cursor") or "").strip()[:500] or None
+    tz = current_user.tz
+    page, error = _gateway_call(gateway().admin_requests_page, dict(params, tz=tz), cursor, 50)
+    if error:
+        errors.append(error)
+    query = urlencode(params)
+    context = {"filters": filters, "errors": errors, "account_id": account_id, "provider": provider,
+               "rows": (page or {}).get("data") or [], "page": page, "next_cursor": (page or {}).get("next_cursor"),
+               "cursor": cursor, "query": query, "status_choices": STATUS_CHOICES}
+    if is_htmx():
+        return render("operator/traffic.html", block="rows" if cursor else "log_table", **context)
+    try:
+        date_range = resolve_range(request.args.get("range") or "30d", request.args.get("start_day"),
+                                   request.args.get("end_day"), tz)
+    except RangeError as exc:
+        errors.append(str(exc))
+        date_range = resolve_range("30d", None, None, tz)
+    money, _ = _gateway_call(gateway().admin_daily, date_range.start.isoformat(), date_range.end.isoformat(), tz)
+    health, _ = _gateway_call(gateway().admin_providers)
+    catalog, _ = _gateway_call(gateway().catalog)
+    days = (money or {}).get("days") or []
+    totals = {k: sum(d[k] for d in days) for k in ("topups_micro_p", "refunds_micro_p", "adjustments_micro_p",
+                                                   "spend_micro_p", "requests")}
+    return render("operator/traffic.html", money=days, totals=totals, range=date_range,
+                  presets=PRESETS, health=(health or {}).get("windows") or [],
+                  providers=[p["id"] for p in (catalog or {}).get("providers") or []],
+                  models=[m["id"] for m in (catalog or {}).get("models") or []], tz=tz, **context)
+
+
+@bp.route("/health")
+def health():
+    """Whether the portal reaches the gateway, its version, the batch writer, and the databases."""
+    status, error = _gateway_call(gateway().health)
+    portal_db = db.engine.url
+    return render("operator/health.html", block=None, status_data=status, error=error,
+                  gateway_url=current_app.config["GATEWAY_URL"],
+                  portal_database=portal_db.get_backend_name(), portal_database_name=portal_db.database or "")
+
+
+@bp.route("/audit")
+def audit():
+    """Every operator action, newest first."""
+    return render("operator/audit.html", block=None, entries=service.audit_entries(limit=300))

@@ -1,0 +1,187 @@
+"""Every portal page, loaded once in Chromium by a customer with data, and the public pages
+signed out: no console error, no CSP violation, no failed request, no sideways scrolling on a
+phone. Each page is photographed at desktop (1280x800) and phone (390x844) widths into
+tests/e2e/screenshots/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import Page, expect
+
+from e2e_browser import PageWatch, account_id_of, pay_preset_top_up, sign_up
+
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+PASSWORD = "pages walk through the portal 77"
+
+# name, path; "{key}" and "{session}" are filled in from the customer's own data.
+SIGNED_IN_PAGES = [
+    ("dashboard", "/dashboard"),
+    ("quickstart", "/quickstart"),
+    ("models", "/models"),
+    ("keys", "/keys"),
+    ("key-rename", "/keys/{key}/rename"),
+    ("key-revoke", "/keys/{key}/revoke"),
+    ("billing", "/billing"),
+    ("billing-success", "/billing/success?session_id={session}"),
+    ("billing-cancel", "/billing/cancel"),
+    ("pricing", "/pricing"),
+    ("usage", "/usage"),
+    ("requests", "/requests"),
+    ("payments", "/payments"),
+    ("settings", "/settings"),
+    ("support", "/support"),
+    ("docs", "/docs"),
+    ("logout", "/logout"),
+]
+PUBLIC_PAGES = [
+    ("pricing", "/pricing"),
+    ("support", "/support"),
+    ("docs", "/docs"),
+    ("login", "/login"),
+    ("signup", "/signup"),
+    ("reset", "/reset"),
+]
+
+
+@dataclass
+class Visitor:
+    """A browser tab, what it is watched for, and the values page paths need."""
+
+    page: Page
+    watch: PageWatch
+    base: str
+    values: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def customer(product, browser):
+    """A signed-in customer with a key, a paid top-up and a few API calls behind them."""
+    context = browser.new_context(viewport=DESKTOP, timezone_id="Europe/Berlin",
+                                  permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    base = product.portal_url
+    sign_up(page, base, f"pages-{uuid.uuid4().hex[:10]}@example.com", PASSWORD)
+    page.goto(base + "/keys")
+    page.fill("#name", "pages key")
+    page.click("#keys-section form button[type=submit]")
+    key = page.inner_text("#new-key-value").strip()
+    key_id = page.get_attribute("tr.key-row", "id").removeprefix("key-")
+
+    page.goto(base + "/billing")
+    session_id = pay_preset_top_up(page, product.stripe.base_url, 10)
+    assert product.stripe.confirm_payment(session_id, base).status_code == 200
+    page.wait_for_selector("#topup-status[data-status=paid]", timeout=15_000)
+    for model in ("deepseek-v3.2", "glm-5", "claude-haiku-4.5"):
+        answer = requests.post(f"{product.gateway_url}/v1/chat/completions", timeout=30,
+                               headers={"Authorization": f"Bearer {key}"},
+                               json={"model": model, "messages": [{"role": "user", "content": "Hi"}]})
+        assert answer.status_code == 200, answer.text
+    _wait_for_requests(product, account_id_of(page), 3)
+    visitor = Visitor(page, PageWatch(base).attach(page), base, {"key": key_id, "session": session_id})
+    yield visitor
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def stranger(product, browser):
+    """A browser that is not signed in."""
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    yield Visitor(page, PageWatch(product.portal_url).attach(page), product.portal_url)
+    context.close()
+
+
+def _wait_for_requests(product, account_id: str, count: int) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if len(product.internal("GET", f"/accounts/{account_id}/requests").json()["data"]) >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {count} requests were logged")
+
+
+def _visit(visitor: Visitor, name: str, path: str, screenshots: Path) -> None:
+    page, watch = visitor.page, visitor.watch
+    page.set_viewport_size(DESKTOP)
+    watch.reset()
+    response = page.goto(visitor.base + path.format(**visitor.values))
+    assert response is not None and response.status == 200, f"{path} answered {response and response.status}"
+    page.wait_for_load_state("networkidle")
+    _wait_for_charts(page)
+    expect(page.locator("main h1").first).to_be_visible()
+    page.screenshot(path=screenshots / f"{name}-desktop.png", full_page=True)
+
+    page.set_viewport_size(PHONE)
+    _wait_for_charts(page)
+    # The sidebar folds away behind the menu button on a phone.
+    expect(page.locator(".menu-toggle")).to_be_visible()
+    expect(page.locator("#sidebar")).not_to_be_in_viewport()
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    page.screenshot(path=screenshots / f"{name}-phone.png", full_page=True)
+    watch.assert_clean(f"loading {path}")
+    assert overflow <= 0, f"{path} scrolls sideways by {overflow}px on a phone"
+
+
+def _wait_for_charts(page: Page) -> None:
+    """Charts draw after load and animate briefly; wait until every one is drawn and still."""
+    page.wait_for_function(
+        """() => !window.Chart || [...document.querySelectorAll('canvas[data-chart-kind]')].every(c => {
+             const chart = Chart.getChart(c);
+             return chart && !chart.animating && c.width > 0;
+           })""")
+
+
+@pytest.mark.parametrize(("name", "path"), SIGNED_IN_PAGES, ids=[n for n, _ in SIGNED_IN_PAGES])
+def test_signed_in_page_loads_cleanly(customer, screenshots_dir, name, path):
+    _visit(customer, f"in-{name}", path, screenshots_dir)
+
+
+@pytest.mark.parametrize(("name", "path"), PUBLIC_PAGES, ids=[n for n, _ in PUBLIC_PAGES])
+def test_public_page_loads_cleanly_signed_out(stranger, screenshots_dir, name, path):
+    _visit(stranger, f"out-{name}", path, screenshots_dir)
+    # Signed out, the frame offers signing in and hides the private pages.
+    expect(stranger.page.locator(".topbar")).to_contain_text("Sign in")
+    expect(stranger.page.locator("#sidebar a[href='/billing']")).to_have_count(0)
+
+
+def test_phone_menu_opens_the_sidebar(customer):
+    page = customer.page
+    page.set_viewport_size(PHONE)
+    page.goto(customer.base + "/dashboard")
+    toggle = page.locator(".menu-toggle")
+    expect(page.locator("#sidebar")).not_to_be_in_viewport()
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(page.locator("#sidebar a[href='/usage']")).to_be_in_viewport()
+    page.click("#sidebar a[href='/usage']")
+    page.wait_for_url("**/usage")
+    expect(page.locator("#sidebar")).not_to_be_in_viewport()
+    customer.watch.assert_clean("using the phone menu")
+
+
+def test_injected_inline_script_is_refused_and_reported(stranger):
+    # The strict Content-Security-Policy must hold in a real browser: an inline script slipped
+    # into a page (as an injection would) does not run, and the violation is what the page
+    # watch above reports.
+    page, watch = stranger.page, stranger.watch
+    page.set_viewport_size(DESKTOP)
+    page.goto(stranger.base + "/pricing")
+    page.wait_for_load_state("networkidle")
+    watch.reset()
+    page.evaluate("""() => {
+        const script = document.createElement('script');
+        script.textContent = 'window.__injected = true;';
+        document.body.appendChild(script);
+    }""")
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.__injected === undefined")
+    assert any("Content Security Policy" in problem for problem in watch.problems), watch.problems
+    watch.reset()

@@ -1,0 +1,55 @@
+"""Operator console fixtures: an operator and a customer signed in to the same portal app."""
+
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+
+import pytest
+
+from fixtures.portal import login
+
+
+@pytest.fixture
+def portal_app(portal_app):
+    """The portal app, with the console registered even before ``create_app`` does it."""
+    if "operator" not in portal_app.blueprints:
+        from portal.operator import install
+
+        install(portal_app)
+    return portal_app
+
+
+@pytest.fixture
+def operator(make_user):
+    """A signed-up user with the operator role."""
+    return make_user(email=f"ops-{uuid.uuid4().hex[:10]}@example.com", timezone="UTC", is_operator=True)
+
+
+@pytest.fixture
+def operator_client(portal_app, operator):
+    """A client signed in as ``operator``."""
+    client = portal_app.test_client()
+    assert login(client, operator.email, operator.password).status_code == 303
+    client.user = operator
+    return client
+
+
+@pytest.fixture
+def customer(make_user, gateway):
+    """A customer with 1,000 P and one API key (``.key`` is the full key)."""
+    user = make_user(timezone="UTC")
+    answer = gateway.internal("POST", f"/accounts/{user.account_id}/ledger", json={
+        "kind": "credit", "amount_micro_p": 1_000_000_000, "idempotency_key": f"op-test-{uuid.uuid4()}"})
+    assert answer.status_code == 201, answer.text
+    key = gateway.create_key(user.account_id, name="customer key")
+    return SimpleNamespace(**user.__dict__, key=key["key"], key_id=key["id"])
+
+
+@pytest.fixture
+def customer_client(portal_app, customer):
+    """A client signed in as ``customer`` (no operator role)."""
+    client = portal_app.test_client()
+    assert login(client, customer.email, customer.password).status_code == 303
+    return client
+
