@@ -30,24 +30,34 @@ DEFAULT_LITELLM_DB = os.environ.get(
 
 
 def measure_target(label: str, base_url: str, headers: dict[str, str], model: str, stream_model: str,
-                   args: argparse.Namespace, pid: int | None = None, stream_base_url: str | None = None) -> dict:
-    """Run every concurrency level (wrk) and the stream runs (asyncio client) against one target."""
+                   args: argparse.Namespace, pid: int, stream_base_url: str | None = None) -> dict:
+    """Run every concurrency level (wrk) and the stream runs (asyncio client) against one target.
+
+    ``pid`` is the serving process (the fake itself for "direct"): its peak RSS and the
+    CPU it spent per request are recorded beside the latencies.
+    """
     url = base_url + "/chat/completions"
     body = chat_body(model, stream=False)
     rows = []
     for concurrency in args.concurrency:
         # Warm-up: connections, caches, first leases; not counted.
         run_load(label, url, body, headers, concurrency, min(2.0, args.duration), args)
-        with (harness.RssSampler(pid) if pid else _NoSampler()) as sampler:
-            # On a shared machine the least disturbed of several runs is the one with the
-            # most requests; all of its figures are kept together.
-            result = max((run_load(label, url, body, headers, concurrency, args.duration, args)
-                          for _ in range(args.repeat)), key=lambda r: r.rps)
+        runs = []
+        with harness.RssSampler(pid) as sampler:
+            for _ in range(args.repeat):
+                cpu_before = harness.cpu_seconds(pid)
+                result = run_load(label, url, body, headers, concurrency, args.duration, args)
+                runs.append((result, harness.cpu_seconds(pid) - cpu_before))
+        # On a shared machine the least disturbed of several runs is the one with the most
+        # requests; all of its figures are kept together.
+        result, cpu = max(runs, key=lambda run: run[0].rps)
         row = result.as_dict()
-        row["rss_mb"] = round(sampler.peak_mb, 1) if pid else None
+        row["rss_mb"] = round(sampler.peak_mb, 1)
+        row["cpu_us_per_request"] = cpu / result.requests * 1e6 if result.requests else None
         rows.append(row)
         print(f"  {label:<28} c={concurrency:<3} {row['rps']:>9,.0f} req/s  p50 {row['p50_ms']:.2f} ms  "
-              f"p99 {row['p99_ms']:.2f} ms  errors {row['errors']}", flush=True)
+              f"p99 {row['p99_ms']:.2f} ms  errors {row['errors']}  "
+              f"cpu {row['cpu_us_per_request'] or 0:.0f} us/req", flush=True)
     streams = []
     stream_url = (stream_base_url or base_url) + "/chat/completions"
     stream_body = chat_body(stream_model, stream=True)
@@ -58,16 +68,6 @@ def measure_target(label: str, base_url: str, headers: dict[str, str], model: st
         print(f"  {label:<28} stream c={concurrency:<3} TTFT p50 {result.ttft_p50_ms:.2f} ms  "
               f"p99 {result.ttft_p99_ms:.2f} ms  errors {result.errors}", flush=True)
     return {"label": label, "rows": rows, "streams": streams}
-
-
-class _NoSampler:
-    peak_mb = 0.0
-
-    def __enter__(self) -> "_NoSampler":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
 
 
 def run_load(label, url, body, headers, concurrency, duration, args):
@@ -108,7 +108,8 @@ def build_report(results: list[dict], skipped: dict[str, str], machine: dict, ar
              format_table(table_rows, [
                  ("label", "target"), ("concurrency", "conc."), ("requests", "requests"), ("errors", "errors"),
                  ("rps", "req/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("added_p50_ms", "added p50 ms"),
-                 ("added_p99_ms", "added p99 ms"), ("rss_mb", "proxy peak RSS MB")]),
+                 ("added_p99_ms", "added p99 ms"), ("cpu_us_per_request", "server CPU µs/req"),
+                 ("rss_mb", "server peak RSS MB")]),
              "", "Streaming (paced fake, asyncio client): time to first token", "",
              format_table(stream_rows, [
                  ("label", "target"), ("concurrency", "conc."), ("requests", "streams"), ("errors", "errors"),
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         print("direct (fake upstream)", flush=True)
         # Through a proxy the stream model lives on the paced fake; direct streams go there too.
         results.append(measure_target("direct", fast.url, {}, "deepseek-v3.2-upstream", "paced-stream-upstream",
-                                      args, stream_base_url=paced.url))
+                                      args, pid=fast.pid, stream_base_url=paced.url))
         for count in workers:
             label = f"samalink ({count} worker{'s' if count > 1 else ''})"
             print(label, flush=True)

@@ -456,3 +456,21 @@ class ConnectionSampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def cpu_seconds(pid: int, tree: bool = True) -> float:
+    """User + system CPU time consumed so far by ``pid`` (and its descendants), in seconds.
+
+    Unlike wall-clock figures this does not grow when other work shares the machine,
+    so CPU per request stays comparable on a busy host.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in process_tree(pid) if tree else [pid]:
+        try:
+            # Fields after the parenthesised command name; utime and stime are 14th and 15th.
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks

@@ -48,6 +48,42 @@ def summarise(raw: Path, top: int) -> tuple[list[tuple[str, float]], list[tuple[
     return to_share(own), to_share(total), samples
 
 
+# First rule whose marker appears anywhere in a stack names the stack's category.
+CATEGORIES = [
+    ("batch writer: request log, ledger, roll-ups (SQLAlchemy, own thread)", ("write_batch", "BatchWriter")),
+    ("key cache and leases (database thread)", ("KeyCache", "Reserver", "_read_changes")),
+    ("upstream call: aiohttp client send + read", ("ClientSession._request", "read_json", "ClientResponse",
+                                                    "ResponseHandler", "client_proto", "client_reqrep")),
+    ("response to the client: aiohttp writer", ("finish_response", "write_eof", "http_writer")),
+    ("gateway logic: auth, validation, plan, token estimate, metering", ("gateway/",)),
+    ("aiohttp server: parse, route, request objects", ("web_protocol", "web_app", "web_request",
+                                                        "web_urldispatcher", "http_parser")),
+]
+
+
+def categorise(raw: Path) -> list[tuple[str, float]]:
+    """Share of samples per category of work (see ``CATEGORIES``); the rest is the event loop."""
+    shares: Counter[str] = Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        samples += count
+        # The entry frames (runpy, serve, run_app) are on every stack: match below them.
+        frames = stack.split(";")
+        inner = ";".join(f for f in frames if not f.startswith(("<module>", "_run_", "main ", "serve ", "run_worker",
+                                                                  "run_app")))
+        for name, markers in CATEGORIES:
+            if any(marker in inner for marker in markers):
+                shares[name] += count
+                break
+        else:
+            shares["event loop, scheduling, other"] += count
+    return [(name, n / samples * 100) for name, n in shares.most_common()] if samples else []
+
+
 def _short(frame: str) -> str:
     """``func (path/to/module.py:12)`` → ``func (module.py:12)`` with site-packages cut."""
     name, _, where = frame.partition(" (")
@@ -128,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"load during the profile: {load.rps:,.0f} req/s, p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms, "
               f"errors {load.errors}")
     print(f"{samples:,} samples; raw stacks in {raw}")
+    print("\n| share % | where the GIL time goes |\n|---:|---|")
+    for name, share in categorise(raw):
+        print(f"| {share:.1f} | {name} |")
     print("\n| self % | function |\n|---:|---|")
     for name, share in own:
         print(f"| {share:.1f} | `{name}` |")

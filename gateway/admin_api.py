@@ -18,7 +18,7 @@ from .appkeys import CATALOG
 from .catalog_overrides import (
     REFRESHER, change_dict, list_changes, record_change, refresher_context, rows_in_force,
 )
-from .db import utcnow
+from .db import safe_url, utcnow
 from .internal_api import (
     MAX_RANGE_DAYS, ApiError, _body, _datetime_field, _db, _query_date, _query_int, _query_tz, _str_field,
     _uuid, account_dict, decode_cursor, encode_cursor, errors_middleware, json_response, token_middleware,
@@ -95,6 +95,18 @@ async def daily_money(request: web.Request) -> web.Response:
         raise ApiError(422, f"The range may cover at most {MAX_RANGE_DAYS} days.", "invalid_range")
     days = await _db(request).read(admin_queries.daily_money, start, end, tz)
     return json_response({"start": start.isoformat(), "end": end.isoformat(), "tz": tz.key, "days": days})
+
+
+async def gateway_status(request: web.Request) -> web.Response:
+    """Which database this gateway uses (password hidden) and when its catalogue was last refreshed."""
+    db = _db(request)
+    refresher = request.config_dict[REFRESHER]
+    return json_response({
+        "database_backend": db.dialect,
+        "database_url": safe_url(db.url),
+        "catalog_refreshed_at": refresher.last_refresh_at,
+        "catalog_refresh_interval_seconds": refresher.interval,
+    })
 
 
 async def provider_health(request: web.Request) -> web.Response:
@@ -184,6 +196,7 @@ def create_admin_app() -> web.Application:
     app.router.add_get("/requests", all_requests)
     app.router.add_get("/daily", daily_money)
     app.router.add_get("/providers", provider_health)
+    app.router.add_get("/status", gateway_status)
     app.router.add_get("/catalog", admin_catalog)
     app.router.add_post("/catalog/{model_id}", change_model)
     return app

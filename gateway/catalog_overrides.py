@@ -126,13 +126,17 @@ class CatalogRefresher:
         self.base: dict[str, Model] = dict(catalog.models)
         self.last_refresh_at: datetime | None = None
         self._task: asyncio.Task | None = None
+        # One refresh at a time: a poll that read before a change committed must not
+        # apply its older snapshot after the refresh that follows the change.
+        self._lock = asyncio.Lock()
 
     async def refresh(self) -> list[str]:
         """Read the rows in force now and apply them; the ids of models that changed."""
-        now = utcnow()
-        in_force = await self.db.read(read_in_force, now)
-        changed = apply_overrides(self.catalog, self.base, in_force)
-        self.last_refresh_at = now
+        async with self._lock:
+            now = utcnow()
+            in_force = await self.db.read(read_in_force, now)
+            changed = apply_overrides(self.catalog, self.base, in_force)
+            self.last_refresh_at = now
         if changed:
             log.info("catalogue changes applied: %s", ", ".join(changed))
         return changed

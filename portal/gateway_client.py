@@ -204,6 +204,10 @@ class GatewayClient:
         """``GET /admin/providers``: upstream errors and latency per provider, last hour and day."""
         return self._json("GET", "/admin/providers")
 
+    def admin_status(self) -> dict:
+        """``GET /admin/status``: the gateway's database backend and catalogue refresh."""
+        return self._json("GET", "/admin/status")
+
     def admin_catalog(self) -> dict:
         """``GET /admin/catalog``: models as served, the file's prices, and the change history."""
         return self._json("GET", "/admin/catalog")

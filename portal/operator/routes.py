@@ -1,7 +1,7 @@
 """Routes: /operator/... — the console for the people who run SAMALink.
 
-Every route here is refused to customers (403) and to visitors (sign-in redirect), and
-requires two-factor sign-in once the user model offers it (``two_factor_ready``).
+Every route here is refused to customers (403) and to visitors (sign-in redirect), and an
+operator who has not turned on two-factor sign-in is sent to enrolment first.
 Every action goes through ``service``, which writes the audit entry.
 """
 
@@ -14,6 +14,8 @@ from typing import Any
 from flask import Blueprint, abort, current_app, flash, request, url_for
 from flask_login import current_user
 
+from ..accounts import mark_gateway_down
+from ..auth import twofactor
 from ..extensions import db, login_manager
 from ..gateway_client import GatewayError, GatewayUnavailable, gateway
 from ..htmx import is_htmx, redirect_to, render
@@ -28,21 +30,13 @@ bp = Blueprint("operator", __name__, url_prefix="/operator")
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _PROVIDER = re.compile(r"^[a-z0-9_-]{1,64}$")
-# Attribute names the user model may gain for two-factor sign-in; the first present is used.
-TWO_FACTOR_ATTRIBUTES = ("two_factor_enabled", "totp_enabled", "is_2fa_enabled")
+# Where an operator without two-factor sign-in is sent to turn it on.
+TWO_FACTOR_ENROL_URL = "/settings/2fa"
 
 
 def two_factor_ready(user: Any) -> bool:
-    """True when the user has two-factor sign-in on, or the portal does not offer it yet.
-
-    Operators must use two-factor sign-in wherever the portal supports it: once the user
-    model carries one of ``TWO_FACTOR_ATTRIBUTES``, an operator without it is sent to
-    enrolment (``OPERATOR_2FA_ENROL_URL``, default ``/settings``) before any console page.
-    """
-    for name in TWO_FACTOR_ATTRIBUTES:
-        if hasattr(user, name):
-            return bool(getattr(user, name))
-    return True
+    """True when the user has finished two-factor enrolment (an authenticator app is confirmed)."""
+    return twofactor.is_enabled(user)
 
 
 @bp.before_request
@@ -55,7 +49,7 @@ def operators_only():
                       message="This page is for SAMALink operators only.")
     if not two_factor_ready(current_user):
         flash("Turn on two-factor sign-in to use the operator console.", "info")
-        return redirect_to(current_app.config.get("OPERATOR_2FA_ENROL_URL", "/settings"))
+        return redirect_to(TWO_FACTOR_ENROL_URL)
     return None
 
 
@@ -73,8 +67,6 @@ def _gateway_call(fn, *args, **kwargs) -> tuple[Any, str | None]:
         return None, exc.message
     except GatewayUnavailable:
         db.session.rollback()
-        from ..accounts import mark_gateway_down
-
         mark_gateway_down()
         return None, "The gateway is unavailable; nothing was changed."
 
@@ -96,9 +88,15 @@ def customers():
 
 
 def _customer_context(account_id: str, **forms: Any) -> dict:
-    account, error = _gateway_call(gateway().get_account, account_id)
-    if account is None and error and "No account" in error:
-        abort(404)
+    try:
+        account, error = gateway().get_account(account_id), None
+    except GatewayError as exc:
+        if exc.status == 404:
+            abort(404)
+        account, error = None, exc.message
+    except GatewayUnavailable:
+        mark_gateway_down()
+        account, error = None, "The gateway is unavailable; the account cannot be shown."
     user = service.customer_user(account_id)
     tz = user.tz if user else "UTC"
     date_range = resolve_range("30d", None, None, tz)
@@ -289,7 +287,7 @@ def change_price(model_id: str):
         error = str(exc)
     if error:
         form.reason.errors = [error]
-        return _catalog_page(422, {model_id: form})
+        return _catalog_page(422, {model_id: form}, error=f"{model_id}: {error}")
     flash(f"New price for {model_id} recorded; every gateway applies it within seconds.", "success")
     return redirect_to(url_for("operator.catalog"))
 
@@ -307,7 +305,7 @@ def switch_model(model_id: str):
         error = str(exc)
     if error:
         form.reason.errors = [error]
-        return _catalog_page(422, {model_id: form})
+        return _catalog_page(422, {model_id: form}, error=f"{model_id}: {error}")
     flash(f"{model_id} {'enabled' if form.enabled.data else 'disabled'}.", "success")
     return redirect_to(url_for("operator.catalog"))
 
@@ -362,8 +360,9 @@ def traffic():
 def health():
     """Whether the portal reaches the gateway, its version, the batch writer, and the databases."""
     status, error = _gateway_call(gateway().health)
+    gateway_state, _ = _gateway_call(gateway().admin_status) if status else (None, None)
     portal_db = db.engine.url
-    return render("operator/health.html", block=None, status_data=status, error=error,
+    return render("operator/health.html", block=None, status_data=status, error=error, gateway_state=gateway_state,
                   gateway_url=current_app.config["GATEWAY_URL"],
                   portal_database=portal_db.get_backend_name(), portal_database_name=portal_db.database or "")
 

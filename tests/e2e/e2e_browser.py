@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from playwright.sync_api import ConsoleMessage, Page, Request, Response
 
@@ -66,7 +67,7 @@ def sign_up(page: Page, base_url: str, email: str, password: str, landing: str =
     page.fill("#password", password)
     page.fill("#confirm", password)
     page.click("form button[type=submit]")
-    page.wait_for_url(f"**{landing}")
+    page.wait_for_url(lambda url: urlsplit(url).path == landing)
     page.wait_for_function("() => !document.body.hasAttribute('data-tz-detect')")
 
 

@@ -106,6 +106,13 @@ def _top_up(page: Page, product) -> None:
     expect(status).to_contain_text(f"{credit} added to your balance")
     expect(page.locator(".balance-pill strong")).to_have_text(credit)
     assert page.evaluate("window.__stillTheSamePage === true"), "the success page reloaded instead of polling"
+    page.click("main a:text-is('Payment history')")
+    page.wait_for_url("**/payments")
+    payments = page.locator("#payment-rows > tr")
+    expect(payments).to_have_count(1)
+    expect(payments.first).to_contain_text(f"${TOPUP_USD}.00")
+    expect(payments.first).to_contain_text(credit)
+    expect(payments.first.locator(".badge")).to_have_text(re.compile("paid", re.IGNORECASE))
 
 
 def _call_api(base_url: str, key: str, catalog) -> tuple[dict[str, ModelUse], list[str]]:

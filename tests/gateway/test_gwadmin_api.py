@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -69,13 +69,21 @@ def restore_catalog(gateway):
 
 @pytest.mark.parametrize("method, path", [
     ("GET", "/admin/accounts"), ("GET", "/admin/requests"), ("GET", "/admin/daily?start=2026-01-01&end=2026-01-02"),
-    ("GET", "/admin/providers"), ("GET", "/admin/catalog"), ("POST", "/admin/catalog/deepseek-v3.2"),
+    ("GET", "/admin/providers"), ("GET", "/admin/status"), ("GET", "/admin/catalog"), ("POST", "/admin/catalog/deepseek-v3.2"),
 ])
 def test_admin_routes_need_the_internal_token(gateway, method, path):
     response = call(gateway, method, path, headers={"Authorization": "Bearer wrong-token-0123456789"},
                     json={"input_price": 0, "output_price": 0, "actor": "x", "reason": "y"})
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
+
+
+def test_status_names_the_database_without_its_password(gateway):
+    status = call(gateway, "GET", "/admin/status").json()
+    url = gateway.env["GATEWAY_DATABASE_URL"]
+    assert status["database_backend"] == ("postgresql" if url.startswith("postgresql") else "sqlite")
+    assert ":samalink@" not in status["database_url"]
+    assert status["catalog_refreshed_at"] is not None
 
 
 def test_account_search_by_email_part_and_by_id(gateway, customer):

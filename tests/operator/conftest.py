@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from fixtures.portal import login
+from operator_helpers import enable_two_factor, sign_in_with_code
 
 
 @pytest.fixture
@@ -21,16 +22,17 @@ def portal_app(portal_app):
 
 
 @pytest.fixture
-def operator(make_user):
-    """A signed-up user with the operator role."""
-    return make_user(email=f"ops-{uuid.uuid4().hex[:10]}@example.com", timezone="UTC", is_operator=True)
+def operator(make_user, portal_app):
+    """A signed-up user with the operator role and two-factor sign-in on (``.secret``)."""
+    user = make_user(email=f"ops-{uuid.uuid4().hex[:10]}@example.com", timezone="UTC", is_operator=True)
+    return SimpleNamespace(**user.__dict__, secret=enable_two_factor(portal_app, user.id))
 
 
 @pytest.fixture
 def operator_client(portal_app, operator):
-    """A client signed in as ``operator``."""
+    """A client signed in as ``operator`` (password, then authenticator code)."""
     client = portal_app.test_client()
-    assert login(client, operator.email, operator.password).status_code == 303
+    sign_in_with_code(client, operator.email, operator.password, operator.secret)
     client.user = operator
     return client
 

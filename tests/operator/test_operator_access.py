@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.portal import login
+from operator_helpers import enable_two_factor
+
 MODEL = "deepseek-v3.2"
 ACCOUNT = "00000000-0000-4000-8000-000000000000"
 KEY = "00000000-0000-4000-8000-000000000001"
@@ -70,12 +73,15 @@ def test_the_console_link_shows_for_operators_only(operator_client, customer_cli
     assert "/operator/" not in customer_client.get("/dashboard").get_data(as_text=True)
 
 
-def test_operators_without_two_factor_are_sent_to_enrolment(operator_client, monkeypatch):
-    from portal.models import User
-
-    monkeypatch.setattr(User, "two_factor_enabled", False, raising=False)
-    response = operator_client.get("/operator/customers")
-    assert response.status_code == 303
-    assert response.headers["Location"] == "/settings"
-    monkeypatch.setattr(User, "two_factor_enabled", True, raising=False)
-    assert operator_client.get("/operator/customers").status_code == 200
+def test_operators_without_two_factor_are_sent_to_enrolment(portal_app, make_user):
+    ops = make_user(is_operator=True)
+    client = portal_app.test_client()
+    assert login(client, ops.email, ops.password).status_code == 303
+    for path in ("/operator/customers", "/operator/audit"):
+        response = client.get(path)
+        assert response.status_code == 303
+        assert response.headers["Location"] == "/settings/2fa"
+    htmx = client.get("/operator/customers", headers={"HX-Request": "true"})
+    assert htmx.headers["HX-Redirect"] == "/settings/2fa"
+    enable_two_factor(portal_app, ops.id)
+    assert client.get("/operator/customers").status_code == 200

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import requests
-
 from fixtures.portal import call_api, wait_for_requests
 from operator_helpers import audit_rows, form_key_in
 
