@@ -8,7 +8,7 @@ reports p50/p99 latency and throughput; "added" is the target's percentile minus
 direct call's at the same concurrency. Streams (a paced fake: first chunk at once,
 then 8 chunks 5 ms apart) are driven by the asyncio client for time to first token.
 Targets run one after another, so only one proxy competes with the client and the
-fake for the machine's cores. Figures land in bench/results/gateway_vs_litellm.json.
+fake for the machine's cores. Figures land in bench/results/gateway_vs_litellm[-TAG].json.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
-from load import chat_body, format_table, run_python, run_wrk, wrk_available  # noqa: E402
+from load import LoadResult, chat_body, format_table, run_python, run_wrk, wrk_available  # noqa: E402
 
 STREAM_CHUNK_INTERVAL_MS = 5.0
 DEFAULT_LITELLM_DB = os.environ.get(
@@ -70,8 +70,9 @@ def measure_target(label: str, base_url: str, headers: dict[str, str], model: st
     return {"label": label, "rows": rows, "streams": streams}
 
 
-def run_load(label, url, body, headers, concurrency, duration, args):
-    """wrk when available (and not disabled), else the asyncio client."""
+def run_load(label: str, url: str, body: bytes, headers: dict[str, str], concurrency: int, duration: float,
+             args: argparse.Namespace) -> LoadResult:
+    """One measured run: wrk when available (and not disabled), else the asyncio client."""
     if args.engine == "wrk":
         return run_wrk(label, url, body, headers, concurrency, duration)
     return run_python(label, url, body, headers, concurrency, duration=duration, warmup=0)

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time

@@ -12,7 +12,8 @@ what real traffic would leave. Accounts and keys are made with the gateway's own
 The default database is ``bench/results/data/gateway.db`` (SQLite); pass a
 ``postgresql+psycopg://`` URL to load PostgreSQL. Re-running is safe: request ids are
 deterministic and an account already holding its requests is skipped. The account ids
-are written to ``bench/results/loaded_accounts.json`` for ``bench/portal_pages.py``.
+are recorded per database in ``bench/results/loaded_accounts.json`` for
+``bench/portal_pages.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from gateway.auth import create_key  # noqa: E402
 from gateway.catalog import load_catalog  # noqa: E402
-from gateway.db import Database, accounts, api_keys  # noqa: E402
+from gateway.db import Database, accounts, api_keys, safe_url  # noqa: E402
 from gateway.ledger import create_account, post_entry  # noqa: E402
 from gateway.metering import RequestRecord, cost_micro_p, write_batch  # noqa: E402
 
@@ -168,10 +169,31 @@ def main(argv: list[str] | None = None) -> None:
                   load_account(db, "small", args.small, args.days, args.batch, now)]
     finally:
         db.close()
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    ACCOUNTS_FILE.write_text(json.dumps({"database_url_dialect": args.database_url.split(":", 1)[0],
-                                         "accounts": loaded}, indent=2))
+    record_accounts(args.database_url, loaded)
     print(f"account ids written to {ACCOUNTS_FILE}")
+
+
+def record_accounts(database_url: str, loaded: list[dict]) -> None:
+    """Remember which accounts a database holds, keyed by its URL (password hidden)."""
+    known = read_accounts_file()
+    known[safe_url(database_url)] = loaded
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    ACCOUNTS_FILE.write_text(json.dumps(known, indent=2))
+
+
+def read_accounts_file() -> dict[str, list[dict]]:
+    """Every database this loader filled, with its accounts; empty when there is none yet."""
+    try:
+        data = json.loads(ACCOUNTS_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and "accounts" not in data else {}
+
+
+def loaded_accounts(database_url: str) -> dict[str, dict] | None:
+    """The loaded accounts of ``database_url`` by label ("big", "small"), or None."""
+    accounts_list = read_accounts_file().get(safe_url(database_url))
+    return {a["label"]: a for a in accounts_list} if accounts_list else None
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ async def run_streams(url: str, key: str, count: int, chunks: int, ramp: float) 
                 else:
                     outcomes[f"incomplete ({content_chunks}/{chunks} chunks, done={done})"] += 1
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            outcomes[type(exc).__name__] += 1
+            outcomes[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
         finally:
             open_now -= 1
 

@@ -7,7 +7,7 @@ queries in ``requestlog`` and ``usage`` are scoped to one account; these are not
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -141,11 +141,16 @@ def daily_money(conn: Connection, start: date, end: date, tz: ZoneInfo) -> list[
     return [{"date": (EPOCH + timedelta(days=d)).isoformat(), **values} for d, values in sorted(days.items())]
 
 
-def _percentile(values: list[int], fraction: float) -> int | None:
-    if not values:
+def _p95_latency(conn: Connection, provider: str, since: datetime, total: int) -> int | None:
+    if not total:
         return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+    # Nearest rank: the smallest latency at or above 95% of the requests.
+    offset = max(0, math.ceil(0.95 * total) - 1)
+    return conn.execute(
+        sa.select(request_log.c.latency_ms)
+        .where(request_log.c.created_at >= since, request_log.c.provider == provider)
+        .order_by(request_log.c.latency_ms).limit(1).offset(offset)
+    ).scalar()
 
 
 def provider_health(conn: Connection, now: datetime) -> list[dict]:
@@ -153,31 +158,30 @@ def provider_health(conn: Connection, now: datetime) -> list[dict]:
 
     An upstream error is a logged request whose error class starts with ``upstream_``
     (the provider answered an error, timed out, hung up or sent garbage). Requests refused
-    before a model was resolved have no provider and are left out.
+    before a model was resolved have no provider and are left out. Counts and averages are
+    computed by the database; the 95th percentile is one indexed, offset read per provider.
     """
+    upstream_error = sa.case((request_log.c.error_class.like("upstream\\_%", escape="\\"), 1), else_=0)
     windows = []
     for name, span in (("hour", timedelta(hours=1)), ("day", timedelta(days=1))):
         since = now - span
         rows = conn.execute(
-            sa.select(request_log.c.provider, request_log.c.error_class, request_log.c.latency_ms)
+            sa.select(request_log.c.provider, sa.func.count().label("requests"),
+                      sa.func.coalesce(sa.func.sum(upstream_error), 0).label("errors"),
+                      sa.func.avg(request_log.c.latency_ms).label("avg_latency"))
             .where(request_log.c.created_at >= since, request_log.c.provider != "")
+            .group_by(request_log.c.provider).order_by(request_log.c.provider)
         )
-        grouped: dict[str, dict[str, list]] = defaultdict(lambda: {"latency": [], "errors": []})
-        for row in rows:
-            entry = grouped[row.provider]
-            entry["latency"].append(int(row.latency_ms))
-            entry["errors"].append((row.error_class or "").startswith("upstream_"))
         providers = []
-        for provider, entry in sorted(grouped.items()):
-            total = len(entry["latency"])
-            errors = sum(entry["errors"])
+        for row in rows:
+            total, errors = int(row.requests), int(row.errors)
             providers.append({
-                "provider": provider,
+                "provider": row.provider,
                 "requests": total,
                 "errors": errors,
                 "error_rate": round(errors / total, 4) if total else 0.0,
-                "avg_latency_ms": round(sum(entry["latency"]) / total) if total else None,
-                "p95_latency_ms": _percentile(entry["latency"], 0.95),
+                "avg_latency_ms": round(float(row.avg_latency)) if row.avg_latency is not None else None,
+                "p95_latency_ms": _p95_latency(conn, row.provider, since, total),
             })
         windows.append({"window": name, "since": since, "providers": providers})
     return windows

@@ -5,6 +5,7 @@ pytest_plugins = [
     "fixtures.gateway",
     "fixtures.portal",
     "fixtures.stripe",
+    "fixtures.browser",
 ]
 
 BROWSER_FIXTURES = {"browser", "browser_page", "page"}

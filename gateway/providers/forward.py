@@ -103,18 +103,18 @@ def plan_request(endpoint: str, body: dict, model: Model, provider: Provider, se
     if endpoint == EMBEDDINGS:
         upstream = dict(body, model=model.upstream)
         return Plan(openai_wire.embeddings_url(provider), openai_wire.headers(secret, False),
-                     orjson.dumps(upstream), False, "openai",
-                     tokens.estimate_embedding_input(body["input"]), 0, False)
+                    orjson.dumps(upstream), False, "openai",
+                    tokens.estimate_embedding_input(body["input"]), 0, False)
     if endpoint == MESSAGES:
         estimated = tokens.estimate_messages_prompt(body)
         max_output = body.get("max_tokens") or model.max_output_tokens
         if provider.api == "anthropic":
             upstream = dict(body, model=model.upstream, max_tokens=max_output)
             return Plan(anthropic_wire.messages_url(provider), anthropic_wire.headers(secret, stream, beta),
-                         orjson.dumps(upstream), stream, "anthropic", estimated, max_output, False)
+                        orjson.dumps(upstream), stream, "anthropic", estimated, max_output, False)
         upstream = treq.messages_to_chat_request(body, model, provider.name)
         return Plan(openai_wire.chat_url(provider), openai_wire.headers(secret, stream),
-                     orjson.dumps(upstream), stream, "openai", estimated, max_output, False)
+                    orjson.dumps(upstream), stream, "openai", estimated, max_output, False)
     chat_body = body if endpoint == CHAT else treq.completion_to_chat_request(body, provider.name)
     estimated = tokens.estimate_chat_prompt(chat_body)
     max_output = (
@@ -125,7 +125,7 @@ def plan_request(endpoint: str, body: dict, model: Model, provider: Provider, se
             raise bad_request(f"n > 1 is not supported for '{model.id}'.", "n")
         upstream = treq.chat_to_messages_request(chat_body, model)
         return Plan(anthropic_wire.messages_url(provider), anthropic_wire.headers(secret, stream),
-                     orjson.dumps(upstream), stream, "anthropic", estimated, max_output, client_wants_usage)
+                    orjson.dumps(upstream), stream, "anthropic", estimated, max_output, client_wants_usage)
     upstream = dict(chat_body, model=model.upstream)
     if stream:
         # Always ask for usage: it is what the request is billed by.
@@ -133,7 +133,7 @@ def plan_request(endpoint: str, body: dict, model: Model, provider: Provider, se
     else:
         upstream.pop("stream_options", None)
     return Plan(openai_wire.chat_url(provider), openai_wire.headers(secret, stream),
-                 orjson.dumps(upstream), stream, "openai", estimated, max_output, client_wants_usage)
+                orjson.dumps(upstream), stream, "openai", estimated, max_output, client_wants_usage)
 
 
 def client_body(endpoint: str, upstream_api: str, raw: bytes, data: dict, model: Model) -> bytes:
@@ -202,6 +202,7 @@ async def forward_whole(session: aiohttp.ClientSession, timeout: aiohttp.ClientT
 
 
 def relay_for(call: Call, plan: Plan, provider: Provider) -> Relay:
+    """The stream relay for this (client format, upstream wire API) pair."""
     if plan.upstream_api == "openai":
         if call.endpoint == CHAT:
             return ChatPassthrough(provider.name, plan.client_wants_usage,

@@ -140,6 +140,10 @@ class ChatPassthrough(Relay):
                 self.usage.observe_chat_chunk(chunk)
         return super().output_tokens_estimate()
 
+    def finish(self) -> bytes:
+        # The upstream's own [DONE] already went through.
+        return b"" if self.complete else OPENAI_DONE
+
 
 class MessagesPassthrough(Relay):
     """Anthropic upstream → Anthropic client: bytes pass through; usage events are read."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Flask, current_app, flash, session
+from flask import Flask, current_app, flash, request, session
 from flask_login import current_user, logout_user
 
 DEFAULT_IDLE_MINUTES = 30
@@ -36,7 +36,8 @@ def _limits() -> tuple[int, int]:
 
 def enforce_time_outs() -> None:
     """End the session if it has been idle or alive for too long; else note this use."""
-    if not current_user.is_authenticated:
+    # Stylesheets and scripts neither need the user nor count as activity.
+    if request.endpoint == "static" or not current_user.is_authenticated:
         return
     now = int(time.time())
     idle, absolute = _limits()

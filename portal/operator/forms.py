@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, IntegerField, StringField, TextAreaField, ValidationError
+from wtforms import BooleanField, DateTimeLocalField, HiddenField, IntegerField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from ..money import parse_p
@@ -68,6 +68,8 @@ class PriceForm(FlaskForm):
         InputRequired("Enter the input price as a whole number of P per 1M tokens."), NumberRange(0, 10**9)])
     output_price = IntegerField("Output (P per 1M)", validators=[
         InputRequired("Enter the output price as a whole number of P per 1M tokens."), NumberRange(0, 10**9)])
+    # Empty: in force at once. Otherwise a later moment, in the operator's time zone.
+    effective_from = DateTimeLocalField("In force from", format="%Y-%m-%dT%H:%M", validators=[Optional()])
     reason = _reason()
 
 

@@ -8,8 +8,9 @@ Every action goes through ``service``, which writes the audit entry.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlencode
+from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, abort, current_app, flash, request, url_for
 from flask_login import current_user
@@ -21,6 +22,7 @@ from ..gateway_client import GatewayError, GatewayUnavailable, gateway
 from ..htmx import is_htmx, redirect_to, render
 from ..models import SupportMessage
 from ..requests_log.filters import STATUS_CHOICES, parse_filters
+from ..timeutil import zone
 from ..usage.charts import cost_by_model, daily_totals, daily_usage
 from ..usage.ranges import PRESETS, RangeError, resolve_range
 from . import service
@@ -68,7 +70,8 @@ def _gateway_call(fn, *args, **kwargs) -> tuple[Any, str | None]:
     except GatewayUnavailable:
         db.session.rollback()
         mark_gateway_down()
-        return None, "The gateway is unavailable; nothing was changed."
+        # An adjustment sent again later reuses its form key, so it can never apply twice.
+        return None, "The gateway is unavailable right now; try again in a minute."
 
 
 @bp.route("/")
@@ -265,7 +268,8 @@ def support_state(message_id: int):
 def _catalog_page(status: int = 200, forms: dict | None = None, error: str | None = None):
     catalog, load_error = _gateway_call(gateway().admin_catalog)
     return render("operator/catalog.html", block=None, status=status, catalog=catalog, error=error or load_error,
-                  forms=forms or {}, audit=service.audit_entries("model", None, 50))
+                  forms=forms or {}, audit=service.audit_entries("model", None, 50),
+                  now_iso=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
 @bp.route("/catalog")
@@ -280,15 +284,24 @@ def change_price(model_id: str):
     form = PriceForm()
     if not form.validate_on_submit():
         return _catalog_page(422, {model_id: form})
+    changes: dict[str, Any] = {"input_price": form.input_price.data, "output_price": form.output_price.data}
+    if form.effective_from.data is not None:
+        starts = form.effective_from.data.replace(tzinfo=zone(current_user.tz)).astimezone(timezone.utc)
+        if starts <= datetime.now(timezone.utc):
+            form.effective_from.errors = ["Pick a moment in the future, or leave it empty for now."]
+            return _catalog_page(422, {model_id: form})
+        changes["effective_from"] = starts.strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
-        _, error = _gateway_call(service.change_model, current_user, model_id, form.reason.data,
-                                 input_price=form.input_price.data, output_price=form.output_price.data)
+        _, error = _gateway_call(service.change_model, current_user, model_id, form.reason.data, **changes)
     except service.OperatorError as exc:
         error = str(exc)
     if error:
         form.reason.errors = [error]
         return _catalog_page(422, {model_id: form}, error=f"{model_id}: {error}")
-    flash(f"New price for {model_id} recorded; every gateway applies it within seconds.", "success")
+    if "effective_from" in changes:
+        flash(f"New price for {model_id} scheduled.", "success")
+    else:
+        flash(f"New price for {model_id} recorded; every gateway applies it within seconds.", "success")
     return redirect_to(url_for("operator.catalog"))
 
 

@@ -32,9 +32,6 @@ from fixtures.stripe import FakeStripe
 from fixtures.upstream import UNCONFIGURED_KEY_ENV, UPSTREAM_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 START_TIMEOUT = 90.0
 # The environment that must not leak from the developer's shell into the product under test.
@@ -259,34 +256,6 @@ def product(chromium_path, tmp_path_factory, providers_file, e2e_database_urls) 
 
 
 # -- the browser ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def chromium_path() -> str:
-    """Debian's Chromium; missing fails in CI and skips elsewhere."""
-    if CHROMIUM.exists():
-        return str(CHROMIUM)
-    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-        pytest.fail(f"{CHROMIUM} is missing: CI must install Debian's chromium package for the e2e tests",
-                    pytrace=False)
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); e2e tests need it")
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    """A headless Chromium per test module (never Playwright's own download).
-
-    Not session-wide: Playwright's sync API holds an event loop on the main thread while it
-    runs, and browser tests in other folders start their own after these.
-    """
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 @pytest.fixture(scope="session")

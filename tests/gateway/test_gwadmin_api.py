@@ -278,3 +278,47 @@ def test_applying_overrides_replaces_models_and_leaves_held_ones_alone():
     assert (held.input_price, held.output_price, held.enabled) == (10, 20, True)
     assert apply_overrides(catalog, base, {"m": change}) == []
     assert apply_overrides(catalog, base, {}) == ["m"] and catalog.models["m"] == original
+
+
+def test_provider_health_percentile_and_windows(gateway_db):
+    """100 requests on a provider of its own: latencies 1..100 ms, 10 upstream errors, 5 old ones."""
+    from gateway.admin_queries import provider_health
+    from gateway.auth import create_key
+    from gateway.ledger import create_account, post_entry
+    from gateway.metering import RequestRecord, write_batch
+
+    provider = f"p95-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(timezone.utc)
+
+    def work(conn):
+        account, _ = create_account(conn, None, None)
+        post_entry(conn, account.id, "credit", 10**9, f"seed-{uuid.uuid4()}")
+        _, key = create_key(conn, account.id, "k")
+        records = [
+            RequestRecord(
+                request_id=f"req-{uuid.uuid4()}", account_id=account.id, key_id=key.id, model="m", provider=provider,
+                endpoint="/v1/chat/completions", stream=False, input_tokens=1, output_tokens=1, cost_micro_p=0,
+                latency_ms=i, ttft_ms=None, status=502 if i % 10 == 0 else 200,
+                error_class="upstream_http_500" if i % 10 == 0 else None, estimated=False,
+                created_at=now - timedelta(minutes=5),
+            )
+            for i in range(1, 101)
+        ] + [
+            RequestRecord(
+                request_id=f"req-{uuid.uuid4()}", account_id=account.id, key_id=key.id, model="m", provider=provider,
+                endpoint="/v1/chat/completions", stream=False, input_tokens=1, output_tokens=1, cost_micro_p=0,
+                latency_ms=5000, ttft_ms=None, status=400, error_class="invalid_request", estimated=False,
+                created_at=now - timedelta(hours=3),
+            )
+            for _ in range(5)
+        ]
+        write_batch(conn, [(r, None) for r in records])
+
+    gateway_db.transaction_sync(work)
+    hour, day = gateway_db.read_sync(provider_health, now)
+    mine = {p["provider"]: p for p in hour["providers"]}[provider]
+    assert (mine["requests"], mine["errors"], mine["error_rate"]) == (100, 10, 0.1)
+    assert (mine["avg_latency_ms"], mine["p95_latency_ms"]) == (50, 95)
+    older = {p["provider"]: p for p in day["providers"]}[provider]
+    # A client error is not an upstream error, but it counts as a request.
+    assert (older["requests"], older["errors"], older["p95_latency_ms"]) == (105, 10, 100)

@@ -348,3 +348,26 @@ def test_a_large_prompt_is_served(customer, fake_upstream):
         model="deepseek-v3.2", messages=[{"role": "user", "content": prompt}])
     assert answer.choices[0].message.content == REPLY_TEXT
     assert fake_upstream.last(marker).body["messages"][0]["content"] == prompt
+
+
+@pytest.mark.parametrize("path, model, terminator", [
+    ("/v1/chat/completions", "deepseek-v3.2", b"data: [DONE]"),
+    ("/v1/chat/completions", "claude-haiku-4.5", b"data: [DONE]"),
+    ("/v1/completions", "deepseek-v3.2", b"data: [DONE]"),
+    ("/v1/completions", "claude-haiku-4.5", b"data: [DONE]"),
+    ("/v1/messages", "deepseek-v3.2", b"event: message_stop"),
+    ("/v1/messages", "claude-haiku-4.5", b"event: message_stop"),
+])
+def test_every_stream_ends_exactly_once(customer, gateway, path, model, terminator):
+    body = {"model": model, "stream": True, "max_tokens": 30}
+    if path == "/v1/completions":
+        body["prompt"] = "end once"
+    else:
+        body["messages"] = [{"role": "user", "content": "end once"}]
+    answer = requests.post(f"{gateway.url}{path}", json=body, headers={"Authorization": f"Bearer {customer.key}"},
+                           timeout=30)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/event-stream")
+    assert answer.content.count(terminator) == 1
+    last_event = answer.content.strip().split(b"\n\n")[-1]
+    assert last_event.startswith(terminator)

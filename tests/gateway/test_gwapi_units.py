@@ -57,6 +57,13 @@ def test_passthrough_keeps_bytes_and_drops_the_usage_chunk_the_client_did_not_as
     assert relay.complete
 
 
+def test_passthrough_ends_with_one_done_whether_or_not_the_upstream_sent_it():
+    relay = ChatPassthrough("deepseek", client_wants_usage=False)
+    relay.event(b"data: [DONE]\n\n")
+    assert relay.finish() == b""
+    assert ChatPassthrough("deepseek", client_wants_usage=False).finish() == b"data: [DONE]\n\n"
+
+
 def test_passthrough_forwards_the_usage_chunk_when_the_client_asked():
     relay = ChatPassthrough("deepseek", client_wants_usage=True)
     raw = _openai_event(USAGE_CHUNK)

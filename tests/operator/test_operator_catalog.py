@@ -81,3 +81,22 @@ def test_unknown_model(operator_client):
                                     data={"input_price": "5", "output_price": "5", "reason": "r"})
     assert response.status_code == 422
     assert "No such model" in response.get_data(as_text=True)
+
+
+def test_a_scheduled_price_waits_for_its_time(operator_client, gateway, restore_models):
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    later = (datetime.now(ZoneInfo("UTC")) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
+    response = operator_client.post("/operator/catalog/kimi-k2.5/price", data={
+        "input_price": "1", "output_price": "2", "effective_from": later, "reason": "price cut from Friday"})
+    assert response.status_code == 303
+    models = {m["id"]: m for m in gateway.internal("GET", "/catalog").json()["models"]}
+    assert (models["kimi-k2.5"]["input_price"], models["kimi-k2.5"]["output_price"]) == (450, 2200)
+    change = gateway.internal("GET", "/admin/catalog").json()["changes"][0]
+    assert change["effective_from"].startswith(later)
+    assert "scheduled" in operator_client.get("/operator/catalog").get_data(as_text=True)
+    past = (datetime.now(ZoneInfo("UTC")) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    refused = operator_client.post("/operator/catalog/kimi-k2.5/price", data={
+        "input_price": "1", "output_price": "2", "effective_from": past, "reason": "r"})
+    assert refused.status_code == 422 and "in the future" in refused.get_data(as_text=True)

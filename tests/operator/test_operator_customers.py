@@ -146,3 +146,18 @@ def test_the_audit_log_page_lists_actions_newest_first(operator_client, customer
     html = operator_client.get("/operator/audit").get_data(as_text=True)
     assert html.index("account.reactivate") < html.index("account.suspend")
     assert operator.email in html
+
+
+def test_concurrent_double_submit_adjusts_once(operator_client, portal_app, customer, gateway):
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = form_key_in(operator_client.get(f"/operator/customers/{customer.account_id}").get_data(as_text=True))
+    form = {"amount_p": "250", "reason": "double click", "form_key": key}
+    url = f"/operator/customers/{customer.account_id}/adjust"
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(lambda _: operator_client.post(url, data=form).status_code, range(4)))
+    assert statuses == [303] * 4
+    assert gateway.balance(customer.account_id) == 1_000_000_000 + 250_000_000
+    entries = gateway.internal("GET", f"/accounts/{customer.account_id}/ledger").json()["data"]
+    assert [e["amount_micro_p"] for e in entries if e["kind"] == "adjustment"] == [250_000_000]
+    assert len(audit_rows(portal_app, "balance.adjust", customer.account_id)) == 1

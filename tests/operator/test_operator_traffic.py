@@ -90,3 +90,34 @@ def test_create_operator_command(portal_app, make_user):
     assert again.exit_code != 0 and "already an operator" in again.output
     missing = runner.invoke(args=["create-operator", "nobody@example.com"])
     assert missing.exit_code != 0 and "sign up first" in missing.output
+
+
+def test_traffic_pages_further_rows_with_htmx(operator_client, gateway_db):
+    import re
+    from datetime import datetime, timedelta, timezone
+
+    from gateway.auth import create_key
+    from gateway.ledger import create_account
+    from gateway.metering import RequestRecord, write_batch
+
+    email = f"paged-{uuid.uuid4().hex[:8]}@example.com"
+
+    def work(conn):
+        account, _ = create_account(conn, email, None)
+        _, key = create_key(conn, account.id, "k")
+        start = datetime.now(timezone.utc) - timedelta(minutes=30)
+        write_batch(conn, [(RequestRecord(
+            request_id=f"req-{uuid.uuid4()}", account_id=account.id, key_id=key.id, model="glm-5", provider="zhipu",
+            endpoint="/v1/chat/completions", stream=False, input_tokens=i, output_tokens=1, cost_micro_p=0,
+            latency_ms=10, ttft_ms=None, status=200, error_class=None, estimated=False,
+            created_at=start + timedelta(seconds=i)), None) for i in range(60)])
+        return account.id
+
+    account_id = gateway_db.transaction_sync(work)
+    first = operator_client.get(f"/operator/traffic?account_id={account_id}").get_data(as_text=True)
+    assert first.count(email) == 50
+    link = re.search(r'hx-get="(/operator/traffic\?[^"]+cursor=[^"]+)"', first).group(1).replace("&amp;", "&")
+    more = operator_client.get(link, headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert more.count(email) == 10 and "<table" not in more and "Load more" not in more
+    plain = operator_client.get(link).get_data(as_text=True)
+    assert "<html" in plain and plain.count(email) == 10

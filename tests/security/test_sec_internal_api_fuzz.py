@@ -2,7 +2,11 @@
 
 Every operation of ``gateway/openapi.yaml`` is called with generated data (valid and
 invalid); every answer must be documented (status, content type, body schema) and none
-may be a 5xx. Path ids point at a real account (and key) most of the time, so the
+may be a 5xx. Two of schemathesis' checks are left out: "valid data must be accepted"
+(schema-valid data may break a business rule: an expiry in the past, a cursor the
+gateway never issued) and "invalid data must be rejected" (the test always sends the
+bearer token, which undoes generated requests whose only fault is a missing token).
+Path ids point at a real account (and key) most of the time, so the
 generated bodies reach the handlers instead of stopping at a 404.
 """
 
@@ -13,6 +17,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 OPENAPI = Path(__file__).resolve().parents[2] / "gateway" / "openapi.yaml"
 
@@ -36,5 +41,6 @@ def test_internal_api_answers_as_documented_and_never_5xx(case, gateway, fuzz_ta
         if name in parameters and hash(str(parameters[name])) % 4:
             parameters[name] = fuzz_target[name]
     response = case.call_and_validate(base_url=f"{gateway.url}/internal",
-                                      headers={"Authorization": f"Bearer {gateway.token}"}, timeout=30)
+                                      headers={"Authorization": f"Bearer {gateway.token}"}, timeout=30,
+                                      excluded_checks=[positive_data_acceptance, negative_data_rejection])
     assert response.status_code < 500, response.text[:500]
