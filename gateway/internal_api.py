@@ -76,7 +76,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason, exc.reason.lower().replace(" ", "_"), "http_error")
+        response = error_response(exc.status, exc.reason, exc.reason.lower().replace(" ", "_"), "http_error")
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception as exc:  # noqa: BLE001 - the portal gets a clean 500, the log the class
         # The message itself is not logged: it may quote a body, a URL or a key.
         frames = traceback.extract_tb(exc.__traceback__)
@@ -184,7 +187,7 @@ def _query_int(request: web.Request, name: str, default: int, low: int, high: in
 
 def _query_date(request: web.Request, name: str, required: bool) -> date | None:
     raw = request.query.get(name)
-    if not raw:
+    if raw is None:
         if required:
             raise ApiError(400, f"{name} is required (YYYY-MM-DD).", "invalid_query")
         return None

@@ -12,6 +12,7 @@ from flask_wtf.csrf import CSRFError
 
 from . import security
 from .accounts import current_account, gateway_down
+from .auth import sessions
 from .config import Config
 from .extensions import csrf, db, login_manager, migrate
 from .filters import register_filters
@@ -53,6 +54,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     register_filters(app)
     security.install(app)
+    sessions.install(app)
     _register_blueprints(app)
     _register_template_context(app)
     _register_error_handlers(app)
@@ -84,6 +86,7 @@ def sign_in_first():
 def _register_blueprints(app: Flask) -> None:
     from .account.routes import bp as account_bp
     from .auth.routes import bp as auth_bp
+    from .auth.twofactor_routes import bp as twofactor_bp
     from .billing import bp as billing_bp
     from .dashboard.routes import bp as dashboard_bp
     from .docs.routes import bp as docs_bp
@@ -92,9 +95,12 @@ def _register_blueprints(app: Flask) -> None:
     from .support.routes import bp as support_bp
     from .usage.routes import bp as usage_bp
 
-    for blueprint in (auth_bp, dashboard_bp, docs_bp, keys_bp, billing_bp, usage_bp, requests_log_bp,
+    for blueprint in (auth_bp, twofactor_bp, dashboard_bp, docs_bp, keys_bp, billing_bp, usage_bp, requests_log_bp,
                       account_bp, support_bp):
         app.register_blueprint(blueprint)
+    from .operator import install as install_operator_console
+
+    install_operator_console(app)
 
 
 def _register_template_context(app: Flask) -> None:

@@ -58,6 +58,19 @@ def _database_url(env: dict, name: str, default: str) -> str:
     return url
 
 
+def _positive(env: dict, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
 def _flag(env: dict, name: str) -> bool:
     return (env.get(name) or "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -109,6 +122,8 @@ class Config:
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
         self.PREFERRED_URL_SCHEME = "https" if self.SESSION_COOKIE_SECURE else "http"
         self.TRUST_PROXY = _flag(env, "TRUST_PROXY")
+        self.SESSION_IDLE_MINUTES = _positive(env, "SESSION_IDLE_MINUTES", 30)
+        self.SESSION_MAX_HOURS = _positive(env, "SESSION_MAX_HOURS", 12)
         if self.SQLALCHEMY_DATABASE_URI.startswith("sqlite"):
             self.SQLALCHEMY_ENGINE_OPTIONS = {"connect_args": {"timeout": 15}}
         else:
@@ -120,3 +135,10 @@ class TestingConfig(Config):
 
     TESTING = True
     WTF_CSRF_ENABLED = False
+
+    def __init__(self, env: dict | None = None, instance_dir: Path | None = None) -> None:
+        env = dict(os.environ) if env is None else dict(env)
+        # Tests freeze and move the clock by hours or days; session time-outs have their own tests.
+        env.setdefault("SESSION_IDLE_MINUTES", str(10 * 365 * 24 * 60))
+        env.setdefault("SESSION_MAX_HOURS", str(10 * 365 * 24))
+        super().__init__(env, instance_dir)

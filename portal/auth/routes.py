@@ -6,7 +6,7 @@ import logging
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import Blueprint, flash, request, session
+from flask import Blueprint, Response, flash, request, session
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy.exc import IntegrityError
 
@@ -15,7 +15,7 @@ from ..extensions import db
 from ..gateway_client import GatewayError, GatewayUnavailable
 from ..htmx import redirect_to, render
 from ..models import User
-from . import throttle
+from . import devices, duplicates, sessions, throttle, twofactor
 from .forms import LoginForm, ResetPasswordForm, ResetRequestForm, SignupForm
 from .passwords import burn_verify_time, hash_password, needs_rehash, verify_password
 from .reset import reset_password as apply_reset
@@ -43,6 +43,14 @@ def start_session(user: User) -> None:
     session.clear()
     login_user(user)
     session.permanent = False
+    sessions.mark_signed_in()
+
+
+def _answer_taken_address(existing: User) -> Response:
+    """Answer a sign-up for a taken address exactly like a new one; its owner gets an e-mail."""
+    duplicates.notify_owner(existing)
+    session.clear()
+    return redirect_to(_safe_next())
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -53,16 +61,18 @@ def signup():
     form = SignupForm()
     if form.validate_on_submit():
         email = form.email.data
-        if db.session.scalar(sa.select(User.id).where(User.email == email)) is not None:
-            form.email.errors.append("An account with this e-mail already exists. Sign in instead.")
+        password_hash = hash_password(form.password.data)
+        existing = db.session.scalar(sa.select(User).where(User.email == email))
+        if existing is not None:
+            return _answer_taken_address(existing)
         else:
-            user = User(email=email, password_hash=hash_password(form.password.data))
+            user = User(email=email, password_hash=password_hash)
             db.session.add(user)
             try:
                 db.session.commit()
             except IntegrityError:
                 db.session.rollback()
-                form.email.errors.append("An account with this e-mail already exists. Sign in instead.")
+                return _answer_taken_address(db.session.scalar(sa.select(User).where(User.email == email)))
             else:
                 try:
                     ensure_account(user)
@@ -87,21 +97,25 @@ def login():
     error = None
     if form.validate_on_submit():
         email, ip = form.email.data, _client_ip()
-        wait = throttle.seconds_to_wait(email, ip)
+        user = db.session.scalar(sa.select(User).where(User.email == email))
+        wait = throttle.seconds_to_wait(email, ip, trusted=devices.is_trusted(user))
         if wait:
             error = f"Too many failed attempts. Try again in {wait} seconds."
             status = 429
         else:
-            user = db.session.scalar(sa.select(User).where(User.email == email))
             if user is None:
                 burn_verify_time()
             if user is not None and verify_password(user.password_hash, form.password.data):
                 if needs_rehash(user.password_hash):
                     user.password_hash = hash_password(form.password.data)
                     db.session.commit()
+                if twofactor.is_enabled(user):
+                    from .twofactor_routes import begin_second_step
+
+                    return begin_second_step(user, _safe_next())
                 throttle.clear_failures(email)
                 start_session(user)
-                return redirect_to(_safe_next())
+                return devices.remember_device(redirect_to(_safe_next()), user)
             throttle.record_failure(email, ip)
             error = "Wrong e-mail or password."
             status = 422
@@ -146,6 +160,7 @@ def reset_password(token: str):
         user = apply_reset(token, form.password.data)
         if user is None:
             return render("auth/reset_invalid.html", status=410)
+        throttle.clear_failures(user.email)
         logout_user()
         session.clear()
         flash("Your password was changed. Sign in with the new one.", "success")

@@ -1,16 +1,21 @@
-"""Slowing down password guessing, per account and per client address.
+"""Slowing down password guessing, per account, per address and per pair of both.
 
-Policy (failures counted over the last hour):
+Policy (failed sign-ins, wrong second-step codes included, counted over the last hour):
 
-* per account (e-mail): the first 5 failures cost nothing; after that each new attempt
-  must wait 2^(n-5) seconds after the previous failure, capped at 5 minutes. With the
-  cap, an attacker gets about 20 guesses an hour, far below 100.
-* per address: the first 20 failures cost nothing; after that the same doubling,
-  capped at 5 minutes.
-* never a lock-out longer than 5 minutes: the owner can always sign in after waiting,
-  and a successful sign-in clears the account's failures.
+* per account and address pair: the first 5 failures cost nothing; after that each new
+  attempt must wait 2^(n-5) seconds after the previous failure, capped at 5 minutes.
+* per address (whatever accounts it tries): the first 20 failures cost nothing; after
+  that the same doubling, capped at 5 minutes.
+* per account (from all addresses together): at most 100 failures an hour. Past that,
+  attempts wait until the oldest failure is an hour old - except from a trusted device
+  (a browser that completed a sign-in to this account before, see ``devices``), which
+  only the two rules above apply to.
 
-Refused attempts (while waiting) are not checked against the password and not counted.
+So guessing from one address gets about 20 tries an hour per account, and from many
+addresses at most 100; someone failing on purpose from elsewhere never delays the owner
+more than 5 minutes on a device the owner used before, and a successful sign-in (or a
+password reset) clears the account's failures. Refused attempts (while waiting) are not
+checked against the password and not counted.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from ..models import LoginAttempt
 from ..timeutil import utcnow
 
 WINDOW = timedelta(hours=1)
-ACCOUNT_FREE = 5
+PAIR_FREE = 5
 ADDRESS_FREE = 20
+ACCOUNT_CEILING = 100
 MAX_DELAY_SECONDS = 300
 
 
@@ -35,25 +41,35 @@ def _delay(failures: int, free: int) -> int:
     return min(2 ** (failures - free), MAX_DELAY_SECONDS)
 
 
-def _stats(column, value: str) -> tuple[int, object]:
+def _stats(*conditions) -> tuple[int, object, object]:
     since = utcnow() - WINDOW
     row = db.session.execute(
-        sa.select(sa.func.count(LoginAttempt.id), sa.func.max(LoginAttempt.created_at))
-        .where(column == value, LoginAttempt.created_at >= since)
+        sa.select(sa.func.count(LoginAttempt.id), sa.func.max(LoginAttempt.created_at),
+                  sa.func.min(LoginAttempt.created_at))
+        .where(*conditions, LoginAttempt.created_at >= since)
     ).one()
-    return int(row[0]), row[1]
+    return int(row[0]), row[1], row[2]
 
 
-def seconds_to_wait(email: str, ip: str) -> int:
+def _remaining(until, now) -> int:
+    seconds = int((until - now).total_seconds()) + 1
+    return seconds if seconds > 0 else 0
+
+
+def seconds_to_wait(email: str, ip: str, trusted: bool = False) -> int:
     """How long this e-mail/address pair must wait before its next attempt (0: go ahead)."""
     now = utcnow()
     wait = 0
-    for column, value, free in ((LoginAttempt.email, email, ACCOUNT_FREE), (LoginAttempt.ip, ip, ADDRESS_FREE)):
-        failures, last = _stats(column, value)
+    for conditions, free in (((LoginAttempt.email == email, LoginAttempt.ip == ip), PAIR_FREE),
+                             ((LoginAttempt.ip == ip,), ADDRESS_FREE)):
+        failures, last, _ = _stats(*conditions)
         delay = _delay(failures, free)
         if delay and last is not None:
-            remaining = int((last + timedelta(seconds=delay) - now).total_seconds()) + 1
-            wait = max(wait, remaining if remaining > 0 else 0)
+            wait = max(wait, _remaining(last + timedelta(seconds=delay), now))
+    if not trusted:
+        failures, _, oldest = _stats(LoginAttempt.email == email)
+        if failures >= ACCOUNT_CEILING and oldest is not None:
+            wait = max(wait, _remaining(oldest + WINDOW, now))
     return wait
 
 

@@ -12,16 +12,6 @@ from operator_helpers import enable_two_factor, sign_in_with_code
 
 
 @pytest.fixture
-def portal_app(portal_app):
-    """The portal app, with the console registered even before ``create_app`` does it."""
-    if "operator" not in portal_app.blueprints:
-        from portal.operator import install
-
-        install(portal_app)
-    return portal_app
-
-
-@pytest.fixture
 def operator(make_user, portal_app):
     """A signed-up user with the operator role and two-factor sign-in on (``.secret``)."""
     user = make_user(email=f"ops-{uuid.uuid4().hex[:10]}@example.com", timezone="UTC", is_operator=True)

@@ -56,10 +56,6 @@ def test_health_shows_the_gateway_state(operator_client, gateway):
 
 
 def test_console_pages_render_when_the_gateway_is_down(down_portal_app, make_user):
-    from portal.operator import install
-
-    if "operator" not in down_portal_app.blueprints:
-        install(down_portal_app)
     ops = make_user(is_operator=True)
     secret = enable_two_factor(down_portal_app, ops.id)
     client = down_portal_app.test_client()

@@ -61,11 +61,14 @@ def test_signup_mismatch_and_bad_email(client):
     assert "Enter a valid e-mail address." in body
 
 
-def test_signup_duplicate_email_is_refused(client, make_user):
+def test_signup_duplicate_email_creates_nothing_and_reveals_nothing(client, make_user, portal_app, caplog):
+    caplog.set_level(logging.WARNING)
     existing = make_user()
-    response = _signup(client, existing.email.upper(), DEFAULT_PASSWORD)
-    assert response.status_code == 422
-    assert "An account with this e-mail already exists." in response.get_data(as_text=True)
+    response = _signup(client, existing.email.upper(), "another long passphrase 7")
+    assert response.status_code == 303 and response.headers["Location"] == "/dashboard"
+    assert client.get("/dashboard").status_code == 302  # not signed in to someone else's account
+    assert _user(portal_app, existing.email).password_hash  # the original account is untouched
+    assert login(portal_app.test_client(), existing.email, existing.password).status_code == 303
 
 
 def test_signup_errors_come_back_as_an_inline_fragment(client):
