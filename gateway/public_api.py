@@ -72,6 +72,7 @@ class _Runtime:
     whole_timeout: aiohttp.ClientTimeout
     stream_timeout: aiohttp.ClientTimeout
     models_body: bytes
+    models_listed: tuple[str, ...]
 
     def __init__(self) -> None:
         self.loaded = False
@@ -90,15 +91,23 @@ class _Runtime:
         self.stream_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect, sock_read=self.settings.upstream_timeout
         )
-        self.models_body = orjson.dumps(models_list(self.catalog))
+        self.models_listed = ()
         self.loaded = True
+
+    def models_json(self) -> bytes:
+        """The /v1/models body, rebuilt only when an operator switched a model on or off."""
+        listed = tuple(model.id for model in self.catalog.models.values() if model.enabled)
+        if listed != self.models_listed:
+            self.models_body = orjson.dumps(models_list(self.catalog))
+            self.models_listed = listed
+        return self.models_body
 
 
 RUNTIME = web.AppKey("public_api_runtime", _Runtime)
 
 
 def models_list(catalog: Catalog) -> dict:
-    """The catalogue in OpenAI's list format (unpriced models included)."""
+    """The catalogue in OpenAI's list format (unpriced models included, disabled ones not)."""
     return {
         "object": "list",
         "data": [
@@ -109,6 +118,7 @@ def models_list(catalog: Catalog) -> dict:
                 "owned_by": catalog.providers[model.provider].display_name,
             }
             for model in catalog.models.values()
+            if model.enabled
         ],
     }
 
@@ -352,7 +362,7 @@ async def list_models(request: web.Request) -> web.Response:
             raise _REFUSALS[refusal]
     except ApiError as error:
         return _error_response(error, anthropic_shape, request_id)
-    return web.Response(body=runtime.models_body, content_type="application/json",
+    return web.Response(body=runtime.models_json(), content_type="application/json",
                         headers={"x-request-id": request_id})
 
 
@@ -363,7 +373,7 @@ async def get_model(request: web.Request) -> web.Response:
         return response
     runtime = _runtime(request)
     model = runtime.catalog.models.get(request.match_info["model_id"])
-    if model is None:
+    if model is None or not model.enabled:
         error = ApiError(404, "The model does not exist. GET /v1/models lists them.", code="model_not_found",
                          param="model")
         return _error_response(error, False, response.headers["x-request-id"])

@@ -225,9 +225,18 @@ def test_disabling_a_model_refuses_it_until_enabled_again(gateway, customer, res
     assert "disabled" in refused.json()["error"]["message"]
     listed = {m["id"]: m for m in call(gateway, "GET", "/catalog").json()["models"]}["glm-5"]
     assert listed["enabled"] is False and listed["available"] is False
+    assert "glm-5" not in public_model_ids(gateway, customer.key)
     on = call(gateway, "POST", "/admin/catalog/glm-5", json={"enabled": True, "actor": "ops", "reason": "back"})
     assert on.status_code == 201
     assert chat(gateway, customer.key, "glm-5").status_code == 200
+    assert "glm-5" in public_model_ids(gateway, customer.key)
+
+
+def public_model_ids(gateway, key: str) -> set[str]:
+    """The ids GET /v1/models lists for ``key``."""
+    answer = requests.get(f"{gateway.url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert answer.status_code == 200
+    return {m["id"] for m in answer.json()["data"]}
 
 
 @pytest.mark.parametrize("body, status, code", [
