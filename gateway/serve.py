@@ -63,6 +63,8 @@ def run_worker(settings: Settings, reuse_port: bool = False) -> None:
             host=settings.host,
             port=settings.port,
             reuse_port=reuse_port or None,
+            # aiohttp's default of 128 drops connections when thousands of streams open at once.
+            backlog=1024,
             access_log=None,
             print=None,
             shutdown_timeout=settings.drain_timeout,
