@@ -16,6 +16,7 @@ from .auth import sessions
 from .config import Config
 from .extensions import csrf, db, login_manager, migrate
 from .filters import register_filters
+from .macros import register_macros
 from .gateway_client import GatewayClient, GatewayUnavailable
 from .htmx import redirect_to, render
 from .models import User
@@ -53,6 +54,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["gateway_client"] = GatewayClient(app.config["GATEWAY_URL"], app.config["INTERNAL_API_TOKEN"])
 
     register_filters(app)
+    register_macros(app)
     security.install(app)
     sessions.install(app)
     _register_blueprints(app)

@@ -13,7 +13,7 @@ import threading
 import time
 
 import sqlalchemy as sa
-from fault_helpers import ONE_P, assert_ledger_sums, chat, logged_requests, wait_until
+from fault_common import ONE_P, assert_ledger_sums, chat, logged_requests, wait_until
 
 LOCK_SECONDS = 1.2
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fault_helpers import wait_until
+from fault_common import wait_until
 
 import fixtures.gateway as gateway_fixtures
 from fixtures.gateway import free_port, start_gateway

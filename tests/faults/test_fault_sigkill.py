@@ -13,7 +13,7 @@ import threading
 import time
 
 import requests
-from fault_helpers import ONE_P, assert_ledger_sums, chat, logged_requests
+from fault_common import ONE_P, assert_ledger_sums, chat, logged_requests
 
 from fixtures.gateway import start_gateway
 

@@ -6,7 +6,7 @@ outage to a successful top-up afterwards, with the ledger summing throughout.
 
 from __future__ import annotations
 
-from fault_helpers import assert_ledger_sums
+from fault_common import assert_ledger_sums
 
 from fixtures.portal import login
 

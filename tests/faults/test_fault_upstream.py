@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fault_helpers import ONE_P, assert_ledger_sums, chat, logged_requests, wait_until
+from fault_common import ONE_P, assert_ledger_sums, chat, logged_requests, wait_until
 
 FAULTS = [("[[hang]]", 504, "upstream_timeout"), ("[[error:500]]", 502, None), ("[[cut]]", 502, None),
           ("[[malformed]]", 502, None)]

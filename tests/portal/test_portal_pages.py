@@ -35,6 +35,22 @@ def test_fragment_endpoints_both_ways(logged_in_client, path, start):
     assert full.startswith("<!doctype html>") and start in full and "nav-link" in full
 
 
+@pytest.mark.parametrize("path", PAGES + ["/billing", "/payments"])
+def test_every_page_answers_a_targeted_htmx_request_with_its_content_alone(logged_in_client, path):
+    response = logged_in_client.get(path, headers=HTMX)
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "<html" not in text and "nav-link" not in text
+    assert "<h1" in text or "<section" in text or "<div" in text
+
+
+@pytest.mark.parametrize("path", ["/pricing", "/docs", "/support", "/login", "/signup", "/reset"])
+def test_public_pages_answer_a_targeted_htmx_request_too(client, path):
+    response = client.get(path, headers=HTMX)
+    assert response.status_code == 200
+    assert "<html" not in response.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_boosted_navigation_gets_the_whole_page(logged_in_client, path):
     response = logged_in_client.get(path, headers=BOOSTED)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import time_machine
-from sec_helpers import make_app
+from sec_common import make_app
 
 from fixtures.portal import login
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 import time_machine
-from sec_helpers import CODE_RE, SECRET_RE, enrol_two_factor
+from sec_common import CODE_RE, SECRET_RE, enrol_two_factor
 
 from fixtures.portal import login
 
