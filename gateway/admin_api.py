@@ -8,8 +8,6 @@ catalogue changes (see ``catalog_overrides``). The contract is gateway/openapi.y
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 from aiohttp import web
 from sqlalchemy.engine import Connection
 
@@ -21,9 +19,9 @@ from .catalog_overrides import (
 from .db import safe_url, utcnow
 from .internal_api import (
     MAX_RANGE_DAYS, ApiError, _body, _datetime_field, _db, _query_date, _query_int, _query_tz, _str_field,
-    _uuid, account_dict, decode_cursor, encode_cursor, errors_middleware, json_response, token_middleware,
+    account_dict, decode_cursor, encode_cursor, errors_middleware, json_response, request_filter,
+    token_middleware,
 )
-from .usage import local_midnight_utc
 
 MAX_PRICE = 10**9  # P per 1M tokens: far above any real model
 
@@ -38,42 +36,9 @@ async def search_accounts(request: web.Request) -> web.Response:
     return json_response({"data": [account_dict(r) for r in rows]})
 
 
-def _all_requests_filter(request: web.Request) -> admin_queries.AllRequestsFilter:
-    q = request.query
-    account_id = q.get("account_id") or None
-    if account_id is not None and not _uuid(account_id):
-        raise ApiError(400, "account_id must be an account id.", "invalid_query")
-    key_id = q.get("key_id") or None
-    if key_id is not None and not _uuid(key_id):
-        raise ApiError(400, "key_id must be a key id.", "invalid_query")
-    provider = q.get("provider") or None
-    model = q.get("model") or None
-    for name, value in (("provider", provider), ("model", model)):
-        if value is not None and len(value) > 100:
-            raise ApiError(400, f"{name} is too long.", "invalid_query")
-    status = q.get("status") or None
-    status_code = None
-    if status is not None and status not in ("ok", "error"):
-        try:
-            status_code = int(status)
-        except ValueError:
-            raise ApiError(400, "status must be ok, error or an HTTP status code.", "invalid_query") from None
-        if not 100 <= status_code <= 599:
-            raise ApiError(400, "status must be ok, error or an HTTP status code.", "invalid_query")
-        status = None
-    start = _query_date(request, "start", required=False)
-    end = _query_date(request, "end", required=False)
-    tz = _query_tz(request)
-    if start and end and end < start:
-        raise ApiError(422, "end must not be before start.", "invalid_range")
-    since = datetime.fromtimestamp(local_midnight_utc(start, tz), timezone.utc) if start else None
-    until = datetime.fromtimestamp(local_midnight_utc(end + timedelta(days=1), tz), timezone.utc) if end else None
-    return admin_queries.AllRequestsFilter(account_id, provider, key_id, model, status, status_code, since, until)
-
-
 async def all_requests(request: web.Request) -> web.Response:
     """Every customer's requests, newest first, filtered, one keyset page at a time."""
-    filters = _all_requests_filter(request)
+    filters = request_filter(request, None, cross_account=True)
     limit = _query_int(request, "limit", 50, 1, 200)
     before = decode_cursor(request)
     rows = await _db(request).read(admin_queries.query_all_requests, filters, limit + 1, before)

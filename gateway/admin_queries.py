@@ -8,7 +8,6 @@ queries in ``requestlog`` and ``usage`` are scoped to one account; these are not
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .db import accounts, api_keys, ledger_entries, request_log, usage_rollups
-from .requestlog import request_dict
+from .requestlog import RequestFilter, filtered, request_dict
 from .usage import DAY, EPOCH, offset_segments, range_bounds
 
 # Ledger kinds that are money from customers (top-ups) or given back to them.
@@ -39,21 +38,7 @@ def search_accounts(conn: Connection, query: str, limit: int) -> list[Any]:
     return list(conn.execute(select.order_by(accounts.c.created_at.desc(), accounts.c.id).limit(limit)))
 
 
-@dataclass(frozen=True)
-class AllRequestsFilter:
-    """The customer log's filters, plus the customer and the upstream provider."""
-
-    account_id: str | None = None
-    provider: str | None = None
-    key_id: str | None = None
-    model: str | None = None
-    status: str | None = None
-    status_code: int | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-def query_all_requests(conn: Connection, filters: AllRequestsFilter, limit: int, before_id: int | None) -> list[Any]:
+def query_all_requests(conn: Connection, filters: RequestFilter, limit: int, before_id: int | None) -> list[Any]:
     """Up to ``limit`` log rows of any account, newest first, ids below ``before_id``."""
     query = (
         sa.select(
@@ -68,28 +53,7 @@ def query_all_requests(conn: Connection, filters: AllRequestsFilter, limit: int,
             .join(accounts, accounts.c.id == request_log.c.account_id)
         )
     )
-    f = filters
-    if f.account_id:
-        query = query.where(request_log.c.account_id == f.account_id)
-    if f.provider:
-        query = query.where(request_log.c.provider == f.provider)
-    if f.key_id:
-        query = query.where(request_log.c.key_id == f.key_id)
-    if f.model:
-        query = query.where(request_log.c.model == f.model)
-    if f.status == "ok":
-        query = query.where(request_log.c.status.between(200, 299))
-    elif f.status == "error":
-        query = query.where(sa.or_(request_log.c.status < 200, request_log.c.status > 299))
-    elif f.status_code is not None:
-        query = query.where(request_log.c.status == f.status_code)
-    if f.since is not None:
-        query = query.where(request_log.c.created_at >= f.since)
-    if f.until is not None:
-        query = query.where(request_log.c.created_at < f.until)
-    if before_id is not None:
-        query = query.where(request_log.c.id < before_id)
-    return list(conn.execute(query.order_by(request_log.c.id.desc()).limit(limit)))
+    return list(conn.execute(filtered(query, filters, before_id).limit(limit)))
 
 
 def all_request_dict(row: Any) -> dict:

@@ -504,14 +504,26 @@ async def get_usage(request: web.Request) -> web.Response:
     return json_response(await _db(request).read(work))
 
 
-def _request_filter(request: web.Request, account_id: str) -> RequestFilter:
-    key_id = request.query.get("key_id") or None
+def request_filter(request: web.Request, account_id: str | None, *, cross_account: bool = False) -> RequestFilter:
+    """The log filters in ``request``'s query string.
+
+    ``cross_account`` (the operator console) also reads ``account_id`` and ``provider``.
+    """
+    q = request.query
+    provider = None
+    if cross_account:
+        account_id = q.get("account_id") or None
+        if account_id is not None and not _uuid(account_id):
+            raise ApiError(400, "account_id must be an account id.", "invalid_query")
+        provider = q.get("provider") or None
+    key_id = q.get("key_id") or None
     if key_id is not None and not _uuid(key_id):
         raise ApiError(400, "key_id must be a key id.", "invalid_query")
-    model = request.query.get("model") or None
-    if model is not None and len(model) > 100:
-        raise ApiError(400, "model is too long.", "invalid_query")
-    status = request.query.get("status") or None
+    model = q.get("model") or None
+    for name, value in (("provider", provider), ("model", model)):
+        if value is not None and len(value) > 100:
+            raise ApiError(400, f"{name} is too long.", "invalid_query")
+    status = q.get("status") or None
     status_code: int | None = None
     if status is not None and status not in ("ok", "error"):
         try:
@@ -528,13 +540,13 @@ def _request_filter(request: web.Request, account_id: str) -> RequestFilter:
         raise ApiError(422, "end must not be before start.", "invalid_range")
     since = datetime.fromtimestamp(usage.local_midnight_utc(start, tz), timezone.utc) if start else None
     until = datetime.fromtimestamp(usage.local_midnight_utc(end + timedelta(days=1), tz), timezone.utc) if end else None
-    return RequestFilter(account_id, key_id, model, status, status_code, since, until)
+    return RequestFilter(account_id, key_id, model, status, status_code, since, until, provider)
 
 
 async def list_requests(request: web.Request) -> web.Response:
     """The request log, newest first, filtered, one keyset page at a time."""
     account_id = _account_id(request)
-    filters = _request_filter(request, account_id)
+    filters = request_filter(request, account_id)
     limit = _query_int(request, "limit", 50, 1, 200)
     before = decode_cursor(request)
 
@@ -553,7 +565,7 @@ async def list_requests(request: web.Request) -> web.Response:
 async def export_requests(request: web.Request) -> web.StreamResponse:
     """The filtered request log as CSV, streamed page by page (memory stays flat)."""
     account_id = _account_id(request)
-    filters = _request_filter(request, account_id)
+    filters = request_filter(request, account_id)
     db = _db(request)
     await db.read(get_account, account_id)
     response = web.StreamResponse(headers={

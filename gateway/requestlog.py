@@ -23,19 +23,46 @@ CSV_COLUMNS = [
 
 @dataclass(frozen=True)
 class RequestFilter:
-    """What the portal filters the log by; ``status`` is ``ok``/``error`` or ``status_code`` set."""
+    """What the log is filtered by; ``status`` is ``ok``/``error`` or ``status_code`` set.
 
-    account_id: str
+    The customer's log always names its account; the operator console may leave it out.
+    """
+
+    account_id: str | None = None
     key_id: str | None = None
     model: str | None = None
     status: str | None = None
     status_code: int | None = None
     since: datetime | None = None
     until: datetime | None = None
+    provider: str | None = None
+
+
+def filtered(query: sa.Select, filters: RequestFilter, before_id: int | None) -> sa.Select:
+    """``query`` narrowed to ``filters`` and to ids below ``before_id``, newest first."""
+    columns = request_log.c
+    for column, value in ((columns.account_id, filters.account_id), (columns.provider, filters.provider),
+                          (columns.key_id, filters.key_id), (columns.model, filters.model),
+                          (columns.status, filters.status_code)):
+        if value is not None:
+            query = query.where(column == value)
+    if filters.status == "ok":
+        query = query.where(columns.status.between(200, 299))
+    elif filters.status == "error":
+        query = query.where(sa.or_(columns.status < 200, columns.status > 299))
+    if filters.since is not None:
+        query = query.where(columns.created_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(columns.created_at < filters.until)
+    if before_id is not None:
+        query = query.where(columns.id < before_id)
+    return query.order_by(columns.id.desc())
 
 
 def query_requests(conn: Connection, filters: RequestFilter, limit: int, before_id: int | None) -> list[Any]:
-    """Up to ``limit`` rows, newest first, with ids below ``before_id`` when given."""
+    """Up to ``limit`` rows of one account, newest first, with ids below ``before_id`` when given."""
+    if filters.account_id is None:
+        raise ValueError("a customer's request log needs its account id")
     query = (
         sa.select(
             request_log,
@@ -44,25 +71,8 @@ def query_requests(conn: Connection, filters: RequestFilter, limit: int, before_
             api_keys.c.suffix.label("key_suffix"),
         )
         .select_from(request_log.outerjoin(api_keys, api_keys.c.id == request_log.c.key_id))
-        .where(request_log.c.account_id == filters.account_id)
     )
-    if filters.key_id:
-        query = query.where(request_log.c.key_id == filters.key_id)
-    if filters.model:
-        query = query.where(request_log.c.model == filters.model)
-    if filters.status == "ok":
-        query = query.where(request_log.c.status.between(200, 299))
-    elif filters.status == "error":
-        query = query.where(sa.or_(request_log.c.status < 200, request_log.c.status > 299))
-    elif filters.status_code is not None:
-        query = query.where(request_log.c.status == filters.status_code)
-    if filters.since is not None:
-        query = query.where(request_log.c.created_at >= filters.since)
-    if filters.until is not None:
-        query = query.where(request_log.c.created_at < filters.until)
-    if before_id is not None:
-        query = query.where(request_log.c.id < before_id)
-    return list(conn.execute(query.order_by(request_log.c.id.desc()).limit(limit)))
+    return list(conn.execute(filtered(query, filters, before_id).limit(limit)))
 
 
 def request_dict(row: Any) -> dict:
