@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .background import stop_task
 from .db import Database, accounts, api_keys, utcnow
 
 log = logging.getLogger("samalink.gateway.auth")
@@ -139,13 +140,8 @@ class KeyCache:
 
     async def close(self) -> None:
         """Stop polling."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def lookup(self, presented: str) -> KeyInfo | None:
         """The key's info (revoked or expired keys included), or None for an unknown key."""

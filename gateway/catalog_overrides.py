@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.engine import Connection
 
+from .background import stop_task
 from .catalog import Catalog, Model
 from .db import Database, UTCDateTime, metadata, utcnow
 
@@ -156,12 +157,8 @@ class CatalogRefresher:
 
     async def close(self) -> None:
         """Stop polling."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self._task)
+        self._task = None
 
 
 REFRESHER = web.AppKey("catalog_refresher", CatalogRefresher)

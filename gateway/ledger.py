@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .background import stop_task
 from .db import Database, accounts, leases, ledger_entries, utcnow
 
 log = logging.getLogger("samalink.gateway.ledger")
@@ -416,13 +417,8 @@ class Reserver:
 
         Call after the batch writer's final flush, so nothing reserved is still unsettled.
         """
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         try:
             await self.db.transaction(lambda conn: _drop_leases(conn, leases.c.holder_id == self.holder_id))
         except Exception:  # noqa: BLE001 - the rows then expire and another process reclaims them
