@@ -11,6 +11,7 @@ import orjson
 
 from ..catalog import Model
 from ..errors import bad_request
+from .responses import assistant_message
 
 # Anthropic accepts temperatures in [0, 1]; OpenAI in [0, 2].
 ANTHROPIC_MAX_TEMPERATURE = 1.0
@@ -253,25 +254,7 @@ def messages_to_chat_request(body: dict, model: Model, provider_name: str) -> di
             messages.append({"role": role, "content": content})
             continue
         if role == "assistant":
-            texts = []
-            calls = []
-            for block in content:
-                kind = block.get("type")
-                if kind == "text":
-                    texts.append(block.get("text") or "")
-                elif kind == "tool_use":
-                    calls.append({
-                        "id": block.get("id"),
-                        "type": "function",
-                        "function": {
-                            "name": block.get("name"),
-                            "arguments": orjson.dumps(block.get("input") or {}).decode(),
-                        },
-                    })
-            out_message: dict = {"role": "assistant", "content": "".join(texts) or None}
-            if calls:
-                out_message["tool_calls"] = calls
-            messages.append(out_message)
+            messages.append(assistant_message(content))
             continue
         parts: list[dict] = []
         for block_index, block in enumerate(content):

@@ -53,11 +53,11 @@ def openai_usage(input_tokens: int, output_tokens: int) -> dict:
     }
 
 
-def messages_to_chat_response(message: dict, model_id: str) -> dict:
-    """An Anthropic message as an OpenAI chat.completion object."""
+def assistant_message(blocks: list[dict]) -> dict:
+    """Anthropic assistant content blocks as one OpenAI assistant message (text and tool calls)."""
     texts = []
     calls = []
-    for block in message.get("content") or ():
+    for block in blocks:
         kind = block.get("type")
         if kind == "text":
             texts.append(block.get("text") or "")
@@ -70,9 +70,16 @@ def messages_to_chat_response(message: dict, model_id: str) -> dict:
                     "arguments": orjson.dumps(block.get("input") or {}).decode(),
                 },
             })
+    # OpenAI allows null content only beside tool calls.
     reply: dict = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         reply["tool_calls"] = calls
+    return reply
+
+
+def messages_to_chat_response(message: dict, model_id: str) -> dict:
+    """An Anthropic message as an OpenAI chat.completion object."""
+    reply = assistant_message(message.get("content") or [])
     tokens = anthropic_usage_tokens(message.get("usage")) or (0, 0)
     return {
         "id": "chatcmpl-" + str(message.get("id") or ""),
