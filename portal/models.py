@@ -29,6 +29,10 @@ class User(UserMixin, db.Model):
     session_version: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1)
     is_operator: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+    # None until the owner opens the confirmation link; an unconfirmed user cannot sign in.
+    email_confirmed_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+    # When the last confirmation link was sent, so resending can be limited.
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
 
     def get_id(self) -> str:
         """Session identity: the id plus the session version, so a bump signs sessions out."""

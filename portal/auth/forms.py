@@ -1,4 +1,4 @@
-"""Forms for signing up, signing in and resetting a password."""
+"""Forms for signing up, confirming the address, signing in and resetting a password."""
 
 from __future__ import annotations
 
@@ -47,6 +47,15 @@ class LoginForm(FlaskForm):
 
 class ResetRequestForm(FlaskForm):
     """Ask for a reset link."""
+
+    email = EmailField("E-mail", filters=[_normalise_email],
+                       validators=[DataRequired("Enter your e-mail address."),
+                                   Email("Enter a valid e-mail address.", check_deliverability=False),
+                                   Length(max=254)])
+
+
+class ResendConfirmationForm(FlaskForm):
+    """Ask for a new e-mail confirmation link."""
 
     email = EmailField("E-mail", filters=[_normalise_email],
                        validators=[DataRequired("Enter your e-mail address."),

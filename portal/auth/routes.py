@@ -1,4 +1,4 @@
-"""Routes: /signup, /login, /logout, /reset and /reset/<token>."""
+"""Routes: /signup, /signup/sent, /confirm/<token>, /confirm/resend, /login, /logout, /reset and /reset/<token>."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from ..extensions import db
 from ..gateway_client import GatewayError, GatewayUnavailable
 from ..htmx import redirect_to, render
 from ..models import User
-from . import devices, duplicates, sessions, throttle, twofactor
-from .forms import LoginForm, ResetPasswordForm, ResetRequestForm, SignupForm
+from . import confirmation, devices, duplicates, sessions, throttle, twofactor
+from .forms import LoginForm, ResendConfirmationForm, ResetPasswordForm, ResetRequestForm, SignupForm
 from .passwords import burn_verify_time, hash_password, needs_rehash, verify_password
 from .reset import reset_password as apply_reset
 from .reset import send_reset_link, valid_token
@@ -46,16 +46,24 @@ def start_session(user: User) -> None:
     sessions.mark_signed_in()
 
 
+SENT_PAGE = "/signup/sent"
+
+
+def _check_your_inbox() -> Response:
+    """The one answer to every accepted sign-up, new address or taken: nobody is signed in."""
+    session.clear()
+    return redirect_to(SENT_PAGE)
+
+
 def _answer_taken_address(existing: User) -> Response:
     """Answer a sign-up for a taken address exactly like a new one; its owner gets an e-mail."""
     duplicates.notify_owner(existing)
-    session.clear()
-    return redirect_to(_safe_next())
+    return _check_your_inbox()
 
 
 @bp.route("/signup", methods=["GET", "POST"])
 def signup():
-    """Create a portal user and its gateway account."""
+    """Create a portal user and e-mail it a confirmation link; it signs in by opening the link."""
     if current_user.is_authenticated:
         return redirect_to("/dashboard")
     form = SignupForm()
@@ -65,26 +73,64 @@ def signup():
         existing = db.session.scalar(sa.select(User).where(User.email == email))
         if existing is not None:
             return _answer_taken_address(existing)
-        else:
-            user = User(email=email, password_hash=password_hash)
-            db.session.add(user)
-            try:
-                db.session.commit()
-            except IntegrityError:
-                db.session.rollback()
-                return _answer_taken_address(db.session.scalar(sa.select(User).where(User.email == email)))
-            else:
-                try:
-                    ensure_account(user)
-                except (GatewayUnavailable, GatewayError) as exc:
-                    # The account is created on a later visit; creation is idempotent.
-                    log.warning("gateway account for user %s not created yet: %s", user.id, exc)
-                    flash("Your account is ready. Balance and keys appear as soon as the usage service answers.",
-                          "warning")
-                start_session(user)
-                return redirect_to(_safe_next())
+        user = User(email=email, password_hash=password_hash)
+        db.session.add(user)
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            return _answer_taken_address(db.session.scalar(sa.select(User).where(User.email == email)))
+        confirmation.send_link(user, _safe_next())
+        return _check_your_inbox()
     status = 422 if form.errors else 200
     return render("auth/signup.html", block="form", status=status, form=form, next=_safe_next(""))
+
+
+@bp.route("/signup/sent", methods=["GET"])
+def signup_sent():
+    """"Check your inbox": the page after every accepted sign-up."""
+    return render("auth/signup_sent.html")
+
+
+@bp.route("/confirm/<token>", methods=["GET"])
+def confirm_email(token: str):
+    """Confirm the address from the e-mailed link (once), create the gateway account, sign in."""
+    confirmed = confirmation.confirm(token)
+    if confirmed is None:
+        response = render("auth/confirm_invalid.html", status=410)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+    user, next_url = confirmed
+    account_ready = True
+    try:
+        ensure_account(user)
+    except (GatewayUnavailable, GatewayError) as exc:
+        # The account is created on a later visit; creation is idempotent.
+        log.warning("gateway account for user %s not created yet: %s", user.id, exc)
+        db.session.rollback()
+        account_ready = False
+    # Flash after the fresh session starts: starting it clears everything before.
+    start_session(user)
+    flash("Your e-mail address is confirmed. Welcome to SAMALink.", "success")
+    if not account_ready:
+        flash("Balance and keys appear as soon as the usage service answers.", "warning")
+    target = next_url if next_url.startswith("/") and not next_url.startswith("//") else "/dashboard"
+    response = devices.remember_device(redirect_to(target), user)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.route("/confirm/resend", methods=["GET", "POST"])
+def confirm_resend():
+    """Ask for a new confirmation link; the answer is the same for every address."""
+    form = ResendConfirmationForm()
+    sent = False
+    if form.validate_on_submit():
+        confirmation.resend_for_address(form.email.data)
+        sent = True
+    status = 422 if form.errors else 200
+    return render("auth/confirm_resend.html", block="form", status=status, form=form, sent=sent)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -109,6 +155,16 @@ def login():
                 if needs_rehash(user.password_hash):
                     user.password_hash = hash_password(form.password.data)
                     db.session.commit()
+                if not confirmation.is_confirmed(user):
+                    # Only someone who knows the password gets here, so saying so reveals nothing.
+                    throttle.clear_failures(email)
+                    if confirmation.resend_link(user):
+                        error = "Confirm your e-mail address first; we have sent you a new link."
+                    else:
+                        error = ("Confirm your e-mail address first; we sent you a link less than a minute "
+                                 "ago. Open the newest one in your inbox.")
+                    return render("auth/login.html", block="form", status=422, form=form, error=error,
+                                  next=_safe_next(""))
                 if twofactor.is_enabled(user):
                     from .twofactor_routes import begin_second_step
 

@@ -4,7 +4,9 @@ failed requests, and the few steps (sign up, sign in) that several tests take.""
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
+from typing import Callable
 from urllib.parse import urlsplit
 
 from playwright.sync_api import ConsoleMessage, Page, Request, Response
@@ -56,10 +58,31 @@ class PageWatch:
         assert problems == [], f"{what}:\n" + "\n".join(problems)
 
 
-def sign_up(page: Page, base_url: str, email: str, password: str, landing: str = "/keys") -> None:
-    """Create an account through the sign-up form and land on ``landing``.
+def confirmation_link(log_text: Callable[[], str], email: str, timeout: float = 15.0) -> str:
+    """The newest confirmation link the product mailed to ``email``, read from its log.
 
-    The first page after sign-up reports the browser's time zone; the dashboard and usage
+    Without an SMTP server the portal writes each message to its log; the link is the
+    first line after the subject line that starts with http.
+    """
+    pattern = re.compile(
+        rf"mail to {re.escape(email.lower())} not sent\.\s*\nSubject: Confirm your SAMALink e-mail address\n"
+        r".*?(https?://\S+/confirm/[A-Za-z0-9_.\-]+)", re.S)
+    deadline = time.monotonic() + timeout
+    while True:
+        links = pattern.findall(log_text())
+        if links:
+            return links[-1]
+        assert time.monotonic() < deadline, f"no confirmation link for {email} in the product's log"
+        time.sleep(0.1)
+
+
+def sign_up(page: Page, base_url: str, email: str, password: str, log_text: Callable[[], str],
+            landing: str = "/keys") -> None:
+    """Create an account through the sign-up form, confirm it by the mailed link, land on ``landing``.
+
+    After the form the browser shows "Check your inbox"; the link is read from the
+    product's log (``log_text``) and opened in the same browser, which signs it in.
+    The first page after that reports the browser's time zone; the dashboard and usage
     pages then reload themselves, so the landing page is one that does not (API Keys).
     """
     page.goto(f"{base_url}/signup?next={landing}")
@@ -67,6 +90,10 @@ def sign_up(page: Page, base_url: str, email: str, password: str, landing: str =
     page.fill("#password", password)
     page.fill("#confirm", password)
     page.click("form button[type=submit]")
+    page.wait_for_url(lambda url: urlsplit(url).path == "/signup/sent")
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    link = confirmation_link(log_text, email)
+    page.goto(base_url + urlsplit(link).path)
     page.wait_for_url(lambda url: urlsplit(url).path == landing)
     page.wait_for_function("() => !document.body.hasAttribute('data-tz-detect')")
 

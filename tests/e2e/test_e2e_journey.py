@@ -311,7 +311,7 @@ def test_customer_journey(product, browser, providers_file):
     page = context.new_page()
     watch = PageWatch(base).attach(page)
     try:
-        sign_up(page, base, email, PASSWORD, landing="/keys")
+        sign_up(page, base, email, PASSWORD, product.log_text, landing="/keys")
         expect(page.locator(".user-email")).to_have_text(email)
         watch.assert_clean("signing up")
 

@@ -68,7 +68,7 @@ def customer(product, browser):
                                   permissions=["clipboard-read", "clipboard-write"])
     page = context.new_page()
     base = product.portal_url
-    sign_up(page, base, f"pages-{uuid.uuid4().hex[:10]}@example.com", PASSWORD)
+    sign_up(page, base, f"pages-{uuid.uuid4().hex[:10]}@example.com", PASSWORD, product.log_text)
     page.goto(base + "/keys")
     page.fill("#name", "pages key")
     page.click("#keys-section form button[type=submit]")

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 import time_machine
 
-from fixtures.portal import DEFAULT_PASSWORD, login
+from fixtures.portal import DEFAULT_PASSWORD, login, mail_log
 from portal.auth.passwords import common_passwords
 from portal.extensions import db
 from portal.models import User
@@ -65,7 +65,7 @@ def test_signup_duplicate_email_creates_nothing_and_reveals_nothing(client, make
     caplog.set_level(logging.WARNING)
     existing = make_user()
     response = _signup(client, existing.email.upper(), "another long passphrase 7")
-    assert response.status_code == 303 and response.headers["Location"] == "/dashboard"
+    assert response.status_code == 303 and response.headers["Location"] == "/signup/sent"
     assert client.get("/dashboard").status_code == 302  # not signed in to someone else's account
     assert _user(portal_app, existing.email).password_hash  # the original account is untouched
     assert login(portal_app.test_client(), existing.email, existing.password).status_code == 303
@@ -90,12 +90,16 @@ def test_signup_creates_the_gateway_account_idempotently(portal_app, gateway, ma
 
 def test_signup_with_htmx_redirects_the_whole_page(client):
     response = _signup(client, "hx@example.com", DEFAULT_PASSWORD, **HTMX)
-    assert response.headers["HX-Redirect"] == "/dashboard"
+    assert response.headers["HX-Redirect"] == "/signup/sent"
 
 
 def test_signup_while_the_gateway_is_down_completes_later(down_portal_app, portal_app):
     down = down_portal_app.test_client()
-    assert _signup(down, "later@example.com", DEFAULT_PASSWORD).status_code == 303
+    with mail_log() as mail:
+        assert _signup(down, "later@example.com", DEFAULT_PASSWORD).status_code == 303
+        link = mail.confirmation_link("later@example.com")
+    confirmed = down.get(link)
+    assert confirmed.status_code == 303 and confirmed.headers["Location"] == "/dashboard"
     assert _user(portal_app, "later@example.com").account_id is None
     up = portal_app.test_client()
     assert login(up, "later@example.com").status_code == 303

@@ -92,7 +92,7 @@ def test_sign_up_with_a_taken_address_answers_like_a_new_one(portal_app, make_us
     for_taken = portal_app.test_client().post("/signup", data={"email": taken.email, **data})
     for_new = portal_app.test_client().post("/signup", data={"email": new_email, **data})
     assert for_taken.status_code == for_new.status_code == 303
-    assert for_taken.headers["Location"] == for_new.headers["Location"] == "/dashboard"
+    assert for_taken.headers["Location"] == for_new.headers["Location"] == "/signup/sent"
     assert for_taken.get_data() == for_new.get_data()
     # The owner hears about it; the existing account and its password are untouched.
     deadline = time.monotonic() + 5
