@@ -84,13 +84,13 @@ def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation |
         chunk = ids[start : start + 500]
         done.update(conn.execute(sa.select(request_log.c.request_id).where(request_log.c.request_id.in_(chunk))).scalars())
     seen: set[str] = set()
-    todo: list[tuple[RequestRecord, Reservation | None]] = []
+    unwritten: list[tuple[RequestRecord, Reservation | None]] = []
     for record, reservation in batch:
         if record.request_id in done or record.request_id in seen:
             continue
         seen.add(record.request_id)
-        todo.append((record, reservation))
-    if not todo:
+        unwritten.append((record, reservation))
+    if not unwritten:
         return []
 
     now = utcnow()
@@ -105,12 +105,12 @@ def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation |
                 "ttft_ms": None if r.ttft_ms is None else int(r.ttft_ms), "status": int(r.status),
                 "error_class": r.error_class, "estimated": bool(r.estimated), "created_at": r.created_at,
             }
-            for r, _ in todo
+            for r, _ in unwritten
         ],
     )
 
     by_account: dict[str, list[RequestRecord]] = defaultdict(list)
-    for record, _ in todo:
+    for record, _ in unwritten:
         by_account[record.account_id].append(record)
     entries = []
     # Sorted, so two processes flushing at once lock accounts in the same order.
@@ -143,7 +143,7 @@ def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation |
         conn.execute(ledger_entries.insert(), entries)
 
     consumption: dict[tuple[str, str], int] = defaultdict(int)
-    for _, reservation in todo:
+    for _, reservation in unwritten:
         if reservation is not None and not reservation.done:
             consumption[(reservation.account_id, reservation.holder_id)] += reservation.amount_micro_p
     shrunk: dict[tuple[str, str], bool] = {}
@@ -163,7 +163,7 @@ def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation |
             )
 
     key_use: dict[str, tuple[int, datetime]] = {}
-    for record, _ in todo:
+    for record, _ in unwritten:
         if not record.key_id:
             continue
         spent, last = key_use.get(record.key_id, (0, record.created_at))
@@ -185,7 +185,7 @@ def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation |
         )
 
     rollups: dict[tuple[str, str, str, int], list[int]] = {}
-    for record, _ in todo:
+    for record, _ in unwritten:
         key = (record.account_id, record.key_id or "", record.model, bucket_start(record.created_at))
         row = rollups.setdefault(key, [0, 0, 0, 0])
         row[0] += 1
@@ -205,7 +205,7 @@ def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation |
     )
     return [
         (reservation, shrunk.get((reservation.account_id, reservation.holder_id), False))
-        for _, reservation in todo
+        for _, reservation in unwritten
         if reservation is not None and not reservation.done
     ]
 
