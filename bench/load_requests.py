@@ -26,6 +26,7 @@ import time
 import zlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
@@ -37,6 +38,7 @@ from gateway.catalog import load_catalog  # noqa: E402
 from gateway.db import Database, accounts, api_keys, safe_url  # noqa: E402
 from gateway.ledger import create_account, post_entry  # noqa: E402
 from gateway.metering import RequestRecord, cost_micro_p, write_batch  # noqa: E402
+from gateway.usage import set_usage_zone  # noqa: E402
 
 RESULTS_DIR = BENCH_DIR / "results"
 DEFAULT_DB = f"sqlite:///{RESULTS_DIR / 'data' / 'gateway.db'}"
@@ -114,10 +116,13 @@ def generate(label: str, account_id: str, key_ids: list[str], count: int, days: 
         )
 
 
-def load_account(db: Database, label: str, count: int, days: int, batch_size: int, now: datetime) -> dict:
+def load_account(db: Database, label: str, count: int, days: int, batch_size: int, now: datetime,
+                 tz: ZoneInfo) -> dict:
     """Load ``count`` requests into the ``label`` account; returns its ids and the load rate."""
     # A generous credit, so the history never drives the balance below zero.
     account_id, key_ids = ensure_account(db, label, credit_micro_p=count * 60_000_000 + 10**12)
+    # As when the customer picked their zone before the traffic came: the writer keeps the days.
+    db.transaction_sync(set_usage_zone, account_id, tz)
     with db.engine.connect() as conn:
         already = conn.execute(sa.select(accounts.c.requests).where(accounts.c.id == account_id)).scalar_one()
     result = {"label": label, "account_id": account_id, "key_ids": key_ids, "requests": count}
@@ -157,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--small", type=int, default=1_000, help="requests of the small account")
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--batch", type=int, default=20_000, help="records per write_batch transaction")
+    parser.add_argument("--tz", default="Asia/Kolkata",
+                        help="the zone the accounts keep daily sums in (portal_pages.py's users' zone)")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.small < 1 or args.days < 1 or args.batch < 1:
         parser.error("--requests, --small, --days and --batch must be positive")
@@ -165,8 +172,8 @@ def main(argv: list[str] | None = None) -> None:
         db.upgrade()
         # Both histories end at the same instant, so their pages cover the same dates.
         now = datetime.now(timezone.utc).replace(microsecond=0)
-        loaded = [load_account(db, "big", args.requests, args.days, args.batch, now),
-                  load_account(db, "small", args.small, args.days, args.batch, now)]
+        loaded = [load_account(db, "big", args.requests, args.days, args.batch, now, ZoneInfo(args.tz)),
+                  load_account(db, "small", args.small, args.days, args.batch, now, ZoneInfo(args.tz))]
     finally:
         db.close()
     record_accounts(args.database_url, loaded)

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import requests
 
@@ -33,43 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 from load import format_table, percentile, wrk_available  # noqa: E402
 from load_requests import ACCOUNTS_FILE, loaded_accounts  # noqa: E402
+from portal_session import sign_in, sign_up  # noqa: E402
 
 DEFAULT_DB = f"sqlite:///{harness.RESULTS_DIR / 'data' / 'gateway.db'}"
 SKIP_PREFIXES = ("/static/", "/logout", "/login", "/signup", "/reset", "/stripe/")
 LINK_RE = re.compile(r'(?:href|hx-get)="([^"#]+)"')
 HX_RE = re.compile(r'hx-get="([^"#]+)"')
-CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def csrf_token(html: str) -> str:
-    """The form's CSRF token from a rendered page."""
-    match = CSRF_RE.search(html)
-    if not match:
-        raise RuntimeError("no csrf_token field on the page")
-    return match.group(1)
-
-
-def sign_up(portal: str, email: str, password: str) -> requests.Session:
-    """Create a portal user through the sign-up form; returns its signed-in session."""
-    session = requests.Session()
-    page = session.get(portal + "/signup", timeout=30)
-    resp = session.post(portal + "/signup", data={"csrf_token": csrf_token(page.text), "email": email,
-                                                  "password": password, "confirm": password}, timeout=30)
-    if resp.status_code >= 400 or "/signup" in resp.url:
-        raise RuntimeError(f"sign-up of {email} failed: HTTP {resp.status_code}")
-    return session
-
-
-def sign_in(portal: str, email: str, password: str) -> requests.Session:
-    """A fresh signed-in session (after the user's account link changed)."""
-    session = requests.Session()
-    page = session.get(portal + "/login", timeout=30)
-    resp = session.post(portal + "/login", data={"csrf_token": csrf_token(page.text), "email": email,
-                                                 "password": password}, timeout=30)
-    if resp.status_code >= 400 or "/login" in urlsplit(resp.url).path:
-        raise RuntimeError(f"sign-in of {email} failed: HTTP {resp.status_code}")
-    return session
 
 
 def link_user(database_url: str, email: str, account_id: str, tz: str) -> None:
@@ -83,6 +53,16 @@ def link_user(database_url: str, email: str, account_id: str, tz: str) -> None:
         conn.execute(sa.text("UPDATE users SET account_id = :a, timezone = :tz WHERE email = :e"),
                      {"a": account_id, "tz": tz, "e": email})
     engine.dispose()
+
+
+def set_usage_zone(gateway: harness.Service, account_id: str, tz: str) -> float:
+    """Keep the account's daily sums in ``tz``, as the portal does when the user picks it; seconds taken."""
+    started = time.perf_counter()
+    status, body = harness.http_json("PATCH", f"{gateway.url}/internal/accounts/{account_id}", {"usage_tz": tz},
+                                     gateway.info["token"], timeout=600)
+    if status != 200:
+        raise RuntimeError(f"moving the daily sums of {account_id} to {tz}: HTTP {status} {body}")
+    return time.perf_counter() - started
 
 
 def crawl(session: requests.Session, portal: str, depth: int, limit: int) -> dict[str, bool]:
@@ -207,15 +187,18 @@ def main(argv: list[str] | None = None) -> None:
     gateway = harness.start_gateway(harness.free_port(), harness.providers_file(fast_port, paced_port),
                                     args.database_url, name="gateway-portal")
     portal = None
-    results: dict = {"machine": machine, "pages": {}, "throughput": {}, "csv": None}
+    results: dict = {"machine": machine, "pages": {}, "throughput": {}, "csv": None, "zone_change": {}}
     try:
         portal = harness.start_portal(harness.free_port(), gateway)
         password = secrets.token_urlsafe(18)
         sessions = {}
         for label in ("small", "big"):
             email = f"bench-{label}-{int(time.time())}@example.com"
-            sign_up(portal.url, email, password)
+            sign_up(portal, email, password)
             link_user(portal.info["database_url"], email, loaded[label]["account_id"], args.tz)
+            seconds = set_usage_zone(gateway, loaded[label]["account_id"], args.tz)
+            results["zone_change"][label] = round(seconds, 2)
+            print(f"{label}: daily sums in {args.tz} after {seconds:.2f} s", flush=True)
             sessions[label] = sign_in(portal.url, email, password)
         for label, session in sessions.items():
             urls = crawl(session, portal.url, args.depth, args.max_urls)
@@ -243,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     print(report(results, loaded))
     harness.write_result("portal_pages", {
         "machine": machine, "throughput": results["throughput"], "csv": results["csv"],
+        "zone_change_seconds": results["zone_change"],
         "pages": {label: [{"pattern": k[0], "htmx": k[1], **v} for k, v in rows.items()]
                   for label, rows in results["pages"].items()}})
 
@@ -273,6 +257,10 @@ def report(results: dict, loaded: dict) -> str:
                             ("status", "status")]),
         "",
     ]
+    zone_change = results.get("zone_change") or {}
+    if zone_change:
+        lines += ["Moving the daily sums into the users' zone (PATCH usage_tz, a rebuild unless already there): "
+                  + ", ".join(f"{label} {seconds} s" for label, seconds in zone_change.items()), ""]
     thr = results["throughput"]
     if thr:
         lines += ["Dashboard under waitress (8 threads), wrk at concurrency 16:", "",

@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import random
-import re
 import secrets
 import statistics
 import sys
@@ -46,9 +45,9 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
+from portal_session import sign_up  # noqa: E402
 
 ACCOUNTS = 20
-CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 PORTAL_PAGES = ["/dashboard", "/usage", "/requests", "/keys", "/billing", "/settings", "/models",
                 "/pricing", "/docs", "/payments", "/quickstart"]
 PASSWORD = "soak test passphrase 2026"
@@ -129,22 +128,12 @@ async def drive_gateway(base: str, keys: list[str], clients: int, seconds: float
     return tally
 
 
-def _csrf(html: str) -> str:
-    match = CSRF_RE.search(html)
-    if not match:
-        raise RuntimeError("no csrf_token on the page")
-    return match.group(1)
-
-
-def browse_portal(portal: str, stop: threading.Event, statuses: Counter, index: int) -> None:
-    """Sign up one user, then page through the portal until ``stop`` is set."""
+def browse_portal(portal: harness.Service, stop: threading.Event, statuses: Counter, index: int) -> None:
+    """Sign up (and confirm) one user, then page through the portal until ``stop`` is set."""
     rng = random.Random(index)
-    session = requests.Session()
     email = f"soak-{index}-{secrets.token_hex(3)}@example.com"
     try:
-        page = session.get(portal + "/signup", timeout=30)
-        session.post(portal + "/signup", timeout=30, data={
-            "csrf_token": _csrf(page.text), "email": email, "password": PASSWORD, "confirm": PASSWORD})
+        session = sign_up(portal, email, PASSWORD)
     except (requests.RequestException, RuntimeError) as exc:
         statuses[f"signup {type(exc).__name__}"] += 1
         return
@@ -152,7 +141,7 @@ def browse_portal(portal: str, stop: threading.Event, statuses: Counter, index: 
         path = rng.choice(PORTAL_PAGES)
         htmx = rng.random() < 0.3
         try:
-            answer = session.get(portal + path, timeout=30, allow_redirects=False,
+            answer = session.get(portal.url + path, timeout=30, allow_redirects=False,
                                  headers={"HX-Request": "true"} if htmx else {})
             statuses[answer.status_code] += 1
         except requests.RequestException as exc:
@@ -243,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             {"gateway": gateway.pid, "portal": portal.pid}, stop, args.sample_seconds, rss), daemon=True)
         sampler.start()
         portal_statuses: Counter = Counter()
-        browsers = [threading.Thread(target=browse_portal, args=(portal.url, stop, portal_statuses, i), daemon=True)
+        browsers = [threading.Thread(target=browse_portal, args=(portal, stop, portal_statuses, i), daemon=True)
                     for i in range(args.browsers)]
         for thread in browsers:
             thread.start()

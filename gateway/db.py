@@ -68,6 +68,8 @@ accounts = sa.Table(
     sa.Column("credited_micro_p", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("spent_micro_p", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("requests", sa.BigInteger, nullable=False, server_default="0"),
+    # The zone whose local days ``usage_days`` is kept in (the customer's own).
+    sa.Column("usage_tz", sa.String(64), nullable=False, server_default="UTC"),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_accounts_updated_at", "updated_at"),
@@ -158,6 +160,27 @@ usage_rollups = sa.Table(
     sa.Column("cost_micro_p", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("account_id", "key_id", "model", "bucket_start", name="uq_usage_rollups_bucket"),
     sa.Index("ix_usage_rollups_account_bucket", "account_id", "bucket_start"),
+)
+
+# The same sums per local day in the account's ``usage_tz``, written with the 15-minute
+# rows and rebuilt from them when the zone changes: a 90-day report reads at most
+# 90 × models × keys rows here instead of 96 times as many buckets.
+usage_days = sa.Table(
+    "usage_days",
+    metadata,
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), nullable=False),
+    # Days since 1970-01-01 in the account's zone.
+    sa.Column("day", sa.Integer, nullable=False),
+    sa.Column("key_id", sa.String(36), nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost_micro_p", sa.BigInteger, nullable=False),
+    # Reports group by (day, model) over a range of days: in key order, and on SQLite the
+    # table is that key's b-tree itself (no rowid), so they read no other page.
+    sa.PrimaryKeyConstraint("account_id", "day", "model", "key_id", name="pk_usage_days"),
+    sqlite_with_rowid=False,
 )
 
 

@@ -197,12 +197,18 @@ def _query_date(request: web.Request, name: str, required: bool) -> date | None:
         raise ApiError(400, f"{name} must be a date as YYYY-MM-DD.", "invalid_query") from None
 
 
-def _query_tz(request: web.Request) -> ZoneInfo:
-    raw = request.query.get("tz") or "UTC"
+def _zone(raw: Any, name: str, status: int, code: str) -> ZoneInfo:
+    message = f"{name} must be an IANA time zone such as Europe/Berlin"
+    if not isinstance(raw, str) or not raw:
+        raise ApiError(status, f"{message}.", code)
     try:
         return ZoneInfo(raw)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ApiError(400, f"tz must be an IANA time zone such as Europe/Berlin, got {raw[:64]!r}.", "invalid_query") from None
+        raise ApiError(status, f"{message}, got {raw[:64]!r}.", code) from None
+
+
+def _query_tz(request: web.Request) -> ZoneInfo:
+    return _zone(request.query.get("tz") or "UTC", "tz", 400, "invalid_query")
 
 
 def encode_cursor(last_id: int) -> str:
@@ -252,6 +258,7 @@ def account_dict(row: Any) -> dict:
         "credited_micro_p": row.credited_micro_p,
         "spent_micro_p": row.spent_micro_p,
         "requests": row.requests,
+        "usage_tz": row.usage_tz,
         "created_at": row.created_at,
     }
 
@@ -328,14 +335,29 @@ async def read_account(request: web.Request) -> web.Response:
 
 
 async def patch_account(request: web.Request) -> web.Response:
-    """Suspend or reactivate an account."""
+    """Suspend or reactivate an account, or move its daily usage sums to another zone."""
     account_id = _account_id(request)
-    data = await _body(request, {"status"})
+    data = await _body(request, {"status", "usage_tz"})
+    if not data:
+        raise ApiError(422, "Give status, usage_tz or both.", "invalid_field")
     status = data.get("status")
-    if status not in ("active", "suspended"):
+    if "status" in data and status not in ("active", "suspended"):
         raise ApiError(422, "status must be active or suspended.", "invalid_field")
-    row = await _db(request).transaction(set_account_status, account_id, status)
-    await _refresh_keys(request)
+    zone = None
+    if "usage_tz" in data:
+        zone = _zone(data["usage_tz"], "usage_tz", 422, "invalid_field")
+
+    def work(conn: Connection) -> Any:
+        get_account(conn, account_id)
+        if zone is not None:
+            usage.set_usage_zone(conn, account_id, zone)
+        if status is not None:
+            return set_account_status(conn, account_id, status)
+        return get_account(conn, account_id)
+
+    row = await _db(request).transaction(work)
+    if status is not None:
+        await _refresh_keys(request)
     return json_response(account_dict(row))
 
 
@@ -346,7 +368,7 @@ async def account_summary(request: web.Request) -> web.Response:
 
     def work(conn: Connection) -> dict:
         row = get_account(conn, account_id)
-        return {"balance_micro_p": row.balance_micro_p, **usage.summary(conn, account_id, tz)}
+        return {"balance_micro_p": row.balance_micro_p, "usage_tz": row.usage_tz, **usage.summary(conn, account_id, tz)}
 
     return json_response(await _db(request).read(work))
 

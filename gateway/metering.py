@@ -4,8 +4,9 @@
 a background task commits, per flush and in ONE transaction: the request log rows, one
 usage ledger entry per charged request (idempotency key ``usage:<request_id>``), the
 balance decrements, the lease consumption, the keys' spend and last use, and the
-15-minute roll-up increments. A failed flush keeps its batch and retries it; a batch
-that did commit is recognised by its request ids and never charged twice.
+usage sums (15-minute buckets, and days in the account's zone). A failed flush keeps
+its batch and retries it; a batch that did commit is recognised by its request ids and
+never charged twice.
 """
 
 from __future__ import annotations
@@ -17,20 +18,20 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .catalog import Model
-from .db import Database, accounts, api_keys, leases, ledger_entries, request_log, upsert, usage_rollups, utcnow
+from .db import Database, accounts, api_keys, leases, ledger_entries, request_log, upsert, usage_days, usage_rollups, utcnow
 from .ledger import Reservation, Reserver
+from .usage import BUCKET_SECONDS, SUMS, local_day
 
 if TYPE_CHECKING:
     from .auth import KeyCache
 
 log = logging.getLogger("samalink.gateway.metering")
-
-BUCKET_SECONDS = 15 * 60
 
 
 @dataclass
@@ -195,13 +196,29 @@ def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation |
     upsert(
         conn,
         usage_rollups,
-        [
-            {"account_id": a, "key_id": k, "model": m, "bucket_start": b,
-             "requests": v[0], "input_tokens": v[1], "output_tokens": v[2], "cost_micro_p": v[3]}
-            for (a, k, m, b), v in sorted(rollups.items())
-        ],
+        [{"account_id": a, "key_id": k, "model": m, "bucket_start": b, **dict(zip(SUMS, v))}
+         for (a, k, m, b), v in sorted(rollups.items())],
         keys=["account_id", "key_id", "model", "bucket_start"],
-        add=["requests", "input_tokens", "output_tokens", "cost_micro_p"],
+        add=list(SUMS),
+    )
+    # Read after the account rows were locked above, so a zone change (which rebuilds the
+    # day rows under that same lock) is either wholly before this flush or wholly after.
+    zones = {
+        row.id: ZoneInfo(row.usage_tz)
+        for row in conn.execute(sa.select(accounts.c.id, accounts.c.usage_tz).where(accounts.c.id.in_(list(by_account))))
+    }
+    days: dict[tuple[str, int, str, str], list[int]] = {}
+    for (a, k, m, b), v in rollups.items():
+        row = days.setdefault((a, local_day(b, zones[a]), k, m), [0, 0, 0, 0])
+        for i, value in enumerate(v):
+            row[i] += value
+    upsert(
+        conn,
+        usage_days,
+        [{"account_id": a, "day": d, "key_id": k, "model": m, **dict(zip(SUMS, v))}
+         for (a, d, k, m), v in sorted(days.items())],
+        keys=["account_id", "day", "model", "key_id"],
+        add=list(SUMS),
     )
     return [
         (reservation, shrunk.get((reservation.account_id, reservation.holder_id), False))

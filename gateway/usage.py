@@ -5,6 +5,10 @@ Roll-ups are kept in 15-minute UTC buckets. Every real UTC offset is a multiple 
 segments of constant UTC offset (DST changes start a new segment); within a segment the
 local day of a bucket is ``(bucket_start + offset) // 86400``, grouped in SQL with integer
 arithmetic, and the segments' rows are merged per (day, model) here.
+
+Each account also has its buckets summed per local day in one zone of its choosing
+(``accounts.usage_tz``, the portal keeps it at the customer's): reports in that zone read
+those day rows, reports in any other zone fall back to the buckets.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .auth import masked_key
-from .db import api_keys, usage_rollups, utcnow
+from .db import accounts, api_keys, usage_days, usage_rollups, utcnow
 
 DAY = 86400
+BUCKET_SECONDS = 15 * 60
 EPOCH = date(1970, 1, 1)
 SUMS = ("requests", "input_tokens", "output_tokens", "cost_micro_p")
 
@@ -73,59 +78,104 @@ def offset_segments(start: int, end: int, tz: ZoneInfo) -> list[Segment]:
     return segments
 
 
-def _sums() -> list:
-    return [sa.func.coalesce(sa.func.sum(usage_rollups.c[c]), 0).label(c) for c in SUMS]
+@dataclass(frozen=True)
+class Span:
+    """Where the sums of a local date range are read from, and the rows that hold them."""
+
+    table: sa.Table
+    where: Any
+
+
+def day_number(day: date) -> int:
+    return (day - EPOCH).days
+
+
+def local_day(epoch: int, tz: ZoneInfo) -> int:
+    """The day number, in ``tz``, of the instant ``epoch``."""
+    return day_number(datetime.fromtimestamp(epoch, tz).date())
+
+
+def span(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo) -> Span:
+    """The account's day rows when they are kept in ``tz``, else its 15-minute buckets."""
+    kept_in = conn.execute(sa.select(accounts.c.usage_tz).where(accounts.c.id == account_id)).scalar()
+    if kept_in == tz.key:
+        return Span(usage_days, sa.and_(
+            usage_days.c.account_id == account_id,
+            usage_days.c.day >= day_number(start),
+            usage_days.c.day <= day_number(end),
+        ))
+    lo, hi = range_bounds(start, end, tz)
+    return Span(usage_rollups, sa.and_(
+        usage_rollups.c.account_id == account_id,
+        usage_rollups.c.bucket_start >= lo,
+        usage_rollups.c.bucket_start < hi,
+    ))
+
+
+def _sums(table: sa.Table) -> list:
+    return [sa.func.coalesce(sa.func.sum(table.c[c]), 0).label(c) for c in SUMS]
 
 
 def _row_sums(row: Any) -> dict:
     return {c: int(getattr(row, c)) for c in SUMS}
 
 
-def daily_by_model(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo) -> list[dict]:
-    """Rows ``{date, model, requests, input_tokens, output_tokens, cost_micro_p}`` by local day."""
-    lo, hi = range_bounds(start, end, tz)
-    merged: dict[tuple[int, str], dict] = defaultdict(lambda: dict.fromkeys(SUMS, 0))
+def _buckets_by_local_day(conn: Connection, account_id: str, lo: int, hi: int, tz: ZoneInfo, *columns: str) -> dict:
+    """Sums of the buckets in [lo, hi) per (local day, *columns), one query per offset segment."""
+    merged: dict[tuple, dict] = defaultdict(lambda: dict.fromkeys(SUMS, 0))
+    groups = [usage_rollups.c[c] for c in columns]
     for seg in offset_segments(lo, hi, tz):
         day = ((usage_rollups.c.bucket_start + sa.cast(sa.literal(seg.offset), sa.BigInteger)) // DAY).label("day")
         query = (
-            sa.select(day, usage_rollups.c.model, *_sums())
+            sa.select(day, *groups, *_sums(usage_rollups))
             .where(
                 usage_rollups.c.account_id == account_id,
                 usage_rollups.c.bucket_start >= seg.start,
                 usage_rollups.c.bucket_start < seg.end,
             )
-            .group_by(day, usage_rollups.c.model)
+            .group_by(day, *groups)
         )
         for row in conn.execute(query):
-            target = merged[(int(row.day), row.model)]
+            target = merged[(int(row.day), *(getattr(row, c) for c in columns))]
             for c in SUMS:
                 target[c] += int(getattr(row, c))
-    return [
-        {"date": (EPOCH + timedelta(days=d)).isoformat(), "model": model, **sums}
-        for (d, model), sums in sorted(merged.items())
-    ]
+    return merged
 
 
-def by_model(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo) -> list[dict]:
-    """Totals per model over the range, costliest first."""
-    lo, hi = range_bounds(start, end, tz)
-    query = (
-        sa.select(usage_rollups.c.model, *_sums())
-        .where(usage_rollups.c.account_id == account_id, usage_rollups.c.bucket_start >= lo, usage_rollups.c.bucket_start < hi)
-        .group_by(usage_rollups.c.model)
-    )
-    rows = [{"model": row.model, **_row_sums(row)} for row in conn.execute(query)]
+def daily_by_model(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo) -> list[dict]:
+    """Rows ``{date, model, requests, input_tokens, output_tokens, cost_micro_p}`` by local day."""
+    source = span(conn, account_id, start, end, tz)
+    if source.table is usage_days:
+        query = (
+            sa.select(usage_days.c.day, usage_days.c.model, *_sums(usage_days))
+            .where(source.where)
+            .group_by(usage_days.c.day, usage_days.c.model)
+            .order_by(usage_days.c.day, usage_days.c.model)
+        )
+        rows = [(row[0], row[1], dict(zip(SUMS, map(int, row[2:])))) for row in conn.execute(query)]
+    else:
+        lo, hi = range_bounds(start, end, tz)
+        merged = _buckets_by_local_day(conn, account_id, lo, hi, tz, "model")
+        rows = [(d, model, sums) for (d, model), sums in sorted(merged.items())]
+    dates = {d: (EPOCH + timedelta(days=d)).isoformat() for d in {row[0] for row in rows}}
+    return [{"date": dates[d], "model": model, **sums} for d, model, sums in rows]
+
+
+def by_model(daily: list[dict]) -> list[dict]:
+    """Totals per model of ``daily_by_model`` rows, costliest first."""
+    merged: dict[str, dict] = defaultdict(lambda: dict.fromkeys(SUMS, 0))
+    for row in daily:
+        target = merged[row["model"]]
+        for c in SUMS:
+            target[c] += row[c]
+    rows = [{"model": model, **sums} for model, sums in merged.items()]
     return sorted(rows, key=lambda r: (-r["cost_micro_p"], r["model"]))
 
 
 def by_key(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo) -> list[dict]:
     """Totals per API key over the range, with the key's name and masked form."""
-    lo, hi = range_bounds(start, end, tz)
-    query = (
-        sa.select(usage_rollups.c.key_id, *_sums())
-        .where(usage_rollups.c.account_id == account_id, usage_rollups.c.bucket_start >= lo, usage_rollups.c.bucket_start < hi)
-        .group_by(usage_rollups.c.key_id)
-    )
+    source = span(conn, account_id, start, end, tz)
+    query = sa.select(source.table.c.key_id, *_sums(source.table)).where(source.where).group_by(source.table.c.key_id)
     rows = list(conn.execute(query))
     ids = [row.key_id for row in rows if row.key_id]
     names = {
@@ -144,26 +194,54 @@ def by_key(conn: Connection, account_id: str, start: date, end: date, tz: ZoneIn
     return sorted(out, key=lambda r: (-r["cost_micro_p"], r["key_id"] or ""))
 
 
-def totals(conn: Connection, account_id: str, lo: int, hi: int) -> dict:
-    """Sums over the UTC epoch range [lo, hi)."""
-    row = conn.execute(
-        sa.select(*_sums()).where(
-            usage_rollups.c.account_id == account_id, usage_rollups.c.bucket_start >= lo, usage_rollups.c.bucket_start < hi
-        )
+def totals(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo) -> dict:
+    """Sums over the local days ``start`` to ``end`` inclusive."""
+    source = span(conn, account_id, start, end, tz)
+    return _row_sums(conn.execute(sa.select(*_sums(source.table)).where(source.where)).one())
+
+
+def set_usage_zone(conn: Connection, account_id: str, tz: ZoneInfo) -> None:
+    """Keep the account's day rows in ``tz`` from now on (a no-op when they already are)."""
+    changed = conn.execute(
+        accounts.update().where(accounts.c.id == account_id, accounts.c.usage_tz != tz.key).values(usage_tz=tz.key)
+    ).rowcount
+    if changed:
+        rebuild_days(conn, account_id, tz)
+
+
+def rebuild_days(conn: Connection, account_id: str, tz: ZoneInfo) -> None:
+    """Replace the account's day rows with its buckets summed by local day in ``tz``.
+
+    Runs in the transaction that changes ``usage_tz``, after that row's update: flushes
+    lock the account row before they read the zone, so none can interleave.
+    """
+    conn.execute(usage_days.delete().where(usage_days.c.account_id == account_id))
+    first, last = conn.execute(
+        sa.select(sa.func.min(usage_rollups.c.bucket_start), sa.func.max(usage_rollups.c.bucket_start))
+        .where(usage_rollups.c.account_id == account_id)
     ).one()
-    return _row_sums(row)
+    if first is None:
+        return
+    merged = _buckets_by_local_day(conn, account_id, int(first), int(last) + BUCKET_SECONDS, tz, "key_id", "model")
+    rows = [
+        {"account_id": account_id, "day": d, "key_id": key_id, "model": model, **sums}
+        for (d, key_id, model), sums in sorted(merged.items())
+    ]
+    for i in range(0, len(rows), 5000):
+        conn.execute(usage_days.insert(), rows[i : i + 5000])
 
 
 def usage_report(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo) -> dict:
     """Everything ``GET /internal/accounts/{id}/usage`` answers."""
-    lo, hi = range_bounds(start, end, tz)
+    daily = daily_by_model(conn, account_id, start, end, tz)
+    models = by_model(daily)
     return {
         "start": start.isoformat(),
         "end": end.isoformat(),
         "tz": tz.key,
-        "totals": totals(conn, account_id, lo, hi),
-        "daily": daily_by_model(conn, account_id, start, end, tz),
-        "by_model": by_model(conn, account_id, start, end, tz),
+        "totals": {c: sum(row[c] for row in models) for c in SUMS},
+        "daily": daily,
+        "by_model": models,
         "by_key": by_key(conn, account_id, start, end, tz),
     }
 
@@ -172,10 +250,8 @@ def summary(conn: Connection, account_id: str, tz: ZoneInfo, now: datetime | Non
     """Cost and requests today and this month, in ``tz``."""
     now = now or utcnow()
     today = now.astimezone(tz).date()
-    day_lo, day_hi = range_bounds(today, today, tz)
-    month_lo, _ = range_bounds(today.replace(day=1), today, tz)
-    t_day = totals(conn, account_id, day_lo, day_hi)
-    t_month = totals(conn, account_id, month_lo, day_hi)
+    t_day = totals(conn, account_id, today, today, tz)
+    t_month = totals(conn, account_id, today.replace(day=1), today, tz)
     return {
         "today": {"cost_micro_p": t_day["cost_micro_p"], "requests": t_day["requests"]},
         "month": {"cost_micro_p": t_month["cost_micro_p"], "requests": t_month["requests"]},

@@ -46,6 +46,21 @@ def current_account() -> dict | None:
     return g.account
 
 
+def sync_usage_zone(user: User, kept_in: str | None = None) -> None:
+    """Have the gateway keep the user's daily usage sums in the user's zone.
+
+    Reports in that zone then read one row per day; until this lands they are still
+    right, summed from 15-minute buckets, so a failure is logged and retried on the
+    next dashboard visit (which passes the gateway's ``kept_in``).
+    """
+    if not user.account_id or kept_in == user.tz:
+        return
+    try:
+        gateway().update_account(user.account_id, usage_tz=user.tz)
+    except (GatewayUnavailable, GatewayError) as exc:
+        log.warning("could not move the daily usage sums of user %s to %s: %s", user.id, user.tz, exc)
+
+
 def mark_gateway_down() -> None:
     """Record for this request that the usage service could not be reached."""
     g.gateway_down = True

@@ -111,7 +111,8 @@ class GatewayClient:
         return self._json("GET", f"/accounts/{_seg(account_id)}")
 
     def account_summary(self, account_id: str, tz: str) -> dict:
-        """``GET /accounts/{id}/summary``: balance, today and this month in ``tz``."""
+        """``GET /accounts/{id}/summary``: balance, today and this month in ``tz``, and the
+        zone the account's daily sums are kept in."""
         return self._json("GET", f"/accounts/{_seg(account_id)}/summary", params={"tz": tz})
 
     def post_ledger_entry(self, account_id: str, kind: str, amount_micro_p: int,
@@ -180,9 +181,9 @@ class GatewayClient:
 
     # -- operator console ---------------------------------------------------------
 
-    def set_account_status(self, account_id: str, status: str) -> dict:
-        """``PATCH /accounts/{id}``: ``active`` or ``suspended``."""
-        return self._json("PATCH", f"/accounts/{_seg(account_id)}", json={"status": status})
+    def update_account(self, account_id: str, **changes: Any) -> dict:
+        """``PATCH /accounts/{id}`` with ``status`` (active or suspended) or ``usage_tz``."""
+        return self._json("PATCH", f"/accounts/{_seg(account_id)}", json=changes)
 
     def ledger_page(self, account_id: str, cursor: str | None = None, limit: int = 50) -> dict:
         """``GET /accounts/{id}/ledger``: entries newest first and ``next_cursor``."""

@@ -12,6 +12,7 @@ MACROS = {
     "partials/_forms.html": ("field", "submit"),
     "partials/_code_tabs.html": ("code_tabs", "code_block"),
     "partials/_price_table.html": ("price_table",),
+    "partials/_load_more.html": ("load_more",),
 }
 
 

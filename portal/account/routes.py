@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, request
 from flask_login import current_user, login_required
 
-from ..accounts import ensure_account, mark_gateway_down
+from ..accounts import ensure_account, mark_gateway_down, sync_usage_zone
 from ..auth.passwords import hash_password, verify_password
 from ..auth.routes import start_session
 from ..extensions import db
@@ -45,6 +45,7 @@ def update_timezone():
     if form.validate_on_submit():
         current_user.timezone = form.timezone.data
         db.session.commit()
+        sync_usage_zone(current_user)
         if not is_htmx():
             flash(f"Time zone set to {form.timezone.data}.", "success")
             return redirect_to("/settings")
@@ -60,6 +61,7 @@ def detect_timezone():
     if current_user.timezone is None and is_valid_zone(name):
         current_user.timezone = name
         db.session.commit()
+        sync_usage_zone(current_user)
     return "", 204
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 from flask_login import current_user, login_required
 
-from ..accounts import ensure_account, mark_gateway_down
+from ..accounts import ensure_account, mark_gateway_down, sync_usage_zone
 from ..catalog_view import load_catalog
 from ..gateway_client import GatewayError, GatewayUnavailable, gateway
 from ..htmx import redirect_to, render
@@ -29,6 +29,7 @@ def dashboard():
         account_id = ensure_account(current_user)
         summary = gateway().account_summary(account_id, current_user.tz)
         keys = gateway().list_keys(account_id)
+        sync_usage_zone(current_user, summary["usage_tz"])
     except (GatewayUnavailable, GatewayError):
         mark_gateway_down()
     active_keys = [k for k in keys if k.get("status") == "active"]

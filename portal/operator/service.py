@@ -117,7 +117,7 @@ def set_account_status(actor: User, account_id: str, status: str, reason: str) -
     before = gateway().get_account(account_id)
     if before["status"] == status:
         raise OperatorError(f"The account is already {status}.")
-    after = gateway().set_account_status(account_id, status)
+    after = gateway().update_account(account_id, status=status)
     record_audit(actor, "account.suspend" if status == "suspended" else "account.reactivate", "account",
                  account_id, {"status": before["status"]}, {"status": after["status"]}, reason)
     return after

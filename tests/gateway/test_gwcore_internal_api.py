@@ -315,3 +315,23 @@ def test_usage_and_summary_endpoints(gateway, gateway_db):
         assert call(gateway, "GET", f"/accounts/{account_id}/usage", params=params).status_code == status
     summary = call(gateway, "GET", f"/accounts/{account_id}/summary", params={"tz": "Asia/Kolkata"}).json()
     assert summary["balance_micro_p"] == 10**9 - body["totals"]["cost_micro_p"]
+
+
+def test_usage_zone_change_is_validated_and_keeps_every_report_the_same(gateway, gateway_db):
+    account_id, _, _ = seed_requests(gateway_db, 20)
+    params = {"start": "2026-05-31", "end": "2026-06-02", "tz": "Asia/Kathmandu"}
+    from_buckets = call(gateway, "GET", f"/accounts/{account_id}/usage", params=params).json()
+    assert call(gateway, "GET", f"/accounts/{account_id}").json()["usage_tz"] == "UTC"
+
+    for body in ({}, {"usage_tz": "Nowhere/City"}, {"usage_tz": 5}, {"usage_tz": ""}, {"usage_tz": "../../etc/passwd"}):
+        refused = call(gateway, "PATCH", f"/accounts/{account_id}", json=body)
+        assert refused.status_code == 422, body
+        assert refused.json()["error"]["code"] == "invalid_field"
+    assert call(gateway, "PATCH", f"/accounts/{MISSING}", json={"usage_tz": "Asia/Kathmandu"}).status_code == 404
+
+    moved = call(gateway, "PATCH", f"/accounts/{account_id}", json={"usage_tz": "Asia/Kathmandu"})
+    assert moved.status_code == 200 and moved.json()["usage_tz"] == "Asia/Kathmandu"
+    assert moved.json()["status"] == "active"
+    assert call(gateway, "GET", f"/accounts/{account_id}/usage", params=params).json() == from_buckets
+    summary = call(gateway, "GET", f"/accounts/{account_id}/summary", params={"tz": "Asia/Kathmandu"}).json()
+    assert summary["usage_tz"] == "Asia/Kathmandu"

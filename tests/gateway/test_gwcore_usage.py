@@ -1,7 +1,13 @@
-"""Daily usage in the customer's time zone: half- and quarter-hour offsets and DST days."""
+"""Daily usage in the customer's time zone: half- and quarter-hour offsets and DST days.
+
+Each report is checked three ways: summed from the 15-minute buckets (the account's day
+rows are kept in another zone), from day rows the batch writer kept in the report's zone,
+and from day rows rebuilt in that zone after the requests were written.
+"""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
@@ -9,33 +15,52 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
+import sqlalchemy as sa
+
 from gateway import usage
 from gateway.auth import create_key
+from gateway.db import accounts, usage_days
 from gateway.ledger import create_account, post_entry
 from gateway.metering import RequestRecord, write_batch
+
+# A zone none of the reports below asks for, so "buckets" accounts never read day rows.
+ELSEWHERE = ZoneInfo("Pacific/Chatham")
 
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
 
 
-def seed(db, calls: list[tuple[datetime, str, int]]) -> tuple[str, str]:
-    """An account whose key made one call per (time, model, cost)."""
+def records(account_id: str, key_id: str, calls: list[tuple[datetime, str, int]]) -> list[tuple[RequestRecord, None]]:
+    return [
+        (RequestRecord(
+            request_id=f"req-{uuid.uuid4()}", account_id=account_id, key_id=key_id, model=model,
+            provider="p", endpoint="/v1/chat/completions", stream=False, input_tokens=10, output_tokens=1,
+            cost_micro_p=cost, latency_ms=5, ttft_ms=None, status=200, error_class=None, estimated=False,
+            created_at=when,
+        ), None)
+        for when, model, cost in calls
+    ]
+
+
+@pytest.fixture(params=["buckets", "days written", "days rebuilt"])
+def kept(request) -> str:
+    return request.param
+
+
+def seed(db, calls: list[tuple[datetime, str, int]], zone: str = "UTC", kept: str = "buckets") -> tuple[str, str]:
+    """An account whose key made one call per (time, model, cost), day rows ``kept`` in ``zone``."""
 
     def work(conn):
         account, _ = create_account(conn, None, None)
         post_entry(conn, account.id, "credit", 10**9, f"seed-{uuid.uuid4()}")
         _, key = create_key(conn, account.id, "usage test")
-        records = [
-            RequestRecord(
-                request_id=f"req-{uuid.uuid4()}", account_id=account.id, key_id=key.id, model=model,
-                provider="p", endpoint="/v1/chat/completions", stream=False, input_tokens=10, output_tokens=1,
-                cost_micro_p=cost, latency_ms=5, ttft_ms=None, status=200, error_class=None, estimated=False,
-                created_at=when,
-            )
-            for when, model, cost in calls
-        ]
-        write_batch(conn, [(r, None) for r in records])
+        usage.set_usage_zone(conn, account.id, ZoneInfo(zone) if kept == "days written" else ELSEWHERE)
+        write_batch(conn, records(account.id, key.id, calls))
+        if kept == "days rebuilt":
+            usage.set_usage_zone(conn, account.id, ZoneInfo(zone))
+        reads_days = usage.span(conn, account.id, date(2026, 1, 1), date(2026, 1, 1), ZoneInfo(zone)).table is usage_days
+        assert reads_days == (kept != "buckets")
         return account.id, key.id
 
     return db.transaction_sync(work)
@@ -57,7 +82,7 @@ def daily(db, account_id: str, start: date, end: date, tz: str) -> dict[tuple[st
         ("Australia/Adelaide", utc(2026, 3, 9, 13, 15), utc(2026, 3, 9, 13, 30)),
     ],
 )
-def test_day_boundaries_in_fractional_offset_zones(gateway_db, tz, last_minute_before, first_minute_of_day):
+def test_day_boundaries_in_fractional_offset_zones(gateway_db, kept, tz, last_minute_before, first_minute_of_day):
     account_id, _ = seed(
         gateway_db,
         [
@@ -65,6 +90,7 @@ def test_day_boundaries_in_fractional_offset_zones(gateway_db, tz, last_minute_b
             (first_minute_of_day, "glm-5", 10),
             (first_minute_of_day.replace(second=1), "deepseek-v3.2", 100),
         ],
+        tz, kept,
     )
     assert daily(gateway_db, account_id, date(2026, 3, 9), date(2026, 3, 10), tz) == {
         ("2026-03-09", "glm-5"): 1,
@@ -78,7 +104,7 @@ def test_day_boundaries_in_fractional_offset_zones(gateway_db, tz, last_minute_b
     }
 
 
-def test_dst_days_in_new_york_have_23_and_25_hours(gateway_db):
+def test_dst_days_in_new_york_have_23_and_25_hours(gateway_db, kept):
     account_id, _ = seed(
         gateway_db,
         [
@@ -94,6 +120,7 @@ def test_dst_days_in_new_york_have_23_and_25_hours(gateway_db):
             (utc(2026, 11, 2, 4, 45), "m", 20000),  # 2026-11-01 23:45 EST
             (utc(2026, 11, 2, 5, 0), "m", 200000),  # 2026-11-02 00:00 EST
         ],
+        "America/New_York", kept,
     )
     tz = "America/New_York"
     assert daily(gateway_db, account_id, date(2026, 3, 7), date(2026, 3, 9), tz) == {
@@ -110,10 +137,11 @@ def test_dst_days_in_new_york_have_23_and_25_hours(gateway_db):
     assert daily(gateway_db, account_id, date(2026, 3, 8), date(2026, 3, 8), "UTC") == {("2026-03-08", "m"): 111}
 
 
-def test_report_by_model_by_key_and_totals(gateway_db):
+def test_report_by_model_by_key_and_totals(gateway_db, kept):
     account_id, key_id = seed(
         gateway_db,
         [(utc(2026, 5, 1, 12), "a", 5), (utc(2026, 5, 2, 12), "a", 7), (utc(2026, 5, 2, 13), "b", 50)],
+        "Europe/Berlin", kept,
     )
     report = gateway_db.read_sync(usage.usage_report, account_id, date(2026, 5, 1), date(2026, 5, 31), ZoneInfo("Europe/Berlin"))
     assert report["totals"] == {"requests": 3, "input_tokens": 30, "output_tokens": 3, "cost_micro_p": 62}
@@ -122,7 +150,7 @@ def test_report_by_model_by_key_and_totals(gateway_db):
     assert [(r["date"], r["model"]) for r in report["daily"]] == [("2026-05-01", "a"), ("2026-05-02", "a"), ("2026-05-02", "b")]
 
 
-def test_summary_today_and_month_follow_the_zone_with_frozen_time(gateway_db):
+def test_summary_today_and_month_follow_the_zone_with_frozen_time(gateway_db, kept):
     account_id, _ = seed(
         gateway_db,
         [
@@ -131,6 +159,7 @@ def test_summary_today_and_month_follow_the_zone_with_frozen_time(gateway_db):
             (utc(2026, 3, 14, 18, 29), "m", 100),  # Kolkata: 2026-03-14 23:59
             (utc(2026, 3, 14, 18, 30), "m", 1000),  # Kolkata: 2026-03-15 00:00 — "today"
         ],
+        "Asia/Kolkata", kept,
     )
     # 2026-03-15 12:00 in Kolkata; in UTC it is still the 15th but only 06:30.
     with time_machine.travel(utc(2026, 3, 15, 6, 30), tick=False):
@@ -147,3 +176,69 @@ def test_segments_split_exactly_at_the_dst_change():
     assert [(s.offset) for s in segments] == [-5 * 3600, -4 * 3600]
     assert segments[0].end == int(utc(2026, 3, 8, 7, 0).timestamp())
     assert hi - lo == 31 * 86400 - 3600
+
+
+def day_rows(db, account_id: str) -> dict[tuple[int, str], int]:
+    def work(conn):
+        query = sa.select(usage_days.c.day, usage_days.c.model, usage_days.c.cost_micro_p).where(usage_days.c.account_id == account_id)
+        return {(row.day, row.model): row.cost_micro_p for row in conn.execute(query)}
+
+    return db.read_sync(work)
+
+
+def test_a_zone_change_moves_every_day_row_and_later_requests_follow(gateway_db):
+    kolkata, new_york = ZoneInfo("Asia/Kolkata"), ZoneInfo("America/New_York")
+    # 2026-03-09 18:29 UTC is the 9th in both zones, 18:30 the 10th in Kolkata only;
+    # New York (EDT, UTC-4) starts the 10th at 04:00 UTC.
+    account_id, key_id = seed(gateway_db, [(utc(2026, 3, 9, 18, 29), "m", 1), (utc(2026, 3, 9, 18, 30), "m", 10)], "Asia/Kolkata", "days written")
+    march_9 = usage.day_number(date(2026, 3, 9))
+    assert day_rows(gateway_db, account_id) == {(march_9, "m"): 1, (march_9 + 1, "m"): 10}
+
+    gateway_db.transaction_sync(usage.set_usage_zone, account_id, new_york)
+    assert day_rows(gateway_db, account_id) == {(march_9, "m"): 11}
+    gateway_db.transaction_sync(write_batch, records(account_id, key_id, [(utc(2026, 3, 10, 3, 59), "m", 100)]))
+    assert day_rows(gateway_db, account_id) == {(march_9, "m"): 111}
+    gateway_db.transaction_sync(write_batch, records(account_id, key_id, [(utc(2026, 3, 10, 4, 0), "m", 1000)]))
+    assert day_rows(gateway_db, account_id) == {(march_9, "m"): 111, (march_9 + 1, "m"): 1000}
+
+    # Back in Kolkata, the report from day rows is the one the buckets give.
+    gateway_db.transaction_sync(usage.set_usage_zone, account_id, kolkata)
+    from_days = daily(gateway_db, account_id, date(2026, 3, 9), date(2026, 3, 10), "Asia/Kolkata")
+    assert from_days == {("2026-03-09", "m"): 1, ("2026-03-10", "m"): 1110}
+    gateway_db.transaction_sync(usage.set_usage_zone, account_id, ELSEWHERE)
+    assert daily(gateway_db, account_id, date(2026, 3, 9), date(2026, 3, 10), "Asia/Kolkata") == from_days
+
+
+def test_zone_changes_racing_flushes_leave_day_rows_equal_to_the_buckets(gateway_db):
+    account_id, key_id = seed(gateway_db, [], "Asia/Kolkata", "days written")
+    zones = [ZoneInfo("America/New_York"), ZoneInfo("Asia/Kolkata"), ZoneInfo("Australia/Adelaide")]
+    # Every call lands within an hour of some zone's midnight, where the zones disagree on the day.
+    calls = [(utc(2026, 3, 9, 13 + i % 6, (i * 7) % 60), f"m{i % 3}", i + 1) for i in range(60)]
+    errors: list[BaseException] = []
+
+    def flush_all():
+        try:
+            for i in range(0, len(calls), 3):
+                gateway_db.transaction_sync(write_batch, records(account_id, key_id, calls[i : i + 3]))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    def flip_zones():
+        try:
+            for i in range(12):
+                gateway_db.transaction_sync(usage.set_usage_zone, account_id, zones[i % 3])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=flush_all), threading.Thread(target=flip_zones)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+
+    final = gateway_db.read_sync(lambda conn: conn.execute(sa.select(accounts.c.usage_tz).where(accounts.c.id == account_id)).scalar())
+    from_days = daily(gateway_db, account_id, date(2026, 3, 8), date(2026, 3, 11), final)
+    gateway_db.transaction_sync(usage.set_usage_zone, account_id, ELSEWHERE)
+    assert from_days == daily(gateway_db, account_id, date(2026, 3, 8), date(2026, 3, 11), final)
+    assert sum(from_days.values()) == sum(cost for _, _, cost in calls)

@@ -107,6 +107,7 @@ def test_traffic_lands_on_the_local_day(portal_app, gateway, funded_user):
     dates = {}
     for zone, offset in (("Pacific/Kiritimati", 14), ("Pacific/Pago_Pago", -11)):
         assert client.post("/settings/timezone", data={"timezone": zone}).status_code == 303
+        assert gateway.internal("GET", f"/accounts/{funded_user.user.account_id}").json()["usage_tz"] == zone
         daily = _chart(client.get("/usage").get_data(as_text=True), "daily-usage")
         local_today = (now + timedelta(hours=offset)).date().isoformat()
         assert daily["days"][-1] == local_today
@@ -122,3 +123,12 @@ def test_usage_needs_the_gateway(portal_app, down_portal_app, user):
     response = client.get("/usage")
     assert response.status_code == 200
     assert "Usage service unavailable" in response.get_data(as_text=True)
+
+
+def test_the_dashboard_moves_daily_sums_left_in_another_zone(portal_app, gateway, funded_user):
+    """A zone change the gateway missed (it was down) is caught up on the next dashboard visit."""
+    account_path = f"/accounts/{funded_user.user.account_id}"
+    assert gateway.internal("PATCH", account_path, json={"usage_tz": "Asia/Tokyo"}).status_code == 200
+    client = _signed_in(portal_app, funded_user.user)
+    assert client.get("/dashboard").status_code == 200
+    assert gateway.internal("GET", account_path).json()["usage_tz"] == "UTC"
