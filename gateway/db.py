@@ -162,26 +162,32 @@ usage_rollups = sa.Table(
     sa.Index("ix_usage_rollups_account_bucket", "account_id", "bucket_start"),
 )
 
-# The same sums per local day in the account's ``usage_tz``, written with the 15-minute
-# rows and rebuilt from them when the zone changes: a 90-day report reads at most
-# 90 × models × keys rows here instead of 96 times as many buckets.
-usage_days = sa.Table(
-    "usage_days",
-    metadata,
-    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), nullable=False),
-    # Days since 1970-01-01 in the account's zone.
-    sa.Column("day", sa.Integer, nullable=False),
-    sa.Column("key_id", sa.String(36), nullable=False),
-    sa.Column("model", sa.String(100), nullable=False),
-    sa.Column("requests", sa.BigInteger, nullable=False),
-    sa.Column("input_tokens", sa.BigInteger, nullable=False),
-    sa.Column("output_tokens", sa.BigInteger, nullable=False),
-    sa.Column("cost_micro_p", sa.BigInteger, nullable=False),
-    # Reports group by (day, model) over a range of days: in key order, and on SQLite the
-    # table is that key's b-tree itself (no rowid), so they read no other page.
-    sa.PrimaryKeyConstraint("account_id", "day", "model", "key_id", name="pk_usage_days"),
-    sqlite_with_rowid=False,
-)
+
+def _day_sums(name: str, column: sa.Column) -> sa.Table:
+    """The usage sums per local day in the account's ``usage_tz`` and per ``column``."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), nullable=False),
+        # Days since 1970-01-01 in the account's zone.
+        sa.Column("day", sa.Integer, nullable=False),
+        column,
+        sa.Column("requests", sa.BigInteger, nullable=False),
+        sa.Column("input_tokens", sa.BigInteger, nullable=False),
+        sa.Column("output_tokens", sa.BigInteger, nullable=False),
+        sa.Column("cost_micro_p", sa.BigInteger, nullable=False),
+        # Reports read a range of days in key order; on SQLite the table is that key's
+        # b-tree itself (no rowid), so they touch no other page.
+        sa.PrimaryKeyConstraint("account_id", "day", column.name, name=f"pk_{name}"),
+        sqlite_with_rowid=False,
+    )
+
+
+# The buckets summed per local day, written with them and rebuilt from them when the
+# zone changes: a 90-day report reads 90 rows per model (or key) instead of 96 × 90 per
+# model and key. One table per report dimension, so neither has to group the other away.
+usage_days = _day_sums("usage_days", sa.Column("model", sa.String(100), nullable=False))
+usage_key_days = _day_sums("usage_key_days", sa.Column("key_id", sa.String(36), nullable=False))
 
 
 def upsert(conn: Connection, table: sa.Table, rows: list[dict], keys: list[str], add: list[str] = (), replace: list[str] = ()) -> None:
@@ -242,7 +248,7 @@ def make_engine(url: str, pool_size: int = 8) -> Engine:
     return sa.create_engine(url, pool_size=pool_size, max_overflow=4, pool_pre_ping=True, hide_parameters=True)
 
 
-def upgrade(engine: Engine) -> None:
+def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to the newest migration (concurrent starters wait for each other)."""
     from alembic import command
     from alembic.config import Config
@@ -253,7 +259,7 @@ def upgrade(engine: Engine) -> None:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_ID)))
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 class Database:

@@ -24,9 +24,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .catalog import Model
-from .db import Database, accounts, api_keys, leases, ledger_entries, request_log, upsert, usage_days, usage_rollups, utcnow
+from .db import Database, accounts, api_keys, leases, ledger_entries, request_log, upsert, usage_rollups, utcnow
 from .ledger import Reservation, Reserver
-from .usage import BUCKET_SECONDS, SUMS, local_day
+from .usage import BUCKET_SECONDS, DAY_TABLES, SUMS, local_day
 
 if TYPE_CHECKING:
     from .auth import KeyCache
@@ -207,19 +207,19 @@ def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation |
         row.id: ZoneInfo(row.usage_tz)
         for row in conn.execute(sa.select(accounts.c.id, accounts.c.usage_tz).where(accounts.c.id.in_(list(by_account))))
     }
-    days: dict[tuple[str, int, str, str], list[int]] = {}
-    for (a, k, m, b), v in rollups.items():
-        row = days.setdefault((a, local_day(b, zones[a]), k, m), [0, 0, 0, 0])
-        for i, value in enumerate(v):
-            row[i] += value
-    upsert(
-        conn,
-        usage_days,
-        [{"account_id": a, "day": d, "key_id": k, "model": m, **dict(zip(SUMS, v))}
-         for (a, d, k, m), v in sorted(days.items())],
-        keys=["account_id", "day", "model", "key_id"],
-        add=list(SUMS),
-    )
+    for table, column in DAY_TABLES:
+        days: dict[tuple[str, int, str], list[int]] = {}
+        for (a, k, m, b), v in rollups.items():
+            row = days.setdefault((a, local_day(b, zones[a]), k if column == "key_id" else m), [0, 0, 0, 0])
+            for i, value in enumerate(v):
+                row[i] += value
+        upsert(
+            conn,
+            table,
+            [{"account_id": a, "day": d, column: g, **dict(zip(SUMS, v))} for (a, d, g), v in sorted(days.items())],
+            keys=["account_id", "day", column],
+            add=list(SUMS),
+        )
     return [
         (reservation, shrunk.get((reservation.account_id, reservation.holder_id), False))
         for _, reservation in unwritten

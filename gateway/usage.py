@@ -23,12 +23,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .auth import masked_key
-from .db import accounts, api_keys, usage_days, usage_rollups, utcnow
+from .db import accounts, api_keys, usage_days, usage_key_days, usage_rollups, utcnow
 
 DAY = 86400
 BUCKET_SECONDS = 15 * 60
 EPOCH = date(1970, 1, 1)
 SUMS = ("requests", "input_tokens", "output_tokens", "cost_micro_p")
+# The day tables and the column each sums by besides the day.
+DAY_TABLES = ((usage_days, "model"), (usage_key_days, "key_id"))
 
 
 @dataclass(frozen=True)
@@ -95,14 +97,16 @@ def local_day(epoch: int, tz: ZoneInfo) -> int:
     return day_number(datetime.fromtimestamp(epoch, tz).date())
 
 
-def span(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo) -> Span:
-    """The account's day rows when they are kept in ``tz``, else its 15-minute buckets."""
+def span(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo, by: str = "model") -> Span:
+    """Rows summing the range per ``by`` (model or key_id): the account's day rows when they
+    are kept in ``tz``, else its 15-minute buckets."""
     kept_in = conn.execute(sa.select(accounts.c.usage_tz).where(accounts.c.id == account_id)).scalar()
     if kept_in == tz.key:
-        return Span(usage_days, sa.and_(
-            usage_days.c.account_id == account_id,
-            usage_days.c.day >= day_number(start),
-            usage_days.c.day <= day_number(end),
+        table = next(table for table, column in DAY_TABLES if column == by)
+        return Span(table, sa.and_(
+            table.c.account_id == account_id,
+            table.c.day >= day_number(start),
+            table.c.day <= day_number(end),
         ))
     lo, hi = range_bounds(start, end, tz)
     return Span(usage_rollups, sa.and_(
@@ -146,13 +150,16 @@ def daily_by_model(conn: Connection, account_id: str, start: date, end: date, tz
     """Rows ``{date, model, requests, input_tokens, output_tokens, cost_micro_p}`` by local day."""
     source = span(conn, account_id, start, end, tz)
     if source.table is usage_days:
+        # One row per (day, model) already, in key order.
         query = (
-            sa.select(usage_days.c.day, usage_days.c.model, *_sums(usage_days))
+            sa.select(usage_days.c.day, usage_days.c.model, *(usage_days.c[c] for c in SUMS))
             .where(source.where)
-            .group_by(usage_days.c.day, usage_days.c.model)
             .order_by(usage_days.c.day, usage_days.c.model)
         )
-        rows = [(row[0], row[1], dict(zip(SUMS, map(int, row[2:])))) for row in conn.execute(query)]
+        rows = [
+            (day, model, {"requests": int(n), "input_tokens": int(i), "output_tokens": int(o), "cost_micro_p": int(c)})
+            for day, model, n, i, o, c in conn.execute(query)
+        ]
     else:
         lo, hi = range_bounds(start, end, tz)
         merged = _buckets_by_local_day(conn, account_id, lo, hi, tz, "model")
@@ -174,7 +181,7 @@ def by_model(daily: list[dict]) -> list[dict]:
 
 def by_key(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo) -> list[dict]:
     """Totals per API key over the range, with the key's name and masked form."""
-    source = span(conn, account_id, start, end, tz)
+    source = span(conn, account_id, start, end, tz, by="key_id")
     query = sa.select(source.table.c.key_id, *_sums(source.table)).where(source.where).group_by(source.table.c.key_id)
     rows = list(conn.execute(query))
     ids = [row.key_id for row in rows if row.key_id]
@@ -215,20 +222,19 @@ def rebuild_days(conn: Connection, account_id: str, tz: ZoneInfo) -> None:
     Runs in the transaction that changes ``usage_tz``, after that row's update: flushes
     lock the account row before they read the zone, so none can interleave.
     """
-    conn.execute(usage_days.delete().where(usage_days.c.account_id == account_id))
+    for table, _ in DAY_TABLES:
+        conn.execute(table.delete().where(table.c.account_id == account_id))
     first, last = conn.execute(
         sa.select(sa.func.min(usage_rollups.c.bucket_start), sa.func.max(usage_rollups.c.bucket_start))
         .where(usage_rollups.c.account_id == account_id)
     ).one()
     if first is None:
         return
-    merged = _buckets_by_local_day(conn, account_id, int(first), int(last) + BUCKET_SECONDS, tz, "key_id", "model")
-    rows = [
-        {"account_id": account_id, "day": d, "key_id": key_id, "model": model, **sums}
-        for (d, key_id, model), sums in sorted(merged.items())
-    ]
-    for i in range(0, len(rows), 5000):
-        conn.execute(usage_days.insert(), rows[i : i + 5000])
+    for table, column in DAY_TABLES:
+        merged = _buckets_by_local_day(conn, account_id, int(first), int(last) + BUCKET_SECONDS, tz, column)
+        rows = [{"account_id": account_id, "day": d, column: value, **sums} for (d, value), sums in sorted(merged.items())]
+        for i in range(0, len(rows), 5000):
+            conn.execute(table.insert(), rows[i : i + 5000])
 
 
 def usage_report(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 from urllib.parse import quote
 
+import orjson
 import requests
 from flask import current_app
 from requests.adapters import HTTPAdapter
@@ -83,8 +84,9 @@ class GatewayClient:
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)
         try:
-            return response.json()
-        except ValueError:
+            # A 90-day usage report of a busy account is ~150 KB; orjson parses it in a fraction of json's time.
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
             raise GatewayUnavailable("gateway answered something that is not JSON") from None
 
     # -- health and catalogue ---------------------------------------------------

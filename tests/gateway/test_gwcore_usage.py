@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from gateway import usage
 from gateway.auth import create_key
-from gateway.db import accounts, usage_days
+from gateway.db import accounts, upgrade, usage_days, usage_key_days, usage_rollups
 from gateway.ledger import create_account, post_entry
 from gateway.metering import RequestRecord, write_batch
 
@@ -59,8 +59,9 @@ def seed(db, calls: list[tuple[datetime, str, int]], zone: str = "UTC", kept: st
         write_batch(conn, records(account.id, key.id, calls))
         if kept == "days rebuilt":
             usage.set_usage_zone(conn, account.id, ZoneInfo(zone))
-        reads_days = usage.span(conn, account.id, date(2026, 1, 1), date(2026, 1, 1), ZoneInfo(zone)).table is usage_days
-        assert reads_days == (kept != "buckets")
+        day, tz = date(2026, 1, 1), ZoneInfo(zone)
+        tables = {usage.span(conn, account.id, day, day, tz, by).table for by in ("model", "key_id")}
+        assert tables == ({usage_days, usage_key_days} if kept != "buckets" else {usage_rollups})
         return account.id, key.id
 
     return db.transaction_sync(work)
@@ -238,7 +239,38 @@ def test_zone_changes_racing_flushes_leave_day_rows_equal_to_the_buckets(gateway
     assert not errors
 
     final = gateway_db.read_sync(lambda conn: conn.execute(sa.select(accounts.c.usage_tz).where(accounts.c.id == account_id)).scalar())
-    from_days = daily(gateway_db, account_id, date(2026, 3, 8), date(2026, 3, 11), final)
+
+    def reports() -> tuple[dict, list[dict]]:
+        days, tz = (date(2026, 3, 8), date(2026, 3, 11)), ZoneInfo(final)
+        return daily(gateway_db, account_id, *days, final), gateway_db.read_sync(usage.by_key, account_id, *days, tz)
+
+    from_days = reports()
     gateway_db.transaction_sync(usage.set_usage_zone, account_id, ELSEWHERE)
-    assert from_days == daily(gateway_db, account_id, date(2026, 3, 8), date(2026, 3, 11), final)
-    assert sum(from_days.values()) == sum(cost for _, _, cost in calls)
+    assert from_days == reports()
+    assert sum(from_days[0].values()) == sum(cost for _, _, cost in calls)
+
+
+def test_upgrading_sums_the_existing_buckets_into_utc_days(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'before.db'}")
+    upgrade(engine, "0002_catalog_versions")
+    account_id = str(uuid.uuid4())
+    march_9 = int(utc(2026, 3, 9).timestamp())
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO accounts (id, created_at, updated_at) VALUES (:id, :now, :now)"),
+                     {"id": account_id, "now": datetime(2026, 3, 1)})
+        conn.execute(sa.text(
+            "INSERT INTO usage_rollups (account_id, key_id, model, bucket_start, requests, input_tokens, "
+            "output_tokens, cost_micro_p) VALUES (:a, :k, :m, :b, 1, 10, 1, :c)"), [
+            {"a": account_id, "k": "k1", "m": "m", "b": march_9, "c": 1},
+            {"a": account_id, "k": "k2", "m": "m", "b": march_9 + 86400 - 900, "c": 10},
+            {"a": account_id, "k": "k1", "m": "m", "b": march_9 + 86400, "c": 100},
+        ])
+    upgrade(engine)
+    day = usage.day_number(date(2026, 3, 9))
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(accounts.c.usage_tz).where(accounts.c.id == account_id)).scalar() == "UTC"
+        by_model = {(r.day, r.model): r.cost_micro_p for r in conn.execute(sa.select(usage_days))}
+        by_key = {(r.day, r.key_id): r.cost_micro_p for r in conn.execute(sa.select(usage_key_days))}
+    engine.dispose()
+    assert by_model == {(day, "m"): 11, (day + 1, "m"): 100}
+    assert by_key == {(day, "k1"): 1, (day, "k2"): 10, (day + 1, "k1"): 100}
