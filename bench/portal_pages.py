@@ -7,7 +7,8 @@ Starts the gateway on the loaded database and the portal (``python app.py``, wai
 beside it, signs up one user per loaded account and links each to its account. Every
 same-site link the signed-in pages offer (``href`` and ``hx-get``, two clicks deep from
 the dashboard, request-log "next page" links included) is fetched ``--samples`` times as
-a full page and again as an HTMX fragment (``HX-Request: true``). Times are measured by
+a full page and again as an HTMX fragment (``HX-Request: true``), the two accounts' URLs
+taking turns sample by sample. Times are measured by
 a keep-alive client on the same machine, so they include about 0.2 ms of loopback and
 client work on top of the server's own time. Then wrk measures dashboard throughput at
 concurrency 16, and the 1M-row CSV export is downloaded while the portal's and the
@@ -100,23 +101,32 @@ def pattern(path: str) -> str:
     return path
 
 
-def time_url(session: requests.Session, url: str, samples: int, htmx: bool) -> dict:
-    """p50/p99 of ``samples`` GETs of ``url`` after two warm-ups, and the status seen."""
+def time_urls(targets: dict[str, tuple[requests.Session, str]], samples: int, htmx: bool) -> dict[str, dict]:
+    """p50/p99 of ``samples`` GETs of each (session, URL) after two warm-ups, and the status seen.
+
+    The targets take turns, sample by sample, so a change in what else the machine is
+    doing weighs on both accounts alike.
+    """
     headers = {"HX-Request": "true"} if htmx else {}
-    statuses = set()
-    for _ in range(2):
-        session.get(url, headers=headers, timeout=120)
-    times = []
-    size = 0
+    for session, url in targets.values():
+        for _ in range(2):
+            session.get(url, headers=headers, timeout=120)
+    times: dict[str, list[float]] = {label: [] for label in targets}
+    statuses: dict[str, set[int]] = {label: set() for label in targets}
+    sizes: dict[str, int] = {}
     for _ in range(samples):
-        start = time.perf_counter()
-        resp = session.get(url, headers=headers, timeout=120)
-        body = resp.content
-        times.append((time.perf_counter() - start) * 1000)
-        statuses.add(resp.status_code)
-        size = len(body)
-    return {"p50_ms": percentile(times, 50), "p99_ms": percentile(times, 99),
-            "status": ",".join(str(s) for s in sorted(statuses)), "bytes": size}
+        for label, (session, url) in targets.items():
+            start = time.perf_counter()
+            resp = session.get(url, headers=headers, timeout=120)
+            body = resp.content
+            times[label].append((time.perf_counter() - start) * 1000)
+            statuses[label].add(resp.status_code)
+            sizes[label] = len(body)
+    return {
+        label: {"p50_ms": percentile(times[label], 50), "p99_ms": percentile(times[label], 99),
+                "status": ",".join(str(s) for s in sorted(statuses[label])), "bytes": sizes[label]}
+        for label in targets
+    }
 
 
 def dashboard_throughput(portal: str, session: requests.Session, seconds: float, concurrency: int) -> dict:
@@ -200,18 +210,22 @@ def main(argv: list[str] | None = None) -> None:
             results["zone_change"][label] = round(seconds, 2)
             print(f"{label}: daily sums in {args.tz} after {seconds:.2f} s", flush=True)
             sessions[label] = sign_in(portal.url, email, password)
+        # URL -> offered as an htmx fragment, per account, keyed by the pattern pairing them.
+        found: dict[str, dict[str, tuple[str, bool]]] = {}
         for label, session in sessions.items():
             urls = crawl(session, portal.url, args.depth, args.max_urls)
             print(f"{label}: {len(urls)} URLs", flush=True)
-            timings = {}
-            for path, offered_as_fragment in urls.items():
-                for htmx in (False, True):
-                    row = time_url(session, portal.url + path, args.samples, htmx)
-                    row["fragment_link"] = offered_as_fragment
-                    timings[(pattern(path), htmx)] = {**row, "path": path}
-                    print(f"  {'HX ' if htmx else '   '}{path[:90]:<90} {row['p50_ms']:8.1f} {row['p99_ms']:8.1f} "
-                          f"ms  {row['status']}", flush=True)
-            results["pages"][label] = timings
+            found[label] = {pattern(path): (path, hx) for path, hx in urls.items()}
+            results["pages"][label] = {}
+        for key in sorted(set().union(*found.values())):
+            for htmx in (False, True):
+                targets = {label: (sessions[label], portal.url + paths[key][0])
+                           for label, paths in found.items() if key in paths}
+                for label, row in time_urls(targets, args.samples, htmx).items():
+                    path, offered_as_fragment = found[label][key]
+                    results["pages"][label][(key, htmx)] = {**row, "path": path, "fragment_link": offered_as_fragment}
+                    print(f"  {label:<5} {'HX ' if htmx else '   '}{path[:90]:<90} {row['p50_ms']:8.1f} "
+                          f"{row['p99_ms']:8.1f} ms  {row['status']}", flush=True)
         for label, session in sessions.items():
             results["throughput"][label] = dashboard_throughput(portal.url, session, args.throughput_seconds, 16)
             print(f"dashboard throughput ({label}): {results['throughput'][label]}", flush=True)
