@@ -89,6 +89,7 @@ class Span:
 
 
 def day_number(day: date) -> int:
+    """Days from 1970-01-01 to ``day``: how day rows name their day."""
     return (day - EPOCH).days
 
 

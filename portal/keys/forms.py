@@ -1,15 +1,16 @@
-"""Forms for creating and renaming API keys."""
+"""Forms for creating API keys, renaming them, and changing their spending limit and expiry."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
 
 from flask_wtf import FlaskForm
 from wtforms import DateField, StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from ..money import MICRO_PER_P, parse_p
-from ..timeutil import today_in, zone
+from ..timeutil import parse_iso, today_in, zone
 
 MAX_SPEND_LIMIT_P = 100_000_000  # $100,000: far above any real budget, below integer trouble
 MAX_EXPIRY_DAYS = 5 * 366
@@ -27,16 +28,26 @@ class KeyNameMixin:
                                    Length(max=100, message="Use at most 100 characters.")])
 
 
-class CreateKeyForm(KeyNameMixin, FlaskForm):
-    """New key: name, optional spending limit in P, optional expiry date."""
+class KeyLimitsMixin:
+    """An optional spending limit in P and an optional last day, validated the same way
+    whether a key is being created or changed.
+
+    ``current_limit_micro_p`` and ``current_expires_on`` are what the key has now (None
+    for a new key): a value left as it is passes even if it could no longer be chosen
+    (an expiry day already past, a limit above today's maximum), so changing one of the
+    two never forces a change to the other.
+    """
 
     spend_limit = StringField("Spending limit (P)", filters=[_strip], validators=[Optional()])
     expires_on = DateField("Expires on", validators=[Optional()],
                            render_kw={"type": "date"})
 
-    def __init__(self, *args, tz: str = "UTC", **kwargs) -> None:
+    def __init__(self, *args, tz: str = "UTC", current_limit_micro_p: int | None = None,
+                 current_expires_on: date | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.tz = tz
+        self.current_limit_micro_p = current_limit_micro_p
+        self.current_expires_on = current_expires_on
 
     def validate_spend_limit(self, field) -> None:
         if not field.data:
@@ -45,13 +56,15 @@ class CreateKeyForm(KeyNameMixin, FlaskForm):
             micro = parse_p(field.data)
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
+        if micro == self.current_limit_micro_p:
+            return
         if micro <= 0:
             raise ValidationError("The limit must be more than 0 P.")
         if micro > MAX_SPEND_LIMIT_P * MICRO_PER_P:
             raise ValidationError(f"The limit can be at most {MAX_SPEND_LIMIT_P:,} P.")
 
     def validate_expires_on(self, field) -> None:
-        if field.data is None:
+        if field.data is None or field.data == self.current_expires_on:
             return
         today = today_in(self.tz)
         if field.data <= today:
@@ -69,6 +82,30 @@ class CreateKeyForm(KeyNameMixin, FlaskForm):
             return None
         return end_of_day_utc(self.expires_on.data, self.tz)
 
+    def limit_changes(self) -> dict:
+        """What differs from the key's current limit and expiry, as the gateway's PATCH
+        fields (None clears). An untouched expiry is not re-sent, so a key whose expiry
+        was set to another moment of its last day keeps that exact moment."""
+        changes: dict = {}
+        limit = self.spend_limit_micro_p()
+        if limit != self.current_limit_micro_p:
+            changes["spend_limit_micro_p"] = limit
+        if self.expires_on.data != self.current_expires_on:
+            changes["expires_at"] = self.expires_at_iso()
+        return changes
+
+
+class CreateKeyForm(KeyNameMixin, KeyLimitsMixin, FlaskForm):
+    """New key: name, optional spending limit in P, optional expiry date."""
+
+
+class KeyLimitsForm(KeyLimitsMixin, FlaskForm):
+    """A key's spending limit and expiry: empty fields remove them."""
+
+
+class RenameKeyForm(KeyNameMixin, FlaskForm):
+    """A new name for a key."""
+
 
 def end_of_day_utc(day: date, tz: str) -> str:
     """Midnight after ``day`` in ``tz``, as an ISO 8601 UTC string."""
@@ -76,5 +113,28 @@ def end_of_day_utc(day: date, tz: str) -> str:
     return local.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class RenameKeyForm(KeyNameMixin, FlaskForm):
-    """A new name for a key."""
+def last_day(expires_at: str | None, tz: str) -> date | None:
+    """The last local day in ``tz`` on which a key expiring at ``expires_at`` works.
+
+    The inverse of ``end_of_day_utc``: a key that stops at the midnight after a day shows
+    that day, not the date of the midnight itself. An expiry at any other moment (set
+    through the API, or in another zone) shows the local date on which it falls.
+    """
+    moment = parse_iso(expires_at)
+    if moment is None:
+        return None
+    local_date = moment.astimezone(zone(tz)).date()
+    previous = local_date - timedelta(days=1)
+    # Compared through end_of_day_utc rather than "local time is 00:00" so that zones
+    # whose midnight is skipped by a DST change round-trip too.
+    if parse_iso(end_of_day_utc(previous, tz)) == moment:
+        return previous
+    return local_date
+
+
+def limit_text(micro_p: int | None) -> str:
+    """A limit as the form shows it (``1,250.5``): exact, and read back unchanged by ``parse_p``."""
+    if micro_p is None:
+        return ""
+    value = (Decimal(int(micro_p)) / MICRO_PER_P).normalize()
+    return format(value, ",f")

@@ -28,6 +28,7 @@ SIGNED_IN_PAGES = [
     ("models", "/models"),
     ("keys", "/keys"),
     ("key-rename", "/keys/{key}/rename"),
+    ("key-limits", "/keys/{key}/limits"),
     ("key-revoke", "/keys/{key}/revoke"),
     ("billing", "/billing"),
     ("billing-success", "/billing/success?session_id={session}"),

@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
-from fixtures.portal import call_api, wait_for_requests
+from fixtures.portal import call_api, wait_for_requests, wait_for_status
 from operator_helpers import audit_rows, form_key_in
-
-
-def _wait_for_status(gateway, key: str, status: int, timeout: float = 5.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = call_api(gateway, key)
-        if answer["status"] == status or time.monotonic() > deadline:
-            return answer
-        time.sleep(0.1)
 
 
 def test_search_by_email_and_by_account_id(operator_client, customer):
@@ -50,7 +39,7 @@ def test_suspending_refuses_the_keys_and_reactivating_restores_them(operator_cli
     response = operator_client.post(f"/operator/customers/{customer.account_id}/status",
                                     data={"status": "suspended", "reason": "chargeback under review"})
     assert response.status_code == 303
-    refused = _wait_for_status(gateway, customer.key, 403)
+    refused = wait_for_status(gateway, customer.key, 403)
     assert refused["status"] == 403
     assert "suspended" in refused["body"]["error"]["message"]
     entry = audit_rows(portal_app, "account.suspend", customer.account_id)[0]
@@ -65,7 +54,7 @@ def test_suspending_refuses_the_keys_and_reactivating_restores_them(operator_cli
 
     assert operator_client.post(f"/operator/customers/{customer.account_id}/status",
                                 data={"status": "active", "reason": "resolved"}).status_code == 303
-    assert _wait_for_status(gateway, customer.key, 200)["status"] == 200
+    assert wait_for_status(gateway, customer.key, 200)["status"] == 200
     assert audit_rows(portal_app, "account.reactivate", customer.account_id)[0].after == {"status": "active"}
 
 
@@ -126,7 +115,7 @@ def test_bad_adjustments_are_refused_with_a_message_and_move_nothing(operator_cl
 def test_revoking_a_customer_key(operator_client, portal_app, customer, gateway):
     url = f"/operator/customers/{customer.account_id}/keys/{customer.key_id}/revoke"
     assert operator_client.post(url, data={"reason": "key leaked on GitHub"}).status_code == 303
-    refused = _wait_for_status(gateway, customer.key, 401)
+    refused = wait_for_status(gateway, customer.key, 401)
     assert refused["body"]["error"]["code"] == "api_key_revoked"
     entry = audit_rows(portal_app, "key.revoke", customer.account_id)[0]
     assert entry.before["status"] == "active" and entry.after["status"] == "revoked"
