@@ -88,8 +88,9 @@ def test_custom_range_and_its_errors(logged_in_client):
 def test_day_boundaries_follow_the_users_time_zone(portal_app, make_user):
     kathmandu = make_user(timezone="Asia/Kathmandu")  # UTC+05:45
     utc = make_user(timezone="UTC")
-    kathmandu_client, utc_client = _signed_in(portal_app, kathmandu), _signed_in(portal_app, utc)
     with time_machine.travel(datetime(2026, 11, 25, 18, 14, tzinfo=timezone.utc), tick=False):
+        # Signed in inside the travelled clock, so the session is never issued after "now".
+        kathmandu_client, utc_client = _signed_in(portal_app, kathmandu), _signed_in(portal_app, utc)
         # 23:59 in Kathmandu: still the 25th there.
         assert "Nov 19 – Nov 25, 2026" in kathmandu_client.get("/usage").get_data(as_text=True)
     with time_machine.travel(datetime(2026, 11, 25, 18, 15, tzinfo=timezone.utc), tick=False):
