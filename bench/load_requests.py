@@ -1,7 +1,7 @@
 """Fill a gateway database with a large request history, through the batch writer's path.
 
 Two accounts: "big" gets 1,000,000 requests and "small" 1,000, spread over the last
-90 days, 12 models and 5 keys each. Rows go through ``gateway.metering.write_batch``
+90 days, 12 models and 5 keys each. Rows go through ``gateway.accounting.metering.write_batch``
 (the function the gateway's ``BatchWriter`` commits every flush with), so the request
 log, the usage ledger entries, the key spend and the 15-minute roll-ups are exactly
 what real traffic would leave. Accounts and keys are made with the gateway's own
@@ -36,9 +36,9 @@ import sqlalchemy as sa  # noqa: E402
 from gateway.auth import create_key  # noqa: E402
 from gateway.catalog import load_catalog  # noqa: E402
 from gateway.db import Database, accounts, api_keys, safe_url  # noqa: E402
-from gateway.ledger import create_account, post_entry  # noqa: E402
-from gateway.metering import RequestRecord, cost_micro_p, write_batch  # noqa: E402
-from gateway.usage import set_usage_zone  # noqa: E402
+from gateway.accounting.ledger import create_account, post_entry  # noqa: E402
+from gateway.accounting.metering import RequestRecord, cost_micro_p, write_batch  # noqa: E402
+from gateway.accounting.usage import set_usage_zone  # noqa: E402
 
 RESULTS_DIR = BENCH_DIR / "results"
 DEFAULT_DB = f"sqlite:///{RESULTS_DIR / 'data' / 'gateway.db'}"

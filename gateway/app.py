@@ -1,8 +1,9 @@
 """Builds the gateway application: one lifespan for every shared resource.
 
 ``create_app(settings)`` opens, in order, the database (migrated to the newest schema),
-the upstream HTTP session, the key cache, the reserver and the batch writer, and closes
-them in reverse: the writer's final flush runs before the reserver returns its leases.
+the upstream HTTP session, the key cache, the reserver, the batch writer and the
+catalogue refresher, and closes them in reverse: the writer's final flush runs before
+the reserver returns its leases.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from typing import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import admin_api, internal_api, public_api
-from .appkeys import CATALOG, ENGINE, HTTP, KEYS, RESERVER, SETTINGS, WRITER
+from .accounting.catalog_overrides import CatalogRefresher
+from .accounting.leases import Reserver
+from .accounting.metering import BatchWriter
+from .api import admin, internal, public
+from .appkeys import CATALOG, ENGINE, HTTP, KEYS, REFRESHER, RESERVER, SETTINGS, WRITER
 from .auth import KeyCache
 from .catalog import load_catalog
 from .config import Settings
 from .db import Database
-from .ledger import Reserver
-from .metering import BatchWriter
 
 log = logging.getLogger("samalink.gateway")
 
@@ -71,13 +73,22 @@ async def _batch_writer(app: web.Application) -> AsyncIterator[None]:
     await writer.close()
 
 
+async def _catalog_refresher(app: web.Application) -> AsyncIterator[None]:
+    # Operators' price changes and switches become live through this poller.
+    refresher = CatalogRefresher(app[ENGINE], app[CATALOG], app[SETTINGS].key_refresh_interval)
+    await refresher.start()
+    app[REFRESHER] = refresher
+    yield
+    await refresher.close()
+
+
 def create_app(settings: Settings) -> web.Application:
     """The gateway application for ``settings`` (raises ``ConfigError`` for a bad catalogue)."""
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[CATALOG] = load_catalog(settings.providers_file)
-    app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _batch_writer])
-    internal_api.setup_routes(app)
-    admin_api.setup(app)
-    public_api.setup_routes(app)
+    app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _batch_writer, _catalog_refresher])
+    internal.setup_routes(app)
+    admin.setup_routes(app)
+    public.setup_routes(app)
     return app

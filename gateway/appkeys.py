@@ -5,12 +5,13 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from .accounting.catalog_overrides import CatalogRefresher
+from .accounting.leases import Reserver
+from .accounting.metering import BatchWriter
 from .auth import KeyCache
 from .catalog import Catalog
 from .config import Settings
 from .db import Database
-from .ledger import Reserver
-from .metering import BatchWriter
 
 SETTINGS = web.AppKey("settings", Settings)
 CATALOG = web.AppKey("catalog", Catalog)
@@ -19,3 +20,4 @@ ENGINE = web.AppKey("engine", Database)
 KEYS = web.AppKey("keys", KeyCache)
 RESERVER = web.AppKey("reserver", Reserver)
 WRITER = web.AppKey("writer", BatchWriter)
+REFRESHER = web.AppKey("catalog_refresher", CatalogRefresher)

@@ -17,7 +17,7 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAP
 from fixtures.gateway import start_gateway
 from fixtures.upstream import COMPLETION_TOKENS, PROMPT_TOKENS, SLOW_CHUNKS
 from gateway.catalog import Catalog, Model
-from gateway.catalog_overrides import apply_overrides, rows_in_force
+from gateway.accounting.catalog_overrides import apply_overrides, rows_in_force
 
 SPEC = OpenAPI.from_file_path(str(Path(__file__).resolve().parents[2] / "gateway" / "openapi.yaml"))
 FILE_PRICES = {"deepseek-v3.2": (280, 420), "glm-5": (700, 2300), "qwen-3.5-plus": (220, 1300)}
@@ -291,10 +291,10 @@ def test_applying_overrides_replaces_models_and_leaves_held_ones_alone():
 
 def test_provider_health_percentile_and_windows(gateway_db):
     """100 requests on a provider of its own: latencies 1..100 ms, 10 upstream errors, 5 old ones."""
-    from gateway.admin_queries import provider_health
+    from gateway.accounting.admin_queries import provider_health
     from gateway.auth import create_key
-    from gateway.ledger import create_account, post_entry
-    from gateway.metering import RequestRecord, write_batch
+    from gateway.accounting.ledger import create_account, post_entry
+    from gateway.accounting.metering import RequestRecord, write_batch
 
     provider = f"p95-{uuid.uuid4().hex[:8]}"
     now = datetime.now(timezone.utc)

@@ -13,7 +13,7 @@ import requests
 from gwapi_helpers import ONE_P, cost, new_customer
 
 from fixtures.upstream import PROMPT_TOKENS, REPLY_TEXT, SLOW_CHUNKS
-from gateway.tokens import count_text, estimate_chat_prompt, estimate_messages_prompt
+from gateway.proxy.tokens import count_text, estimate_chat_prompt, estimate_messages_prompt
 
 
 def post(gateway, key, path, body):

@@ -287,7 +287,7 @@ def test_failed_requests_release_their_reservations(gateway):
     """A balance covering one request survives many failures and still serves that request."""
     body = chat_body("[[error:500]] leak check")
     body["max_tokens"] = 1000
-    from gateway.tokens import estimate_chat_prompt
+    from gateway.proxy.tokens import estimate_chat_prompt
 
     reservation = estimate_chat_prompt(body) * 280 + 1000 * 420
     customer = new_customer(gateway, balance_micro_p=reservation)

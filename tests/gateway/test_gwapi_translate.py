@@ -7,9 +7,9 @@ import pytest
 
 from gateway.catalog import Model
 from gateway.errors import ApiError
-from gateway.translate import requests as treq
-from gateway.translate import responses as tresp
-from gateway.translate import streams
+from gateway.proxy.translate import requests as treq
+from gateway.proxy.translate import responses as tresp
+from gateway.proxy.translate import streams
 
 CLAUDE = Model("claude-haiku-4.5", "anthropic", "claude-haiku-4-5", "chat", "International Models",
                800, 4000, 64000, 200000)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway import tokens
+from gateway.proxy import tokens
 from gateway.errors import ApiError, anthropic_error_body, openai_error_body
-from gateway.providers import sanitise, status_error, upstream_message
-from gateway.providers.sse import SSESplitter, parse_event
-from gateway.translate import validate
-from gateway.translate.relays import ChatPassthrough, ChatToMessagesRelay, MessagesPassthrough
+from gateway.proxy.upstream_errors import sanitise, status_error, upstream_message
+from gateway.proxy.sse import SSESplitter, parse_event
+from gateway.proxy.translate import validate
+from gateway.proxy.translate.relays import ChatPassthrough, ChatToMessagesRelay, MessagesPassthrough
 
 
 def test_sse_splitter_yields_whole_events_across_chunk_boundaries():

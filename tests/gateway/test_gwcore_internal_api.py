@@ -15,8 +15,8 @@ from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
 from gateway.auth import create_key
-from gateway.ledger import create_account, post_entry
-from gateway.metering import RequestRecord, write_batch
+from gateway.accounting.ledger import create_account, post_entry
+from gateway.accounting.metering import RequestRecord, write_batch
 
 SPEC = OpenAPI.from_file_path(str(Path(__file__).resolve().parents[2] / "gateway" / "openapi.yaml"))
 MISSING = "00000000-0000-4000-8000-000000000000"

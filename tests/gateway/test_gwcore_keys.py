@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from gateway.auth import KeyCache, create_key, generate_key, hash_key, key_prefix, key_suffix, masked_key
 from gateway.db import api_keys, utcnow
-from gateway.ledger import create_account, set_account_status
+from gateway.accounting.ledger import create_account, set_account_status
 
 
 def new_key(db, **kw) -> tuple[str, str, str]:

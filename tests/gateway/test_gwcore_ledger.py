@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.db import leases, ledger_entries
-from gateway.ledger import (
-    IdempotencyConflict, InsufficientBalance, Reserver, create_account, get_account, ledger_sum,
-    post_entry, post_entry_async, signed_amount,
+from gateway.accounting.leases import InsufficientBalance, Reserver
+from gateway.accounting.ledger import (
+    IdempotencyConflict, create_account, get_account, ledger_sum, post_entry, post_entry_async, signed_amount,
 )
-from gateway.metering import BatchWriter, RequestRecord
+from gateway.accounting.metering import BatchWriter, RequestRecord
 
 
 def new_account(db, balance: int = 0) -> str:

@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from gateway.auth import create_key
 from gateway.catalog import Model
 from gateway.db import api_keys, ledger_entries, request_log, usage_rollups
-from gateway.ledger import Reserver, create_account, get_account, ledger_sum, post_entry
-from gateway.metering import BatchWriter, RequestRecord, bucket_start, cost_micro_p
+from gateway.accounting.leases import Reserver
+from gateway.accounting.ledger import create_account, get_account, ledger_sum, post_entry
+from gateway.accounting.metering import BatchWriter, RequestRecord, bucket_start, cost_micro_p
 
 
 class FlakyDatabase:

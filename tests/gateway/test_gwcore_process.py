@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from fixtures.gateway import REPO, start_gateway
 from gateway.appkeys import SETTINGS
 from gateway.config import Settings
-from gateway.internal_api import create_internal_app
+from gateway.api.internal import create_internal_app
 
 CHAT_MODEL = "deepseek-v3.2"  # 280 / 420 P per 1M tokens
 

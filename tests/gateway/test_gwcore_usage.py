@@ -17,11 +17,11 @@ import time_machine
 
 import sqlalchemy as sa
 
-from gateway import usage
+from gateway.accounting import usage
 from gateway.auth import create_key
 from gateway.db import accounts, upgrade, usage_days, usage_key_days, usage_rollups
-from gateway.ledger import create_account, post_entry
-from gateway.metering import RequestRecord, write_batch
+from gateway.accounting.ledger import create_account, post_entry
+from gateway.accounting.metering import RequestRecord, write_batch
 
 # A zone none of the reports below asks for, so "buckets" accounts never read day rows.
 ELSEWHERE = ZoneInfo("Pacific/Chatham")

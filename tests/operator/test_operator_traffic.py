@@ -93,8 +93,8 @@ def test_traffic_pages_further_rows_with_htmx(operator_client, gateway_db):
     from datetime import datetime, timedelta, timezone
 
     from gateway.auth import create_key
-    from gateway.ledger import create_account
-    from gateway.metering import RequestRecord, write_batch
+    from gateway.accounting.ledger import create_account
+    from gateway.accounting.metering import RequestRecord, write_batch
 
     email = f"paged-{uuid.uuid4().hex[:8]}@example.com"
 

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.catalog import Model
-from gateway.metering import cost_micro_p
-from gateway.translate import requests as treq
-from gateway.translate import responses as tresp
+from gateway.accounting.metering import cost_micro_p
+from gateway.proxy.translate import requests as treq
+from gateway.proxy.translate import responses as tresp
 from portal.money import MICRO_PER_P, format_p, format_usd, p_amount, parse_p
 
 CLAUDE = Model("claude-haiku-4.5", "anthropic", "claude-haiku-4-5", "chat", "International Models",

@@ -12,7 +12,7 @@ import time
 
 import orjson
 
-from ..errors import ApiError
+from ...errors import ApiError
 from .responses import FINISH_FROM_STOP, STOP_FROM_FINISH, anthropic_usage_tokens, openai_usage
 
 

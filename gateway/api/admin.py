@@ -1,7 +1,7 @@
 """The operator console's internal API, under ``/internal/admin``.
 
-Same bearer token, error shape and validation rules as ``internal_api`` (whose
-middlewares and parsers it reuses): account search, the request log across every
+Same bearer token, error shape and validation rules as the internal API (both use
+``http``): account search, the request log across every
 customer, money in and out per day, upstream health per provider, and versioned
 catalogue changes (see ``catalog_overrides``). The contract is gateway/openapi.yaml.
 """
@@ -11,16 +11,14 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.engine import Connection
 
-from . import admin_queries
-from .appkeys import CATALOG
-from .catalog_overrides import (
-    REFRESHER, change_dict, list_changes, record_change, refresher_context, rows_in_force,
-)
-from .db import safe_url, utcnow
-from .internal_api import (
-    MAX_RANGE_DAYS, ApiError, _body, _datetime_field, _db, _query_date, _query_int, _query_tz, _str_field,
-    account_dict, decode_cursor, encode_cursor, errors_middleware, json_response, request_filter,
-    token_middleware,
+from ..accounting import admin_queries
+from ..accounting.ledger import account_dict
+from ..accounting.catalog_overrides import change_dict, list_changes, record_change, rows_in_force
+from ..appkeys import CATALOG, REFRESHER
+from ..db import safe_url, utcnow
+from .http import (
+    HttpError, database, datetime_field, decode_cursor, errors_middleware, json_body, json_response,
+    keyset_page, query_date_range, query_int, query_tz, request_filter, str_field, token_middleware,
 )
 
 MAX_PRICE = 10**9  # P per 1M tokens: far above any real model
@@ -30,41 +28,32 @@ async def search_accounts(request: web.Request) -> web.Response:
     """``q`` matches an account id, an external id, or part of an e-mail."""
     query = request.query.get("q", "")
     if len(query) > 320:
-        raise ApiError(400, "q must be at most 320 characters.", "invalid_query")
-    limit = _query_int(request, "limit", 50, 1, 200)
-    rows = await _db(request).read(admin_queries.search_accounts, query, limit)
+        raise HttpError(400, "q must be at most 320 characters.", "invalid_query")
+    limit = query_int(request, "limit", 50, 1, 200)
+    rows = await database(request).read(admin_queries.search_accounts, query, limit)
     return json_response({"data": [account_dict(r) for r in rows]})
 
 
 async def all_requests(request: web.Request) -> web.Response:
     """Every customer's requests, newest first, filtered, one keyset page at a time."""
     filters = request_filter(request, None, cross_account=True)
-    limit = _query_int(request, "limit", 50, 1, 200)
+    limit = query_int(request, "limit", 50, 1, 200)
     before = decode_cursor(request)
-    rows = await _db(request).read(admin_queries.query_all_requests, filters, limit + 1, before)
-    page = rows[:limit]
-    return json_response({
-        "data": [admin_queries.all_request_dict(r) for r in page],
-        "next_cursor": encode_cursor(page[-1].id) if len(rows) > limit else None,
-    })
+    rows = await database(request).read(admin_queries.query_all_requests, filters, limit + 1, before)
+    return keyset_page(rows, limit, admin_queries.all_request_dict)
 
 
 async def daily_money(request: web.Request) -> web.Response:
     """Top-ups, refunds, adjustments and usage spend per local day."""
-    start = _query_date(request, "start", required=True)
-    end = _query_date(request, "end", required=True)
-    tz = _query_tz(request)
-    if end < start:
-        raise ApiError(422, "end must not be before start.", "invalid_range")
-    if (end - start).days >= MAX_RANGE_DAYS:
-        raise ApiError(422, f"The range may cover at most {MAX_RANGE_DAYS} days.", "invalid_range")
-    days = await _db(request).read(admin_queries.daily_money, start, end, tz)
+    start, end = query_date_range(request)
+    tz = query_tz(request)
+    days = await database(request).read(admin_queries.daily_money, start, end, tz)
     return json_response({"start": start.isoformat(), "end": end.isoformat(), "tz": tz.key, "days": days})
 
 
 async def gateway_status(request: web.Request) -> web.Response:
     """Which database this gateway uses (password hidden) and when its catalogue was last refreshed."""
-    db = _db(request)
+    db = database(request)
     refresher = request.config_dict[REFRESHER]
     return json_response({
         "database_backend": db.dialect,
@@ -76,7 +65,7 @@ async def gateway_status(request: web.Request) -> web.Response:
 
 async def provider_health(request: web.Request) -> web.Response:
     """Upstream error rates and latency per provider over the last hour and day."""
-    windows = await _db(request).read(admin_queries.provider_health, utcnow())
+    windows = await database(request).read(admin_queries.provider_health, utcnow())
     return json_response({"windows": windows})
 
 
@@ -105,7 +94,7 @@ async def admin_catalog(request: web.Request) -> web.Response:
     def work(conn: Connection) -> list:
         return list_changes(conn)
 
-    changes = await _db(request).read(work)
+    changes = await database(request).read(work)
     refresher = request.config_dict[REFRESHER]
     await refresher.refresh()
     in_force = rows_in_force(changes, utcnow())
@@ -121,7 +110,7 @@ def _price(data: dict, name: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PRICE:
-        raise ApiError(422, f"{name} must be a whole number of P per 1M tokens between 0 and {MAX_PRICE}, or null.",
+        raise HttpError(422, f"{name} must be a whole number of P per 1M tokens between 0 and {MAX_PRICE}, or null.",
                        "invalid_field")
     return value
 
@@ -131,24 +120,24 @@ async def change_model(request: web.Request) -> web.Response:
     model_id = request.match_info["model_id"]
     refresher = request.config_dict[REFRESHER]
     if model_id not in refresher.base:
-        raise ApiError(404, "No model with this id in the catalogue.", "model_not_found", "not_found_error")
-    data = await _body(request, {"input_price", "output_price", "enabled", "effective_from", "actor", "reason"})
+        raise HttpError(404, "No model with this id in the catalogue.", "model_not_found", "not_found_error")
+    data = await json_body(request, {"input_price", "output_price", "enabled", "effective_from", "actor", "reason"})
     current = request.config_dict[CATALOG].models[model_id]
     input_price = _price(data, "input_price") if "input_price" in data else current.input_price
     output_price = _price(data, "output_price") if "output_price" in data else current.output_price
     if (input_price is None) != (output_price is None):
-        raise ApiError(422, "Set both prices, or clear both to leave the model unpriced.", "invalid_field")
+        raise HttpError(422, "Set both prices, or clear both to leave the model unpriced.", "invalid_field")
     enabled = data.get("enabled", current.enabled)
     if not isinstance(enabled, bool):
-        raise ApiError(422, "enabled must be true or false.", "invalid_field")
-    effective_from = _datetime_field(data, "effective_from") or utcnow()
-    actor = _str_field(data, "actor", 320, required=True)
-    reason = _str_field(data, "reason", 500, required=True)
+        raise HttpError(422, "enabled must be true or false.", "invalid_field")
+    effective_from = datetime_field(data, "effective_from") or utcnow()
+    actor = str_field(data, "actor", 320, required=True)
+    reason = str_field(data, "reason", 500, required=True)
     if (input_price, output_price, enabled) == (current.input_price, current.output_price, current.enabled) \
             and "effective_from" not in data:
-        raise ApiError(422, "This change would leave the model as it is.", "no_change")
+        raise HttpError(422, "This change would leave the model as it is.", "no_change")
 
-    row = await _db(request).transaction(
+    row = await database(request).transaction(
         record_change, model_id, input_price, output_price, enabled, effective_from, actor, reason)
     await refresher.refresh()
     return json_response({"change": change_dict(row)}, status=201)
@@ -167,7 +156,6 @@ def create_admin_app() -> web.Application:
     return app
 
 
-def setup(app: web.Application) -> None:
-    """Mount the admin API and start the catalogue refresher with the app's other resources."""
-    app.cleanup_ctx.append(refresher_context)
+def setup_routes(app: web.Application) -> None:
+    """Mount the admin API under ``/internal/admin``."""
     app.add_subapp("/internal/admin", create_admin_app())

@@ -11,8 +11,8 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .auth import masked_key
-from .db import api_keys, request_log
+from ..auth import masked_key
+from ..db import api_keys, request_log
 
 CSV_COLUMNS = [
     "created_at", "request_id", "key_name", "key", "model", "endpoint", "stream",
@@ -113,3 +113,18 @@ def csv_rows(rows: Iterable[Iterable[Any]]) -> str:
     for row in rows:
         writer.writerow([_cell(v) for v in row])
     return buffer.getvalue()
+
+
+def request_csv_values(row: Any) -> list:
+    """One request log row as CSV values, in ``CSV_COLUMNS`` order."""
+    data = request_dict(row)
+    cost = data["cost_micro_p"]
+    sign = "-" if cost < 0 else ""
+    cost_p = f"{sign}{abs(cost) // 1_000_000}.{abs(cost) % 1_000_000:06d}"
+    return [
+        data["created_at"].strftime("%Y-%m-%dT%H:%M:%SZ"), data["request_id"], data["key_name"] or "",
+        data["key_masked"] or "", data["model"], data["endpoint"], "true" if data["stream"] else "false",
+        data["input_tokens"], data["output_tokens"], cost, cost_p, data["latency_ms"],
+        "" if data["ttft_ms"] is None else data["ttft_ms"], data["status"], data["error_class"] or "",
+        "true" if data["estimated"] else "false",
+    ]

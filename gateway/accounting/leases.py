@@ -1,9 +1,8 @@
-"""Accounts, ledger entries and the balance leases behind every reservation.
+"""Balance leases: the only writer of ``accounts.leased_micro_p`` and ``leases``.
 
-A balance changes only here (``post_entry``) or in the batch writer's usage debits
-(``gateway.metering``), always in the same transaction as the ledger entry that explains
-it, so ``accounts.balance_micro_p`` equals the sum of the account's entries at every
-commit. ``Reserver`` hands out reservations from per-process leases of balance; see
+``Reserver`` hands out reservations from per-process leases of balance, one database
+write per lease rather than per request; ``shrink_lease`` is how a settled
+reservation leaves its lease, in the batch writer's transaction. See
 docs/architecture.md for the overdraw bound.
 """
 
@@ -20,184 +19,34 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .background import stop_task
-from .db import Database, accounts, leases, ledger_entries, utcnow
+from ..background import stop_task
+from ..db import Database, accounts, leases, utcnow
+from .ledger import LedgerError
 
-log = logging.getLogger("samalink.gateway.ledger")
-
-ENTRY_KINDS = ("credit", "debit", "refund", "adjustment", "usage")
-# Kinds the internal API accepts; "usage" entries are written only by the batch writer.
-POSTABLE_KINDS = ("credit", "debit", "refund", "adjustment")
-
-
-class LedgerError(Exception):
-    """Base of the ledger's domain errors."""
-
-
-class AccountNotFound(LedgerError):
-    """No account has this id."""
-
-
-class IdempotencyConflict(LedgerError):
-    """The idempotency key was already used for a different entry."""
+log = logging.getLogger("samalink.gateway.leases")
 
 
 class InsufficientBalance(LedgerError):
     """The account's available balance cannot cover the reservation."""
 
 
-def signed_amount(kind: str, amount_micro_p: int) -> int:
-    """The signed ledger amount for an amount as the API states it.
+def shrink_lease(conn: Connection, account_id: str, holder_id: str, amount: int) -> bool:
+    """Take ``amount`` out of a holder's lease and the account's leased total.
 
-    ``credit`` adds a positive amount; ``debit`` and ``refund`` subtract a positive
-    amount; ``adjustment`` is signed and non-zero. Raises ``ValueError`` otherwise.
+    False, with nothing changed, when the row is gone or holds less (it was reclaimed
+    after expiring, and its amount already went back to the account).
     """
-    if kind not in POSTABLE_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(POSTABLE_KINDS)}")
-    if kind == "adjustment":
-        if amount_micro_p == 0:
-            raise ValueError("an adjustment must not be zero")
-        return amount_micro_p
-    if amount_micro_p <= 0:
-        raise ValueError(f"a {kind} amount must be a positive integer of micro-P")
-    return amount_micro_p if kind == "credit" else -amount_micro_p
-
-
-def entry_dict(row: Any) -> dict:
-    """A ledger row as the internal API shows it."""
-    return {
-        "id": row.id,
-        "kind": row.kind,
-        "amount_micro_p": row.amount_micro_p,
-        "balance_after_micro_p": row.balance_after_micro_p,
-        "idempotency_key": row.idempotency_key,
-        "description": row.description,
-        "created_at": row.created_at,
-    }
-
-
-def create_account(conn: Connection, email: str | None, external_id: str | None) -> tuple[Any, bool]:
-    """Create an account, or return the one with this ``external_id``; (row, created)."""
-    if external_id is not None:
-        row = conn.execute(sa.select(accounts).where(accounts.c.external_id == external_id)).first()
-        if row is not None:
-            return row, False
-    now = utcnow()
-    account_id = str(uuid.uuid4())
+    result = conn.execute(
+        leases.update()
+        .where(leases.c.account_id == account_id, leases.c.holder_id == holder_id, leases.c.amount_micro_p >= amount)
+        .values(amount_micro_p=leases.c.amount_micro_p - amount)
+    )
+    if result.rowcount == 0:
+        return False
     conn.execute(
-        accounts.insert().values(
-            id=account_id, email=email, external_id=external_id, status="active",
-            balance_micro_p=0, leased_micro_p=0, credited_micro_p=0, spent_micro_p=0,
-            requests=0, created_at=now, updated_at=now,
-        )
+        accounts.update().where(accounts.c.id == account_id).values(leased_micro_p=accounts.c.leased_micro_p - amount)
     )
-    return get_account(conn, account_id), True
-
-
-def get_account(conn: Connection, account_id: str) -> Any:
-    """The account row; raises ``AccountNotFound``."""
-    row = conn.execute(sa.select(accounts).where(accounts.c.id == account_id)).first()
-    if row is None:
-        raise AccountNotFound(account_id)
-    return row
-
-
-def set_account_status(conn: Connection, account_id: str, status: str) -> Any:
-    """Suspend or reactivate an account; key caches see the change on their next poll."""
-    result = conn.execute(
-        accounts.update().where(accounts.c.id == account_id).values(status=status, updated_at=utcnow())
-    )
-    if result.rowcount == 0:
-        raise AccountNotFound(account_id)
-    return get_account(conn, account_id)
-
-
-def post_entry(
-    conn: Connection,
-    account_id: str,
-    kind: str,
-    amount_micro_p: int,
-    idempotency_key: str,
-    description: str = "",
-    request_id: str | None = None,
-) -> tuple[dict, bool]:
-    """Post one signed entry and move the balance with it; (entry, replayed).
-
-    The same key with the same account, kind, amount and description returns the first
-    entry unchanged; the same key with anything else raises ``IdempotencyConflict``.
-    A concurrent duplicate on PostgreSQL surfaces as ``IntegrityError`` from the unique
-    key: ``post_entry_async`` retries it, and the retry finds the committed entry.
-    """
-    existing = conn.execute(
-        sa.select(ledger_entries).where(ledger_entries.c.idempotency_key == idempotency_key)
-    ).first()
-    if existing is not None:
-        same = (
-            existing.account_id == account_id
-            and existing.kind == kind
-            and existing.amount_micro_p == amount_micro_p
-            and existing.description == description
-        )
-        if not same:
-            raise IdempotencyConflict(idempotency_key)
-        return entry_dict(existing), True
-    credited = amount_micro_p if kind == "credit" else 0
-    # The UPDATE takes the row lock on PostgreSQL, so the balance read back below is
-    # exactly the one this entry produced.
-    result = conn.execute(
-        accounts.update()
-        .where(accounts.c.id == account_id)
-        .values(
-            balance_micro_p=accounts.c.balance_micro_p + amount_micro_p,
-            credited_micro_p=accounts.c.credited_micro_p + credited,
-        )
-    )
-    if result.rowcount == 0:
-        raise AccountNotFound(account_id)
-    balance = conn.execute(
-        sa.select(accounts.c.balance_micro_p).where(accounts.c.id == account_id)
-    ).scalar_one()
-    inserted = conn.execute(
-        ledger_entries.insert()
-        .values(
-            account_id=account_id, kind=kind, amount_micro_p=amount_micro_p,
-            balance_after_micro_p=balance, idempotency_key=idempotency_key,
-            request_id=request_id, description=description, created_at=utcnow(),
-        )
-        .returning(*ledger_entries.c)
-    ).first()
-    return entry_dict(inserted), False
-
-
-async def post_entry_async(db: Database, *args: Any, **kwargs: Any) -> tuple[dict, bool]:
-    """``post_entry`` in its own transaction, retried once after a duplicate-key race."""
-
-    def work(conn: Connection) -> tuple[dict, bool]:
-        return post_entry(conn, *args, **kwargs)
-
-    try:
-        return await db.transaction(work)
-    except sa.exc.IntegrityError:
-        return await db.transaction(work)
-
-
-def list_entries(conn: Connection, account_id: str, limit: int, before_id: int | None) -> list[Any]:
-    """Entries newest first, ``limit`` of them, with ids below ``before_id`` when given."""
-    query = sa.select(ledger_entries).where(ledger_entries.c.account_id == account_id)
-    if before_id is not None:
-        query = query.where(ledger_entries.c.id < before_id)
-    return list(conn.execute(query.order_by(ledger_entries.c.id.desc()).limit(limit)))
-
-
-def ledger_sum(conn: Connection, account_id: str) -> int:
-    """The sum of an account's entries (equals its balance at every commit)."""
-    return int(
-        conn.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(ledger_entries.c.amount_micro_p), 0)).where(
-                ledger_entries.c.account_id == account_id
-            )
-        ).scalar_one()
-    )
+    return True
 
 
 @dataclass(eq=False)
@@ -348,22 +197,8 @@ class Reserver:
         return grant, existing is not None
 
     def _return_lease(self, conn: Connection, account_id: str, amount: int) -> bool:
-        result = conn.execute(
-            leases.update()
-            .where(
-                leases.c.account_id == account_id,
-                leases.c.holder_id == self.holder_id,
-                leases.c.amount_micro_p >= amount,
-            )
-            .values(amount_micro_p=leases.c.amount_micro_p - amount)
-        )
-        if result.rowcount == 0:
+        if not shrink_lease(conn, account_id, self.holder_id, amount):
             return False
-        conn.execute(
-            accounts.update()
-            .where(accounts.c.id == account_id)
-            .values(leased_micro_p=accounts.c.leased_micro_p - amount)
-        )
         conn.execute(
             leases.delete().where(
                 leases.c.account_id == account_id,

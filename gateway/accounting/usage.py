@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .auth import masked_key
-from .db import accounts, api_keys, usage_days, usage_key_days, usage_rollups, utcnow
+from ..auth import masked_key
+from ..db import accounts, api_keys, usage_days, usage_key_days, usage_rollups, utcnow
 
 DAY = 86400
 BUCKET_SECONDS = 15 * 60

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import orjson
 
-from ..catalog import Model
-from ..errors import bad_request
+from ...catalog import Model
+from ...errors import bad_request
 from .responses import assistant_message
 
 # Anthropic accepts temperatures in [0, 1]; OpenAI in [0, 2].

@@ -14,9 +14,9 @@ from functools import lru_cache
 
 import orjson
 
-from ..errors import ApiError, anthropic_error_dict, openai_error_dict
-from ..providers import malformed_error
-from ..providers.sse import parse_event
+from ...errors import ApiError, anthropic_error_dict, openai_error_dict
+from ..upstream_errors import malformed_error
+from ..sse import parse_event
 from ..tokens import count_text
 from .streams import (
     OPENAI_DONE,

@@ -1,10 +1,11 @@
 """What a request cost, and the batch writer that records and charges it.
 
 ``BatchWriter.settle`` is called once per request (from a ``finally``) and only queues;
-a background task commits, per flush and in ONE transaction: the request log rows, one
-usage ledger entry per charged request (idempotency key ``usage:<request_id>``), the
-balance decrements, the lease consumption, the keys' spend and last use, and the
-usage sums (15-minute buckets, and days in the account's zone). A failed flush keeps
+a background task commits, per flush and in ONE transaction, ``write_batch``'s phases:
+the request log rows, the usage charges (``ledger.debit_usage``: one ledger entry per
+charged request, idempotency key ``usage:<request_id>``), the lease consumption
+(``leases.shrink_lease``), the keys' spend and last use, and the usage sums (15-minute
+buckets, and days in the account's zone). A failed flush keeps
 its batch and retries it; a batch that did commit is recognised by its request ids and
 never charged twice.
 """
@@ -17,19 +18,17 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .catalog import Model
-from .db import Database, accounts, api_keys, leases, ledger_entries, request_log, upsert, usage_rollups, utcnow
-from .ledger import Reservation, Reserver
+from ..auth import KeyCache
+from ..catalog import Model
+from ..db import Database, accounts, api_keys, request_log, upsert, usage_rollups, utcnow
+from .leases import Reservation, Reserver, shrink_lease
+from .ledger import UsageCharge, debit_usage
 from .usage import BUCKET_SECONDS, DAY_TABLES, SUMS, local_day
-
-if TYPE_CHECKING:
-    from .auth import KeyCache
 
 log = logging.getLogger("samalink.gateway.metering")
 
@@ -73,28 +72,44 @@ def bucket_start(when: datetime) -> int:
 
 
 def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation | None]]) -> list[tuple[Reservation, bool]]:
-    """Record and charge ``batch`` inside the caller's transaction.
+    """Record and charge ``batch`` inside the caller's transaction, phase by phase.
 
     Returns the reservations consumed, each with whether its leases row was shrunk.
     Records whose request id is already logged (a retried flush whose commit did land)
     are skipped entirely.
     """
+    unwritten = _unwritten(conn, batch)
+    if not unwritten:
+        return []
+    records = [record for record, _ in unwritten]
+    _insert_log_rows(conn, records)
+    debit_usage(conn, (UsageCharge(r.account_id, r.request_id, r.cost_micro_p, f"{r.model} {r.endpoint}")
+                       for r in records))
+    consumed = _consume_reservations(conn, [reservation for _, reservation in unwritten])
+    _add_key_use(conn, records)
+    _add_usage_sums(conn, records)
+    return consumed
+
+
+def _unwritten(
+    conn: Connection, batch: list[tuple[RequestRecord, Reservation | None]]
+) -> list[tuple[RequestRecord, Reservation | None]]:
+    """The batch without records already logged or repeated within it."""
     ids = [record.request_id for record, _ in batch]
     done: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         done.update(conn.execute(sa.select(request_log.c.request_id).where(request_log.c.request_id.in_(chunk))).scalars())
-    seen: set[str] = set()
-    unwritten: list[tuple[RequestRecord, Reservation | None]] = []
+    unwritten = []
     for record, reservation in batch:
-        if record.request_id in done or record.request_id in seen:
-            continue
-        seen.add(record.request_id)
-        unwritten.append((record, reservation))
-    if not unwritten:
-        return []
+        if record.request_id not in done:
+            done.add(record.request_id)
+            unwritten.append((record, reservation))
+    return unwritten
 
-    now = utcnow()
+
+def _insert_log_rows(conn: Connection, records: list[RequestRecord]) -> None:
+    """One request log row per record."""
     conn.execute(
         request_log.insert(),
         [
@@ -106,69 +121,33 @@ def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation |
                 "ttft_ms": None if r.ttft_ms is None else int(r.ttft_ms), "status": int(r.status),
                 "error_class": r.error_class, "estimated": bool(r.estimated), "created_at": r.created_at,
             }
-            for r, _ in unwritten
+            for r in records
         ],
     )
 
-    by_account: dict[str, list[RequestRecord]] = defaultdict(list)
-    for record, _ in unwritten:
-        by_account[record.account_id].append(record)
-    entries = []
-    # Sorted, so two processes flushing at once lock accounts in the same order.
-    for account_id in sorted(by_account):
-        records = by_account[account_id]
-        total = sum(r.cost_micro_p for r in records)
-        conn.execute(
-            accounts.update()
-            .where(accounts.c.id == account_id)
-            .values(
-                balance_micro_p=accounts.c.balance_micro_p - total,
-                spent_micro_p=accounts.c.spent_micro_p + total,
-                requests=accounts.c.requests + len(records),
-            )
-        )
-        if total == 0:
-            continue
-        balance = conn.execute(sa.select(accounts.c.balance_micro_p).where(accounts.c.id == account_id)).scalar_one()
-        running = balance + total
-        for r in records:
-            if r.cost_micro_p == 0:
-                continue
-            running -= r.cost_micro_p
-            entries.append({
-                "account_id": account_id, "kind": "usage", "amount_micro_p": -r.cost_micro_p,
-                "balance_after_micro_p": running, "idempotency_key": f"usage:{r.request_id}",
-                "request_id": r.request_id, "description": f"{r.model} {r.endpoint}", "created_at": now,
-            })
-    if entries:
-        conn.execute(ledger_entries.insert(), entries)
 
+def _consume_reservations(conn: Connection, reservations: list[Reservation | None]) -> list[tuple[Reservation, bool]]:
+    """Shrink each holder's lease by what its settled reservations held."""
+    live = [r for r in reservations if r is not None and not r.done]
     consumption: dict[tuple[str, str], int] = defaultdict(int)
-    for _, reservation in unwritten:
-        if reservation is not None and not reservation.done:
-            consumption[(reservation.account_id, reservation.holder_id)] += reservation.amount_micro_p
-    shrunk: dict[tuple[str, str], bool] = {}
-    for (account_id, holder_id) in sorted(consumption):
-        amount = consumption[(account_id, holder_id)]
-        result = conn.execute(
-            leases.update()
-            .where(leases.c.account_id == account_id, leases.c.holder_id == holder_id, leases.c.amount_micro_p >= amount)
-            .values(amount_micro_p=leases.c.amount_micro_p - amount)
-        )
-        shrunk[(account_id, holder_id)] = result.rowcount > 0
-        if result.rowcount:
-            conn.execute(
-                accounts.update()
-                .where(accounts.c.id == account_id)
-                .values(leased_micro_p=accounts.c.leased_micro_p - amount)
-            )
+    for reservation in live:
+        consumption[(reservation.account_id, reservation.holder_id)] += reservation.amount_micro_p
+    shrunk = {
+        (account_id, holder_id): shrink_lease(conn, account_id, holder_id, consumption[(account_id, holder_id)])
+        for account_id, holder_id in sorted(consumption)
+    }
+    return [(r, shrunk[(r.account_id, r.holder_id)]) for r in live]
 
+
+def _add_key_use(conn: Connection, records: list[RequestRecord]) -> None:
+    """Each key's spend and last use."""
     key_use: dict[str, tuple[int, datetime]] = {}
-    for record, _ in unwritten:
+    for record in records:
         if not record.key_id:
             continue
         spent, last = key_use.get(record.key_id, (0, record.created_at))
         key_use[record.key_id] = (spent + record.cost_micro_p, max(last, record.created_at))
+    now = utcnow()
     for key_id in sorted(key_use):
         spent, last = key_use[key_id]
         conn.execute(
@@ -185,8 +164,11 @@ def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation |
             )
         )
 
+
+def _add_usage_sums(conn: Connection, records: list[RequestRecord]) -> None:
+    """The 15-minute buckets, and the day rows in each account's zone."""
     rollups: dict[tuple[str, str, str, int], list[int]] = {}
-    for record, _ in unwritten:
+    for record in records:
         key = (record.account_id, record.key_id or "", record.model, bucket_start(record.created_at))
         row = rollups.setdefault(key, [0, 0, 0, 0])
         row[0] += 1
@@ -201,11 +183,12 @@ def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation |
         keys=["account_id", "key_id", "model", "bucket_start"],
         add=list(SUMS),
     )
-    # Read after the account rows were locked above, so a zone change (which rebuilds the
-    # day rows under that same lock) is either wholly before this flush or wholly after.
+    # Read after debit_usage locked the account rows, so a zone change (which rebuilds
+    # the day rows under that same lock) is either wholly before this flush or wholly after.
+    account_ids = sorted({record.account_id for record in records})
     zones = {
         row.id: ZoneInfo(row.usage_tz)
-        for row in conn.execute(sa.select(accounts.c.id, accounts.c.usage_tz).where(accounts.c.id.in_(list(by_account))))
+        for row in conn.execute(sa.select(accounts.c.id, accounts.c.usage_tz).where(accounts.c.id.in_(account_ids)))
     }
     for table, column in DAY_TABLES:
         days: dict[tuple[str, int, str], list[int]] = {}
@@ -220,11 +203,6 @@ def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation |
             keys=["account_id", "day", column],
             add=list(SUMS),
         )
-    return [
-        (reservation, shrunk.get((reservation.account_id, reservation.holder_id), False))
-        for _, reservation in unwritten
-        if reservation is not None and not reservation.done
-    ]
 
 
 class BatchWriter:
@@ -234,7 +212,7 @@ class BatchWriter:
         self,
         db: Database,
         reserver: Reserver | None,
-        keys: "KeyCache | None" = None,
+        keys: KeyCache | None = None,
         flush_interval: float = 0.2,
         batch_size: int = 500,
         shutdown_timeout: float = 30.0,

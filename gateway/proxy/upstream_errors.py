@@ -1,10 +1,9 @@
-"""Upstream wire clients: what is common to every provider.
+"""How an upstream failed, as the error its client is answered with.
 
-``send`` posts a JSON body over the app's shared aiohttp session and maps
-every way an upstream can fail (timeout, refused connection, error status)
-onto an ``ApiError`` with the status the client should see and the error
-class the request log records. Upstream messages are passed on only after
-``sanitise`` has removed anything that looks like a key.
+Every way an upstream can fail (timeout, refused connection, error status, an answer
+that is not what it should be) maps onto an ``ApiError`` with the status the client
+should see and the error class the request log records. Upstream messages are passed
+on only after ``sanitise`` has removed anything that looks like a key.
 """
 
 from __future__ import annotations
@@ -110,48 +109,3 @@ def map_client_error(provider_name: str, exc: BaseException) -> ApiError:
     if isinstance(exc, aiohttp.ClientPayloadError):
         return broken_stream_error(provider_name)
     return connection_error(provider_name)
-
-
-async def send(
-    session: aiohttp.ClientSession,
-    provider_name: str,
-    url: str,
-    headers: dict[str, str],
-    body: bytes,
-    timeout: aiohttp.ClientTimeout,
-    secret: str,
-) -> aiohttp.ClientResponse:
-    """POST ``body`` and return the open 2xx response; any failure raises ``ApiError``.
-
-    The caller reads (or streams) the response and must release it.
-    """
-    try:
-        response = await session.post(url, data=body, headers=headers, timeout=timeout)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        raise map_client_error(provider_name, exc) from None
-    if response.status >= 300:
-        try:
-            error_body = await response.content.read(MAX_ERROR_BODY)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            error_body = b""
-        finally:
-            response.release()
-        raise status_error(provider_name, response.status, error_body, secret)
-    return response
-
-
-async def read_json(response: aiohttp.ClientResponse, provider_name: str) -> tuple[bytes, dict]:
-    """The whole body of a non-streamed answer, raw and parsed."""
-    try:
-        raw = await response.read()
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        raise map_client_error(provider_name, exc) from None
-    finally:
-        response.release()
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise malformed_error(provider_name) from None
-    if not isinstance(data, dict):
-        raise malformed_error(provider_name)
-    return raw, data

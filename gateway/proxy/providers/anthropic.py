@@ -7,7 +7,7 @@ content_block_*, message_delta, message_stop, ping, error).
 
 from __future__ import annotations
 
-from ..catalog import Provider
+from ...catalog import Provider
 
 MESSAGES_PATH = "/v1/messages"
 API_VERSION = "2023-06-01"

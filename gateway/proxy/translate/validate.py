@@ -7,7 +7,7 @@ is checked; the rest is the upstream's to judge.
 
 from __future__ import annotations
 
-from ..errors import bad_request
+from ...errors import bad_request
 
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
 ANTHROPIC_ROLES = ("user", "assistant")

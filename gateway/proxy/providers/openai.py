@@ -7,7 +7,7 @@ with ``data: [DONE]``.
 
 from __future__ import annotations
 
-from ..catalog import Provider
+from ...catalog import Provider
 
 CHAT_PATH = "/chat/completions"
 EMBEDDINGS_PATH = "/embeddings"

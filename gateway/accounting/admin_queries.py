@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .db import accounts, api_keys, ledger_entries, request_log, usage_rollups
+from ..db import accounts, api_keys, ledger_entries, request_log, usage_rollups
 from .requestlog import RequestFilter, filtered, request_dict
 from .usage import DAY, EPOCH, offset_segments, range_bounds
 

@@ -22,25 +22,17 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from . import tokens
-from .appkeys import CATALOG, HTTP, KEYS, RESERVER, SETTINGS, WRITER
-from .auth import KeyInfo
-from .catalog import Catalog, Model, Provider
-from .config import Settings
-from .errors import ApiError, anthropic_error_body, bad_request, openai_error_body
-from .ledger import InsufficientBalance
-from .metering import RequestRecord, cost_micro_p
-from .providers.forward import (
-    CHAT,
-    COMPLETIONS,
-    EMBEDDINGS,
-    MESSAGES,
-    Call,
-    forward_stream,
-    forward_whole,
-    plan_request,
-)
-from .translate import validate
+from ..accounting.leases import InsufficientBalance, Reserver
+from ..accounting.metering import BatchWriter, RequestRecord, cost_micro_p
+from ..appkeys import CATALOG, HTTP, KEYS, RESERVER, SETTINGS, WRITER
+from ..auth import KeyCache, KeyInfo
+from ..catalog import Catalog, Model, Provider
+from ..config import Settings
+from ..errors import ApiError, anthropic_error_body, bad_request, openai_error_body
+from ..proxy import tokens
+from ..proxy.call import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, Call, plan_request
+from ..proxy.forward import forward_stream, forward_whole
+from ..proxy.translate import validate
 
 log = logging.getLogger("samalink.gateway.public_api")
 
@@ -66,9 +58,9 @@ class _Runtime:
     settings: Settings
     catalog: Catalog
     http: aiohttp.ClientSession
-    keys: object
-    reserver: object
-    writer: object
+    keys: KeyCache
+    reserver: Reserver
+    writer: BatchWriter
     whole_timeout: aiohttp.ClientTimeout
     stream_timeout: aiohttp.ClientTimeout
     models_body: bytes

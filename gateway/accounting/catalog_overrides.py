@@ -22,15 +22,14 @@ import asyncio
 import dataclasses
 import logging
 from datetime import datetime
-from typing import Any, AsyncIterator
+from typing import Any
 
 import sqlalchemy as sa
-from aiohttp import web
 from sqlalchemy.engine import Connection
 
-from .background import stop_task
-from .catalog import Catalog, Model
-from .db import Database, UTCDateTime, metadata, utcnow
+from ..background import stop_task
+from ..catalog import Catalog, Model
+from ..db import Database, UTCDateTime, metadata, utcnow
 
 log = logging.getLogger("samalink.gateway.catalog")
 
@@ -159,17 +158,3 @@ class CatalogRefresher:
         """Stop polling."""
         await stop_task(self._task)
         self._task = None
-
-
-REFRESHER = web.AppKey("catalog_refresher", CatalogRefresher)
-
-
-async def refresher_context(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context: start the refresher after the database, stop it at shutdown."""
-    from .appkeys import CATALOG, ENGINE, SETTINGS
-
-    refresher = CatalogRefresher(app[ENGINE], app[CATALOG], app[SETTINGS].key_refresh_interval)
-    await refresher.start()
-    app[REFRESHER] = refresher
-    yield
-    await refresher.close()

@@ -1,0 +1,366 @@
+"""The internal REST API the portal calls: accounts, ledger, keys, usage, request log.
+
+Mounted as a sub-application under ``/internal`` so its bearer-token check and its
+JSON error handling (``http``) apply to it alone. Every input is validated (400 for a
+body that is not a JSON object or a malformed query, 422 for a field that breaks a
+rule, 404 for an unknown account or key); unexpected failures answer a bare JSON 500.
+The contract is docs/internal-api.md and gateway/openapi.yaml.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+from sqlalchemy.engine import Connection
+
+from .. import __version__
+from ..accounting import usage
+from ..accounting.ledger import (
+    POSTABLE_KINDS, IdempotencyConflict, account_dict, create_account, entry_dict, get_account, list_entries,
+    post_entry_async, set_account_status, signed_amount,
+)
+from ..accounting.requestlog import CSV_COLUMNS, csv_rows, query_requests, request_csv_values, request_dict
+from ..appkeys import CATALOG, KEYS, SETTINGS, WRITER
+from ..auth import create_key, key_dict
+from ..db import api_keys, utcnow
+from .http import (
+    HttpError, account_id_param, database, datetime_field, decode_cursor, errors_middleware, int_field,
+    is_uuid, json_body, json_response, keyset_page, query_date_range, query_int, query_tz, request_filter, str_field,
+    token_middleware, zone,
+)
+
+log = logging.getLogger("samalink.gateway.internal")
+
+MAX_AMOUNT = 10**15  # one billion P: far above any top-up, far below BigInteger's limit
+
+
+async def _refresh_keys(request: web.Request) -> None:
+    # The process that made the change applies it at once; the others within a poll.
+    try:
+        await request.config_dict[KEYS].refresh()
+    except Exception:  # noqa: BLE001 - the regular poll catches up
+        log.warning("key cache refresh after a change failed; the poll will catch up")
+
+
+# --- health and catalogue -----------------------------------------------------------
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness plus the database and the batch writer's state."""
+    database_ok = await database(request).run(database(request).ping)
+    writer = request.config_dict[WRITER]
+    return json_response(
+        {
+            "status": "ok" if database_ok else "degraded",
+            "version": __version__,
+            "database": "ok" if database_ok else "unavailable",
+            "queue_depth": writer.queue_depth,
+            "last_flush_at": writer.last_flush_at,
+        },
+        status=200 if database_ok else 503,
+    )
+
+
+async def catalog(request: web.Request) -> web.Response:
+    """Providers and models with prices in P per 1M tokens."""
+    cat = request.config_dict[CATALOG]
+    keys = request.config_dict[SETTINGS].upstream_keys
+    configured = {name: bool(keys.get(p.api_key_env) or os.environ.get(p.api_key_env)) for name, p in cat.providers.items()}
+    return json_response({
+        "providers": [
+            {"id": name, "name": p.display_name, "api": p.api, "configured": configured[name]}
+            for name, p in cat.providers.items()
+        ],
+        "models": [
+            {
+                "id": m.id, "provider": m.provider, "provider_name": cat.providers[m.provider].display_name,
+                "upstream": m.upstream, "kind": m.kind, "group": m.group,
+                "input_price": m.input_price, "output_price": m.output_price,
+                "priced": m.priced, "enabled": m.enabled,
+                "available": m.priced and m.enabled and configured[m.provider],
+            }
+            for m in cat.models.values()
+        ],
+    })
+
+
+# --- accounts and ledger --------------------------------------------------------------
+
+async def post_account(request: web.Request) -> web.Response:
+    """Create an account; idempotent on ``external_id``."""
+    data = await json_body(request, {"email", "external_id"})
+    email = str_field(data, "email", 320)
+    if email and "@" not in email:
+        raise HttpError(422, "email must be an e-mail address.", "invalid_field")
+    external_id = str_field(data, "external_id", 200)
+    if external_id == "":
+        raise HttpError(422, "external_id must not be empty.", "invalid_field")
+
+    def work(conn: Connection) -> tuple[Any, bool]:
+        return create_account(conn, email or None, external_id)
+
+    try:
+        row, created = await database(request).transaction(work)
+    except sa.exc.IntegrityError:
+        # Two creations with one external_id raced; the retry finds the winner's row.
+        row, created = await database(request).transaction(work)
+    return json_response(account_dict(row), status=201 if created else 200)
+
+
+async def read_account(request: web.Request) -> web.Response:
+    """Balance and totals."""
+    account_id = account_id_param(request)
+    row = await database(request).read(get_account, account_id)
+    return json_response(account_dict(row))
+
+
+async def patch_account(request: web.Request) -> web.Response:
+    """Suspend or reactivate an account, or move its daily usage sums to another zone."""
+    account_id = account_id_param(request)
+    data = await json_body(request, {"status", "usage_tz"})
+    if not data:
+        raise HttpError(422, "Give status, usage_tz or both.", "invalid_field")
+    status = data.get("status")
+    if "status" in data and status not in ("active", "suspended"):
+        raise HttpError(422, "status must be active or suspended.", "invalid_field")
+    new_zone = None
+    if "usage_tz" in data:
+        new_zone = zone(data["usage_tz"], "usage_tz", 422, "invalid_field")
+
+    def work(conn: Connection) -> Any:
+        get_account(conn, account_id)
+        if new_zone is not None:
+            usage.set_usage_zone(conn, account_id, new_zone)
+        if status is not None:
+            return set_account_status(conn, account_id, status)
+        return get_account(conn, account_id)
+
+    row = await database(request).transaction(work)
+    if status is not None:
+        await _refresh_keys(request)
+    return json_response(account_dict(row))
+
+
+async def account_summary(request: web.Request) -> web.Response:
+    """Balance, and cost and requests today and this month in ``tz``."""
+    account_id = account_id_param(request)
+    tz = query_tz(request)
+
+    def work(conn: Connection) -> dict:
+        row = get_account(conn, account_id)
+        return {"balance_micro_p": row.balance_micro_p, "usage_tz": row.usage_tz, **usage.summary(conn, account_id, tz)}
+
+    return json_response(await database(request).read(work))
+
+
+async def post_ledger(request: web.Request) -> web.Response:
+    """Post a credit, debit, refund or adjustment under an idempotency key."""
+    account_id = account_id_param(request)
+    data = await json_body(request, {"kind", "amount_micro_p", "idempotency_key", "description"})
+    kind = data.get("kind")
+    if kind not in POSTABLE_KINDS:
+        raise HttpError(422, f"kind must be one of {', '.join(POSTABLE_KINDS)}.", "invalid_field")
+    amount = int_field(data, "amount_micro_p", -MAX_AMOUNT, MAX_AMOUNT, required=True)
+    key = str_field(data, "idempotency_key", 200, required=True)
+    if key.startswith("usage:"):
+        raise HttpError(422, "idempotency_key must not start with usage: (reserved for metering).", "invalid_field")
+    description = str_field(data, "description", 500) or ""
+    try:
+        signed = signed_amount(kind, amount)
+    except ValueError as exc:
+        raise HttpError(422, f"{exc}.", "invalid_amount") from None
+    try:
+        entry, replayed = await post_entry_async(database(request), account_id, kind, signed, key, description)
+    except IdempotencyConflict:
+        raise HttpError(409, "This idempotency_key was already used for a different entry.", "idempotency_conflict", "conflict_error") from None
+    balance = await database(request).read(lambda conn: get_account(conn, account_id).balance_micro_p)
+    return json_response({"entry": entry, "balance_micro_p": balance}, status=200 if replayed else 201)
+
+
+async def get_ledger(request: web.Request) -> web.Response:
+    """Entries newest first, with keyset pagination."""
+    account_id = account_id_param(request)
+    limit = query_int(request, "limit", 50, 1, 200)
+    before = decode_cursor(request)
+
+    def work(conn: Connection) -> list[Any]:
+        get_account(conn, account_id)
+        return list_entries(conn, account_id, limit + 1, before)
+
+    return keyset_page(await database(request).read(work), limit, entry_dict)
+
+
+# --- keys -------------------------------------------------------------------------------
+
+def _key_row(conn: Connection, account_id: str, key_id: str) -> Any:
+    get_account(conn, account_id)
+    row = None
+    if is_uuid(key_id):
+        row = conn.execute(
+            sa.select(api_keys).where(api_keys.c.id == key_id, api_keys.c.account_id == account_id)
+        ).first()
+    if row is None:
+        raise HttpError(404, "No API key with this id on this account.", "key_not_found", "not_found_error")
+    return row
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    """The account's keys, newest first (never the full key)."""
+    account_id = account_id_param(request)
+
+    def work(conn: Connection) -> list[Any]:
+        get_account(conn, account_id)
+        return list(conn.execute(
+            sa.select(api_keys).where(api_keys.c.account_id == account_id).order_by(api_keys.c.created_at.desc(), api_keys.c.id)
+        ))
+
+    return json_response({"data": [key_dict(r) for r in await database(request).read(work)]})
+
+
+def _limit_and_expiry(data: dict) -> dict:
+    values: dict[str, Any] = {}
+    if "spend_limit_micro_p" in data:
+        values["spend_limit_micro_p"] = int_field(data, "spend_limit_micro_p", 1, MAX_AMOUNT)
+    if "expires_at" in data:
+        expires = datetime_field(data, "expires_at")
+        if expires is not None and expires <= utcnow():
+            raise HttpError(422, "expires_at must be in the future.", "invalid_field")
+        values["expires_at"] = expires
+    return values
+
+
+async def post_key(request: web.Request) -> web.Response:
+    """Create a key; the only answer that contains the full key."""
+    account_id = account_id_param(request)
+    data = await json_body(request, {"name", "spend_limit_micro_p", "expires_at"})
+    name = str_field(data, "name", 100, required=True)
+    values = _limit_and_expiry(data)
+
+    def work(conn: Connection) -> tuple[str, Any]:
+        get_account(conn, account_id)
+        return create_key(conn, account_id, name, values.get("spend_limit_micro_p"), values.get("expires_at"))
+
+    key, row = await database(request).transaction(work)
+    return json_response({**key_dict(row), "key": key}, status=201)
+
+
+async def patch_key(request: web.Request) -> web.Response:
+    """Rename a key, or set or clear its spending limit and expiry."""
+    account_id = account_id_param(request)
+    key_id = request.match_info["key_id"]
+    data = await json_body(request, {"name", "spend_limit_micro_p", "expires_at"})
+    values = _limit_and_expiry(data)
+    if "name" in data:
+        values["name"] = str_field(data, "name", 100, required=True)
+
+    def work(conn: Connection) -> Any:
+        _key_row(conn, account_id, key_id)
+        if values:
+            conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(**values, updated_at=utcnow()))
+        return _key_row(conn, account_id, key_id)
+
+    row = await database(request).transaction(work)
+    await _refresh_keys(request)
+    return json_response(key_dict(row))
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    """Revoke a key (idempotent); every gateway process refuses it within 2 s."""
+    account_id = account_id_param(request)
+    key_id = request.match_info["key_id"]
+
+    def work(conn: Connection) -> Any:
+        row = _key_row(conn, account_id, key_id)
+        if row.revoked_at is None:
+            now = utcnow()
+            conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(revoked_at=now, updated_at=now))
+        return _key_row(conn, account_id, key_id)
+
+    row = await database(request).transaction(work)
+    await _refresh_keys(request)
+    return json_response(key_dict(row))
+
+
+# --- usage and the request log -------------------------------------------------------------
+
+async def get_usage(request: web.Request) -> web.Response:
+    """Totals, daily rows by model, and rows by model and by key over a local date range."""
+    account_id = account_id_param(request)
+    start, end = query_date_range(request)
+    tz = query_tz(request)
+
+    def work(conn: Connection) -> dict:
+        get_account(conn, account_id)
+        return usage.usage_report(conn, account_id, start, end, tz)
+
+    return json_response(await database(request).read(work))
+
+
+async def list_requests(request: web.Request) -> web.Response:
+    """The request log, newest first, filtered, one keyset page at a time."""
+    account_id = account_id_param(request)
+    filters = request_filter(request, account_id)
+    limit = query_int(request, "limit", 50, 1, 200)
+    before = decode_cursor(request)
+
+    def work(conn: Connection) -> list[Any]:
+        get_account(conn, account_id)
+        return query_requests(conn, filters, limit + 1, before)
+
+    return keyset_page(await database(request).read(work), limit, request_dict)
+
+
+async def export_requests(request: web.Request) -> web.StreamResponse:
+    """The filtered request log as CSV, streamed page by page (memory stays flat)."""
+    account_id = account_id_param(request)
+    filters = request_filter(request, account_id)
+    db = database(request)
+    await db.read(get_account, account_id)
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": 'attachment; filename="samalink-requests.csv"',
+        "Cache-Control": "no-store",
+    })
+    await response.prepare(request)
+    await response.write(csv_rows([CSV_COLUMNS]).encode())
+    before: int | None = None
+    while True:
+        rows = await db.read(query_requests, filters, 1000, before)
+        if not rows:
+            break
+        await response.write(csv_rows(request_csv_values(r) for r in rows).encode())
+        before = rows[-1].id
+        if len(rows) < 1000:
+            break
+    await response.write_eof()
+    return response
+
+
+def create_internal_app() -> web.Application:
+    """The ``/internal`` sub-application."""
+    app = web.Application(middlewares=[errors_middleware, token_middleware])
+    app.router.add_get("/health", health)
+    app.router.add_get("/catalog", catalog)
+    app.router.add_post("/accounts", post_account)
+    app.router.add_get("/accounts/{account_id}", read_account)
+    app.router.add_patch("/accounts/{account_id}", patch_account)
+    app.router.add_get("/accounts/{account_id}/summary", account_summary)
+    app.router.add_post("/accounts/{account_id}/ledger", post_ledger)
+    app.router.add_get("/accounts/{account_id}/ledger", get_ledger)
+    app.router.add_get("/accounts/{account_id}/keys", list_keys)
+    app.router.add_post("/accounts/{account_id}/keys", post_key)
+    app.router.add_patch("/accounts/{account_id}/keys/{key_id}", patch_key)
+    app.router.add_delete("/accounts/{account_id}/keys/{key_id}", revoke_key)
+    app.router.add_get("/accounts/{account_id}/usage", get_usage)
+    app.router.add_get("/accounts/{account_id}/requests.csv", export_requests)
+    app.router.add_get("/accounts/{account_id}/requests", list_requests)
+    return app
+
+
+def setup_routes(app: web.Application) -> None:
+    """Mount the internal API under ``/internal``."""
+    app.add_subapp("/internal", create_internal_app())
+
