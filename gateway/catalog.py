@@ -41,8 +41,10 @@ class Model:
     output_price: int | None
     max_output_tokens: int
     context_window: int
-    # Operators may switch a model off without removing it (gateway/catalog_overrides.py).
+    # Operators may switch a model off without removing it (accounting/catalog_overrides.py).
     enabled: bool = True
+    # The larger window a request opens with Anthropic's long-context beta, where the model has one.
+    long_context_window: int | None = None
 
     @property
     def priced(self) -> bool:
@@ -66,6 +68,15 @@ def _price(where: str, entry: dict, name: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"PROVIDERS_FILE: {where}.{name} must be a non-negative integer (P per 1M tokens)")
+    return value
+
+
+def _tokens(where: str, entry: dict, name: str) -> int | None:
+    value = entry.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"PROVIDERS_FILE: {where}.{name} must be a positive whole number of tokens")
     return value
 
 
@@ -112,6 +123,7 @@ def parse_catalog(data: dict) -> Catalog:
             output_price=_price(where, entry, "output_price"),
             max_output_tokens=int(entry.get("max_output_tokens", 8192)),
             context_window=int(entry.get("context_window", 128000)),
+            long_context_window=_tokens(where, entry, "long_context_window"),
         )
     if not models:
         raise ConfigError("PROVIDERS_FILE: defines no models")

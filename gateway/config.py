@@ -88,6 +88,9 @@ class Settings:
     flush_interval: float = 0.2
     key_refresh_interval: float = 0.5
     workers: int = 1
+    # A request whose limits cannot cover its worst case is served with a lower output
+    # bound, but never one below this (a smaller max_tokens of the client's own counts).
+    min_output_tokens: int = 1024
     upstream_keys: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -116,5 +119,6 @@ class Settings:
             flush_interval=_float(env, "GATEWAY_FLUSH_INTERVAL", 0.2),
             key_refresh_interval=_float(env, "GATEWAY_KEY_REFRESH_INTERVAL", 0.5),
             workers=_int(env, "GATEWAY_WORKERS", 1, 1, 64),
+            min_output_tokens=_int(env, "GATEWAY_MIN_OUTPUT_TOKENS", 1024, 1, 1_000_000),
             upstream_keys={k: v for k, v in env.items() if k.endswith("_API_KEY") and v},
         )

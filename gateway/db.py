@@ -111,6 +111,8 @@ api_keys = sa.Table(
     sa.Column("suffix", sa.String(8), nullable=False),
     sa.Column("spend_limit_micro_p", sa.BigInteger),
     sa.Column("spent_micro_p", sa.BigInteger, nullable=False, server_default="0"),
+    # The part of the spending limit leased by gateway processes (see accounting/leases.py).
+    sa.Column("leased_micro_p", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("expires_at", UTCDateTime),
     sa.Column("revoked_at", UTCDateTime),
     sa.Column("last_used_at", UTCDateTime),
@@ -118,6 +120,16 @@ api_keys = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_api_keys_account_id", "account_id"),
     sa.Index("ix_api_keys_updated_at", "updated_at"),
+)
+
+key_leases = sa.Table(
+    "key_leases",
+    metadata,
+    sa.Column("key_id", sa.String(36), sa.ForeignKey("api_keys.id"), primary_key=True),
+    sa.Column("holder_id", sa.String(36), primary_key=True),
+    sa.Column("amount_micro_p", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Index("ix_key_leases_expires_at", "expires_at"),
 )
 
 request_log = sa.Table(
@@ -139,6 +151,8 @@ request_log = sa.Table(
     sa.Column("status", sa.Integer, nullable=False),
     sa.Column("error_class", sa.String(100)),
     sa.Column("estimated", sa.Boolean, nullable=False),
+    # Why the upstream's usage was not taken as reported (comma-separated; empty when it was).
+    sa.Column("flags", sa.String(200), nullable=False, server_default=""),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_request_log_account_id", "account_id", "id"),
     sa.Index("ix_request_log_account_created", "account_id", "created_at"),

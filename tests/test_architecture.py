@@ -80,12 +80,12 @@ _WRITERS = {
     "accounting/ledger.py": [
         re.compile(r"ledger_entries\.(insert|update|delete)\("),
         re.compile(r"\b(insert|update|delete)\(\s*ledger_entries\b"),
-        re.compile(r"\b(balance_micro_p|credited_micro_p)\s*=\s*accounts\.c\."),
+        re.compile(r"\b(balance_micro_p|credited_micro_p)\s*=\s*[a-z_]+\.c\."),
     ],
     "accounting/leases.py": [
-        re.compile(r"\bleases\.(insert|update|delete)\("),
-        re.compile(r"\b(insert|update|delete)\(\s*leases\b"),
-        re.compile(r"\bleased_micro_p\s*=\s*accounts\.c\."),
+        re.compile(r"\b(key_)?leases\.(insert|update|delete)\("),
+        re.compile(r"\b(insert|update|delete)\(\s*(key_)?leases\b"),
+        re.compile(r"\bleased_micro_p\s*=\s*[a-z_]+\.c\."),
     ],
 }
 

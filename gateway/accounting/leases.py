@@ -1,8 +1,11 @@
-"""Balance leases: the only writer of ``accounts.leased_micro_p`` and ``leases``.
+"""Leases of spendable amounts: the only writer of ``leases``, ``key_leases`` and the
+``leased_micro_p`` columns of accounts and keys.
 
-``Reserver`` hands out reservations from per-process leases of balance, one database
-write per lease rather than per request; ``shrink_lease`` is how a settled
-reservation leaves its lease, in the batch writer's transaction. See
+Every limit a request must fit in is a ``Pool``: the account's balance, and a key's
+lifetime spending limit. ``Reserver`` hands out reservations from per-process leases of
+each pool, one database write per lease rather than per request, so a limit is a hard
+bound however many requests and gateway processes run at once. ``settle_reservations``
+is how settled reservations leave their leases, in the batch writer's transaction. See
 docs/architecture.md for the overdraw bound.
 """
 
@@ -14,66 +17,146 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..background import stop_task
-from ..db import Database, accounts, leases, utcnow
+from ..db import Database, accounts, api_keys, key_leases, leases, utcnow
 from .ledger import LedgerError
 
 log = logging.getLogger("samalink.gateway.leases")
 
 
-class InsufficientBalance(LedgerError):
+class LimitReached(LedgerError):
+    """A limit cannot cover the reservation; ``pool`` names which."""
+
+    pool = ""
+
+
+class InsufficientBalance(LimitReached):
     """The account's available balance cannot cover the reservation."""
 
+    pool = "balance"
 
-def shrink_lease(conn: Connection, account_id: str, holder_id: str, amount: int) -> bool:
-    """Take ``amount`` out of a holder's lease and the account's leased total.
+
+class KeyLimitReached(LimitReached):
+    """What is left of the key's spending limit cannot cover the reservation."""
+
+    pool = "key_limit"
+
+
+@dataclass(frozen=True, eq=False)
+class Pool:
+    """One kind of limit: the rows that hold it, the table of their leases, and how much
+    each row may spend (``capacity``)."""
+
+    name: str
+    owners: sa.Table
+    lease_rows: sa.Table
+    owner_column: str
+    capacity: Callable[[], Any]
+    refusal: type[LimitReached]
+
+    def owner_key(self) -> sa.Column:
+        """The lease table's column naming the owner row."""
+        return self.lease_rows.c[self.owner_column]
+
+
+BALANCE = Pool("balance", accounts, leases, "account_id", lambda: accounts.c.balance_micro_p, InsufficientBalance)
+KEY_LIMIT = Pool(
+    "key_limit", api_keys, key_leases, "key_id",
+    lambda: api_keys.c.spend_limit_micro_p - api_keys.c.spent_micro_p, KeyLimitReached,
+)
+POOLS = (BALANCE, KEY_LIMIT)
+
+
+def shrink_lease(conn: Connection, pool: Pool, owner_id: str, holder_id: str, amount: int) -> bool:
+    """Take ``amount`` out of a holder's lease and its owner's leased total.
 
     False, with nothing changed, when the row is gone or holds less (it was reclaimed
-    after expiring, and its amount already went back to the account).
+    after expiring, and its amount already went back to the owner).
     """
+    rows = pool.lease_rows
     result = conn.execute(
-        leases.update()
-        .where(leases.c.account_id == account_id, leases.c.holder_id == holder_id, leases.c.amount_micro_p >= amount)
-        .values(amount_micro_p=leases.c.amount_micro_p - amount)
+        rows.update()
+        .where(pool.owner_key() == owner_id, rows.c.holder_id == holder_id, rows.c.amount_micro_p >= amount)
+        .values(amount_micro_p=rows.c.amount_micro_p - amount)
     )
     if result.rowcount == 0:
         return False
+    owners = pool.owners
     conn.execute(
-        accounts.update().where(accounts.c.id == account_id).values(leased_micro_p=accounts.c.leased_micro_p - amount)
+        owners.update().where(owners.c.id == owner_id).values(leased_micro_p=owners.c.leased_micro_p - amount)
     )
     return True
 
 
 @dataclass(eq=False)
 class Reservation:
-    """Balance set aside in memory for one request until it is settled or released."""
+    """An amount set aside in memory for one request until it is settled or released.
+
+    It comes out of the account's balance lease and, when ``key_id`` is set, out of that
+    key's spending-limit lease too.
+    """
 
     account_id: str
     amount_micro_p: int
     holder_id: str
     done: bool = False
+    key_id: str | None = None
+
+    def owners(self) -> list[tuple[Pool, str]]:
+        """Each pool this reservation holds a part of, with its owner row."""
+        held = [(BALANCE, self.account_id)]
+        if self.key_id is not None:
+            held.append((KEY_LIMIT, self.key_id))
+        return held
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A reservation whose request the batch writer committed, and which lease rows shrank."""
+
+    reservation: Reservation
+    shrunk: tuple[bool, ...]  # in ``reservation.owners()`` order
+
+
+def settle_reservations(conn: Connection, reservations: list[Reservation | None]) -> list[Settled]:
+    """Shrink each holder's leases by what its settled reservations held."""
+    live = [r for r in reservations if r is not None and not r.done]
+    consumption: dict[tuple[Pool, str, str], int] = {}
+    for reservation in live:
+        for pool, owner_id in reservation.owners():
+            key = (pool, owner_id, reservation.holder_id)
+            consumption[key] = consumption.get(key, 0) + reservation.amount_micro_p
+    # Sorted, so two processes flushing at once lock rows in the same order.
+    shrunk = {
+        key: shrink_lease(conn, key[0], key[1], key[2], amount)
+        for key, amount in sorted(consumption.items(), key=lambda item: (item[0][0].name, item[0][1], item[0][2]))
+    }
+    return [
+        Settled(r, tuple(shrunk[(pool, owner_id, r.holder_id)] for pool, owner_id in r.owners()))
+        for r in live
+    ]
 
 
 @dataclass(eq=False)
-class _AccountLease:
-    held: int = 0  # what this process's leases row holds, as far as it knows
+class _Lease:
+    held: int = 0  # what this process's lease row holds, as far as it knows
     reserved: int = 0  # the part of ``held`` backing reservations in flight
     last_used: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Reserver:
-    """Serves reservations from leases of balance, one database write per lease.
+    """Serves reservations from leases, one database write per lease.
 
-    A lease moves balance into ``accounts.leased_micro_p`` (and this process's
-    ``leases`` row) with an UPDATE conditional on ``balance - leased >= grant``; the
-    sum of all processes' leases therefore never exceeds the balance. Reservations
-    then come from the lease under a per-account asyncio lock, without the database.
+    A lease moves part of a pool's capacity into its owner's ``leased_micro_p`` (and this
+    process's lease row) with an UPDATE conditional on ``capacity - leased >= grant``; the
+    sum of all processes' leases therefore never exceeds the capacity. Reservations then
+    come from the lease under a per-owner asyncio lock, without the database.
     """
 
     def __init__(
@@ -91,148 +174,193 @@ class Reserver:
         self.idle_after = idle_after
         self.maintenance_interval = maintenance_interval
         self.chunk_fraction = chunk_fraction
-        self._leases: dict[str, _AccountLease] = {}
+        self._leases: dict[tuple[Pool, str], _Lease] = {}
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
         """Start the task that renews, returns and reclaims leases."""
         self._task = asyncio.create_task(self._maintain(), name="samalink-lease-maintenance")
 
-    async def reserve(self, account_id: str, amount_micro_p: int) -> Reservation:
-        """Set ``amount_micro_p`` aside; raises ``InsufficientBalance`` when it does not fit."""
-        amount = max(1, int(amount_micro_p))
+    async def reserve(self, account_id: str, amount_micro_p: int, key_id: str | None = None) -> Reservation:
+        """Set ``amount_micro_p`` aside; raises the ``LimitReached`` of the pool that cannot cover it."""
+        return await self.reserve_up_to(account_id, amount_micro_p, amount_micro_p, key_id)
+
+    async def reserve_up_to(
+        self, account_id: str, want_micro_p: int, at_least_micro_p: int, key_id: str | None = None
+    ) -> Reservation:
+        """Set aside as much of ``want_micro_p`` as every pool allows, and at least
+        ``at_least_micro_p``; raises the ``LimitReached`` of the first pool that cannot.
+
+        The key's spending limit is a pool only when ``key_id`` is given (a key with a limit).
+        """
+        want = max(1, int(want_micro_p))
+        at_least = max(1, min(int(at_least_micro_p), want))
+        # The key's limit first: it is usually the smaller, and a request it refuses then
+        # holds none of the balance that other keys of the account could be spending.
+        pools = [(KEY_LIMIT, key_id)] if key_id is not None else []
+        pools.append((BALANCE, account_id))
+        taken: list[tuple[Pool, str, int]] = []
+        amount = want
+        try:
+            for pool, owner_id in pools:
+                amount = await self._take(pool, owner_id, amount, at_least)
+                taken.append((pool, owner_id, amount))
+        except LimitReached:
+            for pool, owner_id, held in taken:
+                self._give_back(pool, owner_id, held)
+            raise
+        for pool, owner_id, held in taken:
+            self._give_back(pool, owner_id, held - amount)
+        return Reservation(account_id, amount, self.holder_id, key_id=key_id)
+
+    async def _take(self, pool: Pool, owner_id: str, want: int, at_least: int) -> int:
         while True:
-            lease = self._leases.get(account_id)
+            lease = self._leases.get((pool, owner_id))
             if lease is None:
-                lease = self._leases[account_id] = _AccountLease()
+                lease = self._leases[(pool, owner_id)] = _Lease()
             async with lease.lock:
                 # An idle lease may have been dropped while this call waited for the lock.
-                if self._leases.get(account_id) is lease:
-                    return await self._reserve_locked(lease, account_id, amount)
+                if self._leases.get((pool, owner_id)) is lease:
+                    return await self._take_locked(lease, pool, owner_id, want, at_least)
 
-    async def _reserve_locked(self, lease: _AccountLease, account_id: str, amount: int) -> Reservation:
+    async def _take_locked(self, lease: _Lease, pool: Pool, owner_id: str, want: int, at_least: int) -> int:
         lease.last_used = time.monotonic()
-        if lease.held - lease.reserved < amount:
-            need = amount - (lease.held - lease.reserved)
-            granted, row_existed = await self.db.transaction(self._extend_lease, account_id, need)
+        free = lease.held - lease.reserved
+        if free < want:
+            granted, row_existed = await self.db.transaction(
+                self._extend_lease, pool, owner_id, want - free, at_least - free
+            )
             if not row_existed and lease.held > 0:
                 # The row was reclaimed while this process still counted on it.
-                log.warning("lease of account %s was reclaimed; resynchronising", account_id)
+                log.warning("%s lease of %s was reclaimed; resynchronising", pool.name, owner_id)
                 lease.held = lease.reserved
             lease.held += granted
-            if lease.held - lease.reserved < amount:
-                raise InsufficientBalance(account_id)
-        lease.reserved += amount
-        return Reservation(account_id, amount, self.holder_id)
+            free = lease.held - lease.reserved
+        take = min(want, free)
+        if take < at_least:
+            raise pool.refusal(owner_id)
+        lease.reserved += take
+        return take
+
+    def _give_back(self, pool: Pool, owner_id: str, amount: int) -> None:
+        lease = self._leases.get((pool, owner_id))
+        if lease is not None and amount > 0:
+            lease.reserved = max(0, lease.reserved - amount)
 
     def release(self, reservation: Reservation) -> None:
-        """Give an unspent reservation back to the lease (idempotent)."""
+        """Give an unspent reservation back to its leases (idempotent)."""
         if reservation.done:
             return
         reservation.done = True
-        lease = self._leases.get(reservation.account_id)
-        if lease is not None:
-            lease.reserved = max(0, lease.reserved - reservation.amount_micro_p)
+        for pool, owner_id in reservation.owners():
+            self._give_back(pool, owner_id, reservation.amount_micro_p)
 
-    def consumed(self, reservation: Reservation, lease_row_updated: bool) -> None:
+    def consumed(self, settled: Settled) -> None:
         """The batch writer committed this reservation's settlement.
 
-        The commit already shrank the leases row by the reserved amount (when the row was
-        still there); the in-memory lease follows.
+        The commit already shrank each lease row by the reserved amount (where the row
+        was still there); the in-memory leases follow.
         """
+        reservation = settled.reservation
         if reservation.done:
             return
         reservation.done = True
-        lease = self._leases.get(reservation.account_id)
-        if lease is None:
-            return
-        lease.reserved = max(0, lease.reserved - reservation.amount_micro_p)
-        if lease_row_updated:
-            lease.held = max(0, lease.held - reservation.amount_micro_p)
+        for (pool, owner_id), row_shrunk in zip(reservation.owners(), settled.shrunk):
+            lease = self._leases.get((pool, owner_id))
+            if lease is None:
+                continue
+            lease.reserved = max(0, lease.reserved - reservation.amount_micro_p)
+            if row_shrunk:
+                lease.held = max(0, lease.held - reservation.amount_micro_p)
 
-    def held(self, account_id: str) -> tuple[int, int]:
-        """(held, reserved) in this process for ``account_id``."""
-        lease = self._leases.get(account_id)
+    def held(self, account_id: str, pool: Pool = BALANCE) -> tuple[int, int]:
+        """(held, reserved) in this process for ``account_id`` (or a key id, with ``pool``)."""
+        lease = self._leases.get((pool, account_id))
         return (lease.held, lease.reserved) if lease else (0, 0)
 
-    def _extend_lease(self, conn: Connection, account_id: str, need: int) -> tuple[int, bool]:
-        query = sa.select(accounts.c.balance_micro_p, accounts.c.leased_micro_p).where(accounts.c.id == account_id)
+    def _extend_lease(self, conn: Connection, pool: Pool, owner_id: str, need: int, minimum: int) -> tuple[int, bool]:
+        """Lease at least ``minimum`` more (``need`` or a chunk when there is room); (granted, row existed)."""
+        owners, rows = pool.owners, pool.lease_rows
+        capacity = pool.capacity()
+        query = sa.select(capacity.label("capacity"), owners.c.leased_micro_p).where(owners.c.id == owner_id)
         if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
+            query = query.with_for_update(of=owners)
         row = conn.execute(query).first()
         existing = conn.execute(
-            sa.select(leases.c.amount_micro_p).where(
-                leases.c.account_id == account_id, leases.c.holder_id == self.holder_id
-            )
+            sa.select(rows.c.amount_micro_p).where(pool.owner_key() == owner_id, rows.c.holder_id == self.holder_id)
         ).first()
-        if row is None or row.balance_micro_p <= 0:
+        if row is None or row.capacity is None or row.capacity <= 0:
             return 0, existing is not None
-        available = row.balance_micro_p - row.leased_micro_p
-        if available < need:
+        available = row.capacity - row.leased_micro_p
+        if available <= 0 or available < minimum:
             return 0, existing is not None
-        # A fraction of the balance, so several processes can each hold a lease on a
+        # A fraction of the capacity, so several processes can each hold a lease on a
         # small account, and a burst does not need one write per request.
-        grant = min(available, max(need, row.balance_micro_p // self.chunk_fraction))
+        grant = min(available, max(need, row.capacity // self.chunk_fraction))
         result = conn.execute(
-            accounts.update()
-            .where(accounts.c.id == account_id)
-            .where(accounts.c.balance_micro_p - accounts.c.leased_micro_p >= grant)
-            .values(leased_micro_p=accounts.c.leased_micro_p + grant)
+            owners.update()
+            .where(owners.c.id == owner_id)
+            .where(capacity - owners.c.leased_micro_p >= grant)
+            .values(leased_micro_p=owners.c.leased_micro_p + grant)
         )
         if result.rowcount == 0:
             return 0, existing is not None
         expires = utcnow() + timedelta(seconds=self.lease_ttl)
         if existing is None:
             conn.execute(
-                leases.insert().values(
-                    account_id=account_id, holder_id=self.holder_id, amount_micro_p=grant, expires_at=expires
+                rows.insert().values(
+                    {pool.owner_column: owner_id, "holder_id": self.holder_id,
+                     "amount_micro_p": grant, "expires_at": expires}
                 )
             )
         else:
             conn.execute(
-                leases.update()
-                .where(leases.c.account_id == account_id, leases.c.holder_id == self.holder_id)
-                .values(amount_micro_p=leases.c.amount_micro_p + grant, expires_at=expires)
+                rows.update()
+                .where(pool.owner_key() == owner_id, rows.c.holder_id == self.holder_id)
+                .values(amount_micro_p=rows.c.amount_micro_p + grant, expires_at=expires)
             )
         return grant, existing is not None
 
-    def _return_lease(self, conn: Connection, account_id: str, amount: int) -> bool:
-        if not shrink_lease(conn, account_id, self.holder_id, amount):
+    def _return_lease(self, conn: Connection, pool: Pool, owner_id: str, amount: int) -> bool:
+        if not shrink_lease(conn, pool, owner_id, self.holder_id, amount):
             return False
+        rows = pool.lease_rows
         conn.execute(
-            leases.delete().where(
-                leases.c.account_id == account_id,
-                leases.c.holder_id == self.holder_id,
-                leases.c.amount_micro_p == 0,
+            rows.delete().where(
+                pool.owner_key() == owner_id, rows.c.holder_id == self.holder_id, rows.c.amount_micro_p == 0
             )
         )
         return True
 
     def _renew_and_reclaim(self, conn: Connection) -> int:
         now = utcnow()
-        conn.execute(
-            leases.update()
-            .where(leases.c.holder_id == self.holder_id)
-            .values(expires_at=now + timedelta(seconds=self.lease_ttl))
-        )
-        return _drop_leases(conn, leases.c.expires_at < now)
+        reclaimed = 0
+        for pool in POOLS:
+            rows = pool.lease_rows
+            conn.execute(
+                rows.update()
+                .where(rows.c.holder_id == self.holder_id)
+                .values(expires_at=now + timedelta(seconds=self.lease_ttl))
+            )
+            reclaimed += _drop_leases(conn, pool, rows.c.expires_at < now)
+        return reclaimed
 
     async def return_idle(self, idle_after: float | None = None) -> None:
         """Return the unreserved part of every lease unused for ``idle_after`` seconds."""
         idle_after = self.idle_after if idle_after is None else idle_after
         now = time.monotonic()
-        for account_id, lease in list(self._leases.items()):
+        for (pool, owner_id), lease in list(self._leases.items()):
             if now - lease.last_used < idle_after or lease.lock.locked():
                 continue
             async with lease.lock:
                 free = lease.held - lease.reserved
                 if free > 0:
-                    if await self.db.transaction(self._return_lease, account_id, free):
+                    if await self.db.transaction(self._return_lease, pool, owner_id, free):
                         lease.held -= free
                     else:
                         lease.held = lease.reserved
-                if lease.held == 0 and lease.reserved == 0 and self._leases.get(account_id) is lease:
-                    del self._leases[account_id]
+                if lease.held == 0 and lease.reserved == 0 and self._leases.get((pool, owner_id)) is lease:
+                    del self._leases[(pool, owner_id)]
 
     async def _maintain(self) -> None:
         while True:
@@ -254,25 +382,31 @@ class Reserver:
         """
         await stop_task(self._task)
         self._task = None
+
+        def drop_mine(conn: Connection) -> None:
+            for pool in POOLS:
+                _drop_leases(conn, pool, pool.lease_rows.c.holder_id == self.holder_id)
+
         try:
-            await self.db.transaction(lambda conn: _drop_leases(conn, leases.c.holder_id == self.holder_id))
+            await self.db.transaction(drop_mine)
         except Exception:  # noqa: BLE001 - the rows then expire and another process reclaims them
             log.warning("could not return leases at shutdown; they expire in %ss", self.lease_ttl, exc_info=True)
         self._leases.clear()
 
 
-def _drop_leases(conn: Connection, condition: Any) -> int:
-    """Delete the matching leases rows and give their amounts back to the accounts."""
+def _drop_leases(conn: Connection, pool: Pool, condition: Any) -> int:
+    """Delete the matching lease rows and give their amounts back to their owners."""
     # DELETE … RETURNING locks and removes each row once: a concurrent reclaimer on
     # PostgreSQL waits on the row and then sees it gone, so nothing is returned twice.
-    rows = list(conn.execute(leases.delete().where(condition).returning(leases.c.account_id, leases.c.amount_micro_p)))
+    rows = list(conn.execute(
+        pool.lease_rows.delete().where(condition).returning(pool.owner_key(), pool.lease_rows.c.amount_micro_p)
+    ))
     totals: dict[str, int] = {}
-    for row in rows:
-        totals[row.account_id] = totals.get(row.account_id, 0) + row.amount_micro_p
-    for account_id in sorted(totals):
+    for owner_id, amount in rows:
+        totals[owner_id] = totals.get(owner_id, 0) + amount
+    owners = pool.owners
+    for owner_id in sorted(totals):
         conn.execute(
-            accounts.update()
-            .where(accounts.c.id == account_id)
-            .values(leased_micro_p=accounts.c.leased_micro_p - totals[account_id])
+            owners.update().where(owners.c.id == owner_id).values(leased_micro_p=owners.c.leased_micro_p - totals[owner_id])
         )
     return len(rows)

@@ -4,7 +4,7 @@
 a background task commits, per flush and in ONE transaction, ``write_batch``'s phases:
 the request log rows, the usage charges (``ledger.debit_usage``: one ledger entry per
 charged request, idempotency key ``usage:<request_id>``), the lease consumption
-(``leases.shrink_lease``), the keys' spend and last use, and the usage sums (15-minute
+(``leases.settle_reservations``), the keys' spend and last use, and the usage sums (15-minute
 buckets, and days in the account's zone). A failed flush keeps
 its batch and retries it; a batch that did commit is recognised by its request ids and
 never charged twice.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -26,7 +25,7 @@ from sqlalchemy.engine import Connection
 from ..auth import KeyCache
 from ..catalog import Model
 from ..db import Database, accounts, api_keys, request_log, upsert, usage_rollups, utcnow
-from .leases import Reservation, Reserver, shrink_lease
+from .leases import Reservation, Reserver, Settled, settle_reservations
 from .ledger import UsageCharge, debit_usage
 from .usage import BUCKET_SECONDS, DAY_TABLES, SUMS, local_day
 
@@ -53,6 +52,7 @@ class RequestRecord:
     error_class: str | None
     estimated: bool
     created_at: datetime  # aware UTC
+    flags: str = ""  # why the upstream's usage was not taken as reported (see proxy/usage_checks.py)
 
 
 def cost_micro_p(model: Model, input_tokens: int, output_tokens: int) -> int:
@@ -65,16 +65,26 @@ def cost_micro_p(model: Model, input_tokens: int, output_tokens: int) -> int:
     return int(input_tokens) * model.input_price + int(output_tokens) * model.output_price
 
 
+def affordable_output_tokens(model: Model, input_tokens: int, amount_micro_p: int) -> int:
+    """The most output tokens ``amount_micro_p`` pays for after ``input_tokens`` of input."""
+    if model.input_price is None or model.output_price is None:
+        raise ValueError(f"model {model.id} has no price")
+    left = amount_micro_p - int(input_tokens) * model.input_price
+    if model.output_price == 0:
+        return 2**62 if left >= 0 else 0
+    return max(0, left // model.output_price)
+
+
 def bucket_start(when: datetime) -> int:
     """Epoch seconds of the 15-minute UTC bucket holding ``when``."""
     epoch = int(when.timestamp())
     return epoch - epoch % BUCKET_SECONDS
 
 
-def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation | None]]) -> list[tuple[Reservation, bool]]:
+def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation | None]]) -> list[Settled]:
     """Record and charge ``batch`` inside the caller's transaction, phase by phase.
 
-    Returns the reservations consumed, each with whether its leases row was shrunk.
+    Returns the reservations consumed, each with which of its lease rows shrank.
     Records whose request id is already logged (a retried flush whose commit did land)
     are skipped entirely.
     """
@@ -85,7 +95,7 @@ def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation |
     _insert_log_rows(conn, records)
     debit_usage(conn, (UsageCharge(r.account_id, r.request_id, r.cost_micro_p, f"{r.model} {r.endpoint}")
                        for r in records))
-    consumed = _consume_reservations(conn, [reservation for _, reservation in unwritten])
+    consumed = settle_reservations(conn, [reservation for _, reservation in unwritten])
     _add_key_use(conn, records)
     _add_usage_sums(conn, records)
     return consumed
@@ -119,24 +129,12 @@ def _insert_log_rows(conn: Connection, records: list[RequestRecord]) -> None:
                 "input_tokens": int(r.input_tokens), "output_tokens": int(r.output_tokens),
                 "cost_micro_p": int(r.cost_micro_p), "latency_ms": int(r.latency_ms),
                 "ttft_ms": None if r.ttft_ms is None else int(r.ttft_ms), "status": int(r.status),
-                "error_class": r.error_class, "estimated": bool(r.estimated), "created_at": r.created_at,
+                "error_class": r.error_class, "estimated": bool(r.estimated), "flags": r.flags,
+                "created_at": r.created_at,
             }
             for r in records
         ],
     )
-
-
-def _consume_reservations(conn: Connection, reservations: list[Reservation | None]) -> list[tuple[Reservation, bool]]:
-    """Shrink each holder's lease by what its settled reservations held."""
-    live = [r for r in reservations if r is not None and not r.done]
-    consumption: dict[tuple[str, str], int] = defaultdict(int)
-    for reservation in live:
-        consumption[(reservation.account_id, reservation.holder_id)] += reservation.amount_micro_p
-    shrunk = {
-        (account_id, holder_id): shrink_lease(conn, account_id, holder_id, consumption[(account_id, holder_id)])
-        for account_id, holder_id in sorted(consumption)
-    }
-    return [(r, shrunk[(r.account_id, r.holder_id)]) for r in live]
 
 
 def _add_key_use(conn: Connection, records: list[RequestRecord]) -> None:
@@ -281,8 +279,8 @@ class BatchWriter:
             self.failed_flushes = 0
             self.last_flush_at = utcnow()
             if self.reserver is not None:
-                for reservation, row_updated in consumed:
-                    self.reserver.consumed(reservation, row_updated)
+                for settled in consumed:
+                    self.reserver.consumed(settled)
             if self.keys is not None:
                 for record, _ in batch:
                     if record.key_id and record.cost_micro_p:
@@ -291,8 +289,8 @@ class BatchWriter:
 
     def _write_one_by_one(
         self, batch: list[tuple[RequestRecord, Reservation | None]]
-    ) -> tuple[list[tuple[Reservation, bool]], list[Reservation]]:
-        consumed: list[tuple[Reservation, bool]] = []
+    ) -> tuple[list[Settled], list[Reservation]]:
+        consumed: list[Settled] = []
         rejected: list[Reservation] = []
         for record, reservation in batch:
             try:

@@ -36,6 +36,7 @@ class RequestFilter:
     since: datetime | None = None
     until: datetime | None = None
     provider: str | None = None
+    flagged: bool = False  # only rows whose upstream usage was not charged as reported
 
 
 def filtered(query: sa.Select, filters: RequestFilter, before_id: int | None) -> sa.Select:
@@ -50,6 +51,8 @@ def filtered(query: sa.Select, filters: RequestFilter, before_id: int | None) ->
         query = query.where(columns.status.between(200, 299))
     elif filters.status == "error":
         query = query.where(sa.or_(columns.status < 200, columns.status > 299))
+    if filters.flagged:
+        query = query.where(columns.flags != "")
     if filters.since is not None:
         query = query.where(columns.created_at >= filters.since)
     if filters.until is not None:
@@ -95,6 +98,7 @@ def request_dict(row: Any) -> dict:
         "status": row.status,
         "error_class": row.error_class,
         "estimated": bool(row.estimated),
+        "flags": row.flags.split(",") if row.flags else [],
     }
 
 

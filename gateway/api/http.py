@@ -251,15 +251,20 @@ def keyset_page(rows: Sequence[Any], limit: int, to_dict: Callable[[Any], dict])
 def request_filter(request: web.Request, account_id: str | None, *, cross_account: bool = False) -> RequestFilter:
     """The log filters in ``request``'s query string.
 
-    ``cross_account`` (the operator console) also reads ``account_id`` and ``provider``.
+    ``cross_account`` (the operator console) also reads ``account_id``, ``provider`` and
+    ``flagged``.
     """
     q = request.query
     provider = None
+    flagged = False
     if cross_account:
         account_id = q.get("account_id") or None
         if account_id is not None and not is_uuid(account_id):
             raise HttpError(400, "account_id must be an account id.", "invalid_query")
         provider = q.get("provider") or None
+        if q.get("flagged") not in (None, "", "true", "false"):
+            raise HttpError(400, "flagged must be true or false.", "invalid_query")
+        flagged = q.get("flagged") == "true"
     key_id = q.get("key_id") or None
     if key_id is not None and not is_uuid(key_id):
         raise HttpError(400, "key_id must be a key id.", "invalid_query")
@@ -284,4 +289,4 @@ def request_filter(request: web.Request, account_id: str | None, *, cross_accoun
         raise HttpError(422, "end must not be before start.", "invalid_range")
     since = datetime.fromtimestamp(usage.local_midnight_utc(start, tz), timezone.utc) if start else None
     until = datetime.fromtimestamp(usage.local_midnight_utc(end + timedelta(days=1), tz), timezone.utc) if end else None
-    return RequestFilter(account_id, key_id, model, status, status_code, since, until, provider)
+    return RequestFilter(account_id, key_id, model, status, status_code, since, until, provider, flagged)

@@ -22,15 +22,15 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from ..accounting.leases import InsufficientBalance, Reserver
-from ..accounting.metering import BatchWriter, RequestRecord, cost_micro_p
+from ..accounting.leases import InsufficientBalance, LimitReached, Reservation, Reserver
+from ..accounting.metering import BatchWriter, RequestRecord, affordable_output_tokens, cost_micro_p
 from ..appkeys import CATALOG, HTTP, KEYS, RESERVER, SETTINGS, WRITER
 from ..auth import KeyCache, KeyInfo
 from ..catalog import Catalog, Model, Provider
 from ..config import Settings
 from ..errors import ApiError, anthropic_error_body, bad_request, openai_error_body
 from ..proxy import tokens
-from ..proxy.call import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, Call, plan_request
+from ..proxy.call import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, Call, Plan, plan_request
 from ..proxy.forward import forward_stream, forward_whole
 from ..proxy.translate import validate
 
@@ -236,6 +236,45 @@ def _provider_key(settings: Settings, provider: Provider) -> str:
 # --------------------------------------------------------------------------
 
 
+async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) -> Reservation:
+    """Set aside the request's worst case under every limit, lowering its output bound to fit.
+
+    The allowance is the smallest of what the balance and the key's spending limit have
+    left. When the worst case (the prompt plus the whole output bound) does not fit, the
+    output bound sent upstream is lowered to what fits, but not below
+    ``min_output_tokens`` (or the client's own smaller bound); below that, the request is
+    refused with the code of the limit that ran out, before anything is sent upstream.
+    """
+    want = cost_micro_p(model, plan.estimated_input, plan.max_output)
+    least_output = min(plan.max_output, runtime.settings.min_output_tokens * plan.choices)
+    at_least = cost_micro_p(model, plan.estimated_input, least_output)
+    limited_key = key.key_id if key.spend_limit_micro_p is not None else None
+    try:
+        reservation = await runtime.reserver.reserve_up_to(key.account_id, want, at_least, limited_key)
+    except LimitReached as exc:
+        raise _limit_error(exc, at_least, least_output) from None
+    if reservation.amount_micro_p < want:
+        plan.lower_output_bound(affordable_output_tokens(model, plan.estimated_input, reservation.amount_micro_p))
+    return reservation
+
+
+def _limit_error(exc: LimitReached, needed: int, output_tokens: int) -> ApiError:
+    needs = f"{needed / 1_000_000:,.3f} P (its prompt plus {output_tokens:,} tokens of output)"
+    if isinstance(exc, InsufficientBalance):
+        return ApiError(
+            402,
+            f"Insufficient balance: this request needs at least {needs}. Top up your SAMA-P balance "
+            "in the portal or send a shorter prompt or a smaller max_tokens.",
+            code="insufficient_balance",
+        )
+    return ApiError(
+        402,
+        f"This API key's spending limit has too little left for this request, which needs at least {needs}. "
+        "Raise or remove the limit in the portal.",
+        code="key_spend_limit_reached", type="insufficient_balance",
+    )
+
+
 def _settle(runtime: _Runtime, call: Call) -> None:
     """Hand the request to the batch writer (which frees the reservation)."""
     cost = 0
@@ -258,6 +297,7 @@ def _settle(runtime: _Runtime, call: Call) -> None:
         error_class=call.error_class,
         estimated=call.estimated and call.billable,
         created_at=call.created_at,
+        flags=",".join(call.flags) if call.billable else "",
     )
     runtime.writer.settle(record, call.reservation)
 
@@ -290,17 +330,7 @@ async def _serve(request: web.Request, endpoint: str) -> web.StreamResponse:
                 None, plan_request, endpoint, body, model, provider, secret, beta)
         else:
             plan = plan_request(endpoint, body, model, provider, secret, beta)
-        estimate = cost_micro_p(model, plan.estimated_input, plan.max_output)
-        try:
-            call.reservation = await runtime.reserver.reserve(key.account_id, estimate)
-        except InsufficientBalance:
-            raise ApiError(
-                402,
-                f"Insufficient balance: this request sets aside up to {estimate / 1_000_000:,.3f} P "
-                "(its prompt plus max_tokens of output). Top up your SAMA-P balance in the portal "
-                "or lower max_tokens.",
-                code="insufficient_balance",
-            ) from None
+        call.reservation = await _reserve(runtime, key, model, plan)
         if plan.stream:
             return await forward_stream(runtime.http, runtime.stream_timeout, runtime.settings.drain_timeout,
                                         request, call, plan, provider, secret)

@@ -50,6 +50,7 @@ class Call:
     status: int = 200
     error_class: str | None = None
     ttft: float | None = None
+    flags: tuple[str, ...] = ()  # why the upstream's usage was not charged as reported
 
     def fail(self, error: ApiError) -> None:
         """Record the error the client is answered with; a failed request costs nothing."""
@@ -58,18 +59,80 @@ class Call:
         self.billable = False
 
 
+# Anthropic's smallest thinking budget; below it, thinking is turned off.
+MIN_THINKING_BUDGET = 1024
+# The anthropic-beta flag that opens a model's long context window.
+LONG_CONTEXT_BETA = "context-1m"
+
+
 @dataclass(slots=True)
 class Plan:
-    """How one request goes upstream and comes back."""
+    """How one request goes upstream and comes back.
+
+    ``max_output`` is the output bound of the whole request (``choices`` answers), and it
+    is the bound the upstream is sent: whatever the client asked for or left out, the
+    reservation's worst case holds.
+    """
 
     url: str
     headers: dict[str, str]
-    payload: bytes
+    body: dict
     stream: bool
     upstream_api: str
     estimated_input: int
     max_output: int
     client_wants_usage: bool
+    context_window: int
+    choices: int = 1
+    output_field: str = "max_tokens"  # where an OpenAI-wire body without a bound gets one
+    payload: bytes = b""
+
+    def __post_init__(self) -> None:
+        if self.max_output:
+            self._set_output_bound(self.max_output // self.choices)
+        self.payload = orjson.dumps(self.body)
+
+    @property
+    def output_bound(self) -> int:
+        """The bound on each answer's output tokens, as sent upstream."""
+        return self.max_output // self.choices
+
+    def lower_output_bound(self, max_output: int) -> None:
+        """Send at most ``max_output`` output tokens in all (never raises the bound)."""
+        per_answer = min(self.output_bound, max_output // self.choices)
+        self._set_output_bound(per_answer)
+        self.max_output = per_answer * self.choices
+        self.payload = orjson.dumps(self.body)
+
+    def _set_output_bound(self, per_answer: int) -> None:
+        if self.upstream_api == "anthropic":
+            self.body["max_tokens"] = per_answer
+            _fit_thinking(self.body, per_answer)
+            return
+        present = [name for name in ("max_completion_tokens", "max_tokens") if self.body.get(name) is not None]
+        for name in present or [self.output_field]:
+            self.body[name] = per_answer
+
+
+def _fit_thinking(body: dict, max_tokens: int) -> None:
+    """Keep an Anthropic thinking budget below ``max_tokens``, or turn thinking off."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return
+    budget = thinking.get("budget_tokens")
+    if isinstance(budget, int) and budget < max_tokens:
+        return
+    if max_tokens - 1 < MIN_THINKING_BUDGET:
+        body.pop("thinking")
+    else:
+        body["thinking"] = dict(thinking, budget_tokens=max_tokens - 1)
+
+
+def context_window(model: Model, provider: Provider, beta: str | None) -> int:
+    """The model's context window for this request: the long one when the request opens it."""
+    if model.long_context_window and provider.api == "anthropic" and beta and LONG_CONTEXT_BETA in beta:
+        return model.long_context_window
+    return model.context_window
 
 
 def plan_request(endpoint: str, body: dict, model: Model, provider: Provider, secret: str, beta: str | None) -> Plan:
@@ -77,37 +140,40 @@ def plan_request(endpoint: str, body: dict, model: Model, provider: Provider, se
     stream = bool(body.get("stream")) and endpoint != EMBEDDINGS
     options = body.get("stream_options") or {}
     client_wants_usage = options.get("include_usage") is True
+    window = context_window(model, provider, beta)
     if endpoint == EMBEDDINGS:
         upstream = dict(body, model=model.upstream)
-        return Plan(openai_wire.embeddings_url(provider), openai_wire.headers(secret, False),
-                    orjson.dumps(upstream), False, "openai",
-                    tokens.estimate_embedding_input(body["input"]), 0, False)
+        return Plan(openai_wire.embeddings_url(provider), openai_wire.headers(secret, False), upstream, False,
+                    "openai", tokens.estimate_embedding_input(body["input"]), 0, False, window)
     if endpoint == MESSAGES:
         estimated = tokens.estimate_messages_prompt(body)
         max_output = body.get("max_tokens") or model.max_output_tokens
         if provider.api == "anthropic":
-            upstream = dict(body, model=model.upstream, max_tokens=max_output)
+            upstream = dict(body, model=model.upstream)
             return Plan(anthropic_wire.messages_url(provider), anthropic_wire.headers(secret, stream, beta),
-                        orjson.dumps(upstream), stream, "anthropic", estimated, max_output, False)
+                        upstream, stream, "anthropic", estimated, max_output, False, window)
         upstream = treq.messages_to_chat_request(body, model, provider.name)
         return Plan(openai_wire.chat_url(provider), openai_wire.headers(secret, stream),
-                    orjson.dumps(upstream), stream, "openai", estimated, max_output, False)
+                    upstream, stream, "openai", estimated, max_output, False, window)
     chat_body = body if endpoint == CHAT else treq.completion_to_chat_request(body, provider.name)
     estimated = tokens.estimate_chat_prompt(chat_body)
+    choices = chat_body.get("n") or 1
     max_output = (
         chat_body.get("max_completion_tokens") or chat_body.get("max_tokens") or model.max_output_tokens
-    ) * (chat_body.get("n") or 1)
+    ) * choices
     if provider.api == "anthropic":
-        if (chat_body.get("n") or 1) > 1:
+        if choices > 1:
             raise bad_request(f"n > 1 is not supported for '{model.id}'.", "n")
         upstream = treq.chat_to_messages_request(chat_body, model)
         return Plan(anthropic_wire.messages_url(provider), anthropic_wire.headers(secret, stream),
-                    orjson.dumps(upstream), stream, "anthropic", estimated, max_output, client_wants_usage)
+                    upstream, stream, "anthropic", estimated, max_output, client_wants_usage, window)
     upstream = dict(chat_body, model=model.upstream)
     if stream:
         # Always ask for usage: it is what the request is billed by.
         upstream["stream_options"] = dict(options, include_usage=True)
     else:
         upstream.pop("stream_options", None)
+    # OpenAI's own models take max_completion_tokens; other OpenAI-compatible APIs max_tokens.
+    field = "max_completion_tokens" if provider.name == "openai" else "max_tokens"
     return Plan(openai_wire.chat_url(provider), openai_wire.headers(secret, stream),
-                orjson.dumps(upstream), stream, "openai", estimated, max_output, client_wants_usage)
+                upstream, stream, "openai", estimated, max_output, client_wants_usage, window, choices, field)

@@ -33,6 +33,7 @@ from .translate.relays import (
     rename_model,
 )
 from .upstream_errors import malformed_error, map_client_error
+from .usage_checks import check_usage
 
 
 def client_body(endpoint: str, upstream_api: str, raw: bytes, data: dict, model: Model) -> bytes:
@@ -94,10 +95,17 @@ async def forward_whole(session: aiohttp.ClientSession, timeout: aiohttp.ClientT
     except (AttributeError, TypeError, KeyError, ValueError):
         # Valid JSON of the wrong shape (a list where an object belongs, say).
         raise malformed_error(provider.name) from None
-    call.input_tokens, call.output_tokens = reported
-    call.estimated = estimated
+    count_usage(call, plan, *reported, estimated=estimated)
     call.billable = True
-    return web.Response(body=body, content_type="application/json", headers={"x-request-id": call.request_id})
+    return web.Response(body=body, content_type="application/json", headers=answer_headers(call, plan))
+
+
+def answer_headers(call: Call, plan: Plan) -> dict[str, str]:
+    """Headers of a served answer: its request id and, for generated text, the output bound used."""
+    headers = {"x-request-id": call.request_id}
+    if plan.max_output:
+        headers["x-samalink-max-tokens"] = str(plan.output_bound)
+    return headers
 
 
 def relay_for(call: Call, plan: Plan, provider: Provider) -> Relay:
@@ -120,12 +128,18 @@ def meter_stream(call: Call, plan: Plan, relay: Relay) -> None:
     if not call.billable:
         return
     if relay.usage.reported:
-        call.input_tokens = relay.usage.input_tokens or 0
-        call.output_tokens = relay.usage.output_tokens or 0
+        count_usage(call, plan, relay.usage.input_tokens or 0, relay.usage.output_tokens or 0, estimated=False)
     else:
-        call.estimated = True
-        call.input_tokens = relay.usage.input_tokens or plan.estimated_input
-        call.output_tokens = relay.output_tokens_estimate()
+        count_usage(call, plan, relay.usage.input_tokens or plan.estimated_input, relay.output_tokens_estimate(),
+                    estimated=True)
+
+
+def count_usage(call: Call, plan: Plan, input_tokens: int, output_tokens: int, *, estimated: bool) -> None:
+    """Record the tokens the call is charged for, checked against what the request allowed."""
+    checked = check_usage(input_tokens, output_tokens, output_bound=plan.max_output,
+                          context_window=plan.context_window, estimated_input=plan.estimated_input)
+    call.input_tokens, call.output_tokens, call.flags = checked.input_tokens, checked.output_tokens, checked.flags
+    call.estimated = estimated
 
 
 async def forward_stream(session: aiohttp.ClientSession, timeout: aiohttp.ClientTimeout, drain_timeout: float,
@@ -139,7 +153,7 @@ async def forward_stream(session: aiohttp.ClientSession, timeout: aiohttp.Client
         "Content-Type": "text/event-stream",
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",
-        "x-request-id": call.request_id,
+        **answer_headers(call, plan),
     })
     client_gone = False
     loop = asyncio.get_running_loop()

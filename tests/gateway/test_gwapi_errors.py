@@ -11,7 +11,7 @@ import pytest
 import requests
 from gwapi_helpers import ONE_P, cost, new_customer
 
-from fixtures.upstream import REPLY_TEXT, UNCONFIGURED_KEY_ENV, UPSTREAM_KEYS
+from fixtures.upstream import COMPLETION_TOKENS, REPLY_TEXT, UNCONFIGURED_KEY_ENV, UPSTREAM_KEYS
 
 ANTHROPIC_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 402: "billing_error", 403: "permission_error",
@@ -139,12 +139,14 @@ def test_no_balance_is_402(gateway):
 
 
 def test_key_spend_limit_is_402_once_reached(gateway):
+    # The limit covers exactly one call whose output bound is the answer's length.
     customer = new_customer(gateway, spend_limit_micro_p=cost("deepseek-v3.2"))
-    assert post(gateway, "/v1/chat/completions", customer.key, chat_body()).status_code == 200
+    body = dict(chat_body(), max_tokens=COMPLETION_TOKENS)
+    assert post(gateway, "/v1/chat/completions", customer.key, body).status_code == 200
     customer.settled(1)
     deadline = time.monotonic() + 3
     while True:
-        answer = post(gateway, "/v1/chat/completions", customer.key, chat_body())
+        answer = post(gateway, "/v1/chat/completions", customer.key, body)
         if answer.status_code != 200 or time.monotonic() > deadline:
             break
         time.sleep(0.1)

@@ -129,7 +129,7 @@ def test_sigterm_flushes_every_request_and_returns_the_lease(gateway):
     account_id = gateway.create_account(balance_micro_p=50_000_000)
     key = gateway.create_key(account_id)["key"]
     try:
-        answers = [chat(lazy.url, key, f"hello {i} [[usage:1000:500]]") for i in range(12)]
+        answers = [chat(lazy.url, key, f"hello {i} [[usage:1000:80]]") for i in range(12)]
         assert [a.status_code for a in answers] == [200] * 12, answers[0].text
         assert gateway.internal("GET", f"/accounts/{account_id}").json()["reserved_micro_p"] > 0
         assert all_requests(gateway, account_id) == []
@@ -137,7 +137,7 @@ def test_sigterm_flushes_every_request_and_returns_the_lease(gateway):
         assert lazy.stop() == 0
     rows = all_requests(gateway, account_id)
     assert len(rows) == 12
-    cost = 1000 * 280 + 500 * 420
+    cost = 1000 * 280 + 80 * 420
     assert all(r["cost_micro_p"] == cost and r["status"] == 200 for r in rows)
     account = gateway.internal("GET", f"/accounts/{account_id}").json()
     assert account["balance_micro_p"] == 50_000_000 - 12 * cost
