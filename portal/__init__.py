@@ -10,7 +10,7 @@ from flask import Flask, g, redirect, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
-from . import security
+from . import mail, security
 from .accounts import current_account, gateway_down
 from .auth import sessions
 from .config import Config
@@ -44,6 +44,8 @@ def create_app(config: Config | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
 
     db.init_app(app)
+    # Mail leaves through the outbox, delivered by one background sender per process.
+    mail.install(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     csrf.init_app(app)
     login_manager.init_app(app)

@@ -71,6 +71,23 @@ def _positive(env: dict, name: str, default: float) -> float:
     return value
 
 
+def _host_list(env: dict, name: str) -> list[str]:
+    hosts = [part.strip().lower() for part in (env.get(name) or "").split(",") if part.strip()]
+    for host in hosts:
+        if any(char in host for char in "/@ ") or host.startswith(("http:", "https:")):
+            raise ConfigError(f"{name} must be comma-separated host names (no scheme, path or port), got {host!r}")
+    return hosts
+
+
+def _listen_url(host: str, port: int) -> str:
+    """The address the portal itself listens on, as a URL a browser on this machine can open."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def _flag(env: dict, name: str) -> bool:
     return (env.get(name) or "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -117,6 +134,16 @@ class Config:
         self.STRIPE_API_BASE = _http_url(env, "STRIPE_API_BASE", "") if env.get("STRIPE_API_BASE") else ""
         # Where Stripe sends the customer back to; the request's own host when unset.
         self.PUBLIC_URL = _http_url(env, "PUBLIC_URL", "") if env.get("PUBLIC_URL") else ""
+        if self.SMTP_HOST and not self.PUBLIC_URL:
+            raise ConfigError("PUBLIC_URL must be set when SMTP_HOST is set: e-mailed links are built from it")
+        self.HOST = (env.get("HOST") or "127.0.0.1").strip()
+        # E-mailed links never come from the request's Host header (password-reset poisoning).
+        self.LINK_BASE_URL = self.PUBLIC_URL or _listen_url(self.HOST, self.PORT)
+        # Requests naming any other host are refused with 400 (Flask checks TRUSTED_HOSTS).
+        trusted = ["localhost", "127.0.0.1", urlsplit(self.LINK_BASE_URL).hostname or ""]
+        if self.HOST not in ("", "0.0.0.0", "::"):
+            trusted.append(self.HOST.lower())
+        self.TRUSTED_HOSTS = list(dict.fromkeys(host for host in trusted + _host_list(env, "TRUSTED_HOSTS") if host))
         # Cookies only travel over HTTPS when the portal is served behind it.
         self.SESSION_COOKIE_SECURE = _flag(env, "SESSION_COOKIE_SECURE") or _flag(env, "PORTAL_HTTPS")
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE

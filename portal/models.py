@@ -1,4 +1,5 @@
-"""The portal's own tables: users, password reset tokens, support messages, login attempts.
+"""The portal's own tables: users, their sign-in sessions, password reset tokens, support
+messages, login attempts and the outgoing mail queue.
 
 Balances, keys and usage live in the gateway; a user holds only the gateway ``account_id``.
 """
@@ -55,6 +56,21 @@ class PasswordResetToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False)
     used_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+    # Fingerprint of the password hash when the link was made: any password change voids the link.
+    password_fingerprint: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+
+
+class UserSession(db.Model):
+    """One signed-in browser session; signing out ends it on the server, not only in the cookie."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+    # SHA-256 of the random session id the cookie carries.
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
 
 
 class SupportMessage(db.Model):
@@ -70,6 +86,11 @@ class SupportMessage(db.Model):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
     mailed_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
 
+    @property
+    def sender_verified(self) -> bool:
+        """True when the message was sent signed in; otherwise anyone could have typed the address."""
+        return self.user_id is not None
+
 
 class LoginAttempt(db.Model):
     """One failed sign-in, kept to slow down password guessing per account and per address."""
@@ -84,3 +105,26 @@ class LoginAttempt(db.Model):
     email: Mapped[str] = mapped_column(sa.String(254), nullable=False)
     ip: Mapped[str] = mapped_column(sa.String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+
+
+class OutboxMessage(db.Model):
+    """An e-mail waiting for the background sender (written in the request's transaction)."""
+
+    __tablename__ = "mail_outbox"
+    __table_args__ = (sa.Index("ix_mail_outbox_due", "failed_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    to_address: Mapped[str] = mapped_column(sa.String(254), nullable=False)
+    subject: Mapped[str] = mapped_column(sa.String(300), nullable=False)
+    body: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    reply_to: Mapped[str | None] = mapped_column(sa.String(254), nullable=True)
+    # Set for the copy of a support message, so its ``mailed_at`` is stamped on delivery.
+    support_message_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("support_messages.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+    attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    failed_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)

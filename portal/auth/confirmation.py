@@ -8,21 +8,20 @@ inbox" page, and nothing tells a visitor which addresses already have an account
 The link carries the user id, the address and where to land afterwards, signed with the
 app's secret. It works once: the first use sets ``email_confirmed_at`` with a
 conditional update, and every link for an address already confirmed is refused.
-Mail goes out off the request thread, as for a taken address (see ``duplicates``), so
-both sign-up answers take the same time.
+Mail goes through the outbox (see ``portal.mail``), as for a taken address (see
+``duplicates``), so both sign-up answers take the same time.
 """
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import current_app, url_for
+from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ..extensions import db
-from ..mail import send_mail
+from ..mail import public_link, queue_mail
 from ..models import User
 from ..timeutil import utcnow
 
@@ -55,19 +54,11 @@ def _message(link: str) -> str:
 
 
 def send_link(user: User, next_url: str = "/dashboard") -> None:
-    """E-mail a new confirmation link to ``user`` (off the request thread) and note when."""
-    link = url_for("auth.confirm_email", token=make_token(user, next_url), _external=True)
+    """Queue a new confirmation link for ``user`` and note when."""
+    link = public_link("auth.confirm_email", token=make_token(user, next_url))
     user.confirmation_sent_at = utcnow()
+    queue_mail(user.email, SUBJECT, _message(link))
     db.session.commit()
-    app = current_app._get_current_object()
-    to, body = user.email, _message(link)
-
-    def deliver() -> None:
-        with app.app_context():
-            # Without SMTP, send_mail writes the message (and so the link) to the log.
-            send_mail(to, SUBJECT, body)
-
-    threading.Thread(target=deliver, name="confirmation-mail", daemon=True).start()
 
 
 def may_resend(user: User) -> bool:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
+from ..security import PlainTextForm
 from .passwords import MAX_LENGTH, password_problem
 
 
@@ -23,7 +23,7 @@ class PasswordRules:
             raise ValidationError(problem)
 
 
-class SignupForm(FlaskForm):
+class SignupForm(PlainTextForm):
     """New account: e-mail, password, confirmation."""
 
     email = EmailField("E-mail", filters=[_normalise_email],
@@ -36,7 +36,7 @@ class SignupForm(FlaskForm):
                                         EqualTo("password", "The passwords do not match.")])
 
 
-class LoginForm(FlaskForm):
+class LoginForm(PlainTextForm):
     """Sign in with e-mail and password."""
 
     email = EmailField("E-mail", filters=[_normalise_email],
@@ -45,7 +45,7 @@ class LoginForm(FlaskForm):
                                                      Length(max=MAX_LENGTH * 4)])
 
 
-class ResetRequestForm(FlaskForm):
+class ResetRequestForm(PlainTextForm):
     """Ask for a reset link."""
 
     email = EmailField("E-mail", filters=[_normalise_email],
@@ -54,7 +54,7 @@ class ResetRequestForm(FlaskForm):
                                    Length(max=254)])
 
 
-class ResendConfirmationForm(FlaskForm):
+class ResendConfirmationForm(PlainTextForm):
     """Ask for a new e-mail confirmation link."""
 
     email = EmailField("E-mail", filters=[_normalise_email],
@@ -63,7 +63,7 @@ class ResendConfirmationForm(FlaskForm):
                                    Length(max=254)])
 
 
-class ResetPasswordForm(FlaskForm):
+class ResetPasswordForm(PlainTextForm):
     """Choose a new password from a reset link."""
 
     password = PasswordField("New password", validators=[DataRequired("Choose a password."), PasswordRules()])

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, flash, request, session
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 from sqlalchemy.exc import IntegrityError
 
 from ..accounts import ensure_account
@@ -15,11 +15,15 @@ from ..extensions import db
 from ..gateway_client import GatewayError, GatewayUnavailable
 from ..htmx import redirect_to, render
 from ..models import User
-from . import confirmation, devices, duplicates, sessions, throttle, twofactor
+from . import confirmation, devices, duplicates, throttle, twofactor
 from .forms import LoginForm, ResendConfirmationForm, ResetPasswordForm, ResetRequestForm, SignupForm
 from .passwords import burn_verify_time, hash_password, needs_rehash, verify_password
 from .reset import reset_password as apply_reset
 from .reset import send_reset_link, valid_token
+from .second_step import begin_second_step
+from .sessions import end_all_sessions, end_session, start_session
+
+__all__ = ["bp", "start_session"]
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
@@ -32,18 +36,6 @@ def _safe_next(default: str = "/dashboard") -> str:
             and "\\" not in target:
         return target
     return default
-
-
-def _client_ip() -> str:
-    return request.remote_addr or "unknown"
-
-
-def start_session(user: User) -> None:
-    """Sign ``user`` in on a fresh session (nothing carried over from before)."""
-    session.clear()
-    login_user(user)
-    session.permanent = False
-    sessions.mark_signed_in()
 
 
 SENT_PAGE = "/signup/sent"
@@ -142,11 +134,11 @@ def login():
     status = 200
     error = None
     if form.validate_on_submit():
-        email, ip = form.email.data, _client_ip()
+        email = form.email.data
         user = db.session.scalar(sa.select(User).where(User.email == email))
-        wait = throttle.seconds_to_wait(email, ip, trusted=devices.is_trusted(user))
-        if wait:
-            error = f"Too many failed attempts. Try again in {wait} seconds."
+        attempt = throttle.begin_attempt(email, throttle.client_ip(), trusted=devices.is_trusted(user))
+        if attempt.wait:
+            error = f"Too many failed attempts. Try again in {attempt.wait} seconds."
             status = 429
         else:
             if user is None:
@@ -166,13 +158,11 @@ def login():
                     return render("auth/login.html", block="form", status=422, form=form, error=error,
                                   next=_safe_next(""))
                 if twofactor.is_enabled(user):
-                    from .twofactor_routes import begin_second_step
-
+                    throttle.forget_attempt(attempt)
                     return begin_second_step(user, _safe_next())
                 throttle.clear_failures(email)
                 start_session(user)
                 return devices.remember_device(redirect_to(_safe_next()), user)
-            throttle.record_failure(email, ip)
             error = "Wrong e-mail or password."
             status = 422
     elif form.errors:
@@ -185,8 +175,7 @@ def login():
 def logout():
     """Sign out (POST); a GET only asks for confirmation so a link cannot sign anyone out."""
     if request.method == "POST":
-        logout_user()
-        session.clear()
+        end_session()
         flash("You are signed out.", "info")
         return redirect_to("/login")
     if not current_user.is_authenticated:
@@ -217,8 +206,8 @@ def reset_password(token: str):
         if user is None:
             return render("auth/reset_invalid.html", status=410)
         throttle.clear_failures(user.email)
-        logout_user()
-        session.clear()
+        end_all_sessions(user)
+        end_session()
         flash("Your password was changed. Sign in with the new one.", "success")
         return redirect_to("/login")
     status = 422 if form.errors else 200
@@ -233,9 +222,10 @@ def reset_password(token: str):
 @login_required
 def logout_everywhere():
     """End every session of this user, this one included."""
-    current_user.session_version += 1
+    user = current_user._get_current_object()
+    user.session_version += 1
     db.session.commit()
-    logout_user()
-    session.clear()
+    end_all_sessions(user)
+    end_session()
     flash("You are signed out on every device.", "info")
     return redirect_to("/login")

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
-from flask import Blueprint, Response, current_app, flash, request, session
+from flask import Blueprint, Response, current_app, flash
 from flask_login import current_user, login_required
 
-from ..extensions import db
 from ..htmx import redirect_to, render
-from ..models import User
 from . import devices, throttle, twofactor
 from .passwords import verify_password
+from .second_step import forget_pending, pending_user
+from .sessions import start_session
 from .twofactor_forms import DisableTwoFactorForm, EnableTwoFactorForm, SecondStepForm
 
 bp = Blueprint("twofactor", __name__)
-
-PENDING_KEY = "2fa_pending"
-# How long the password step stays good while the user fetches a code.
-PENDING_SECONDS = 300
-
-
-def _client_ip() -> str:
-    return request.remote_addr or "unknown"
 
 
 def _private(response: Response) -> Response:
@@ -31,44 +21,20 @@ def _private(response: Response) -> Response:
     return response
 
 
-def begin_second_step(user: User, next_url: str) -> Response:
-    """The password was right and the user has two-factor on: ask for the code next.
-
-    The session is cleared, so nothing from before survives; only the pending user id
-    (with its session version, so a password change in between voids it) is kept.
-    """
-    session.clear()
-    session[PENDING_KEY] = {"uid": user.id, "v": user.session_version, "at": int(time.time()), "next": next_url}
-    return redirect_to("/login/2fa")
-
-
-def _pending_user() -> tuple[User | None, str]:
-    pending = session.get(PENDING_KEY)
-    if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > PENDING_SECONDS:
-        return None, "/dashboard"
-    user = db.session.get(User, pending.get("uid"))
-    if user is None or user.session_version != pending.get("v"):
-        return None, "/dashboard"
-    return user, pending.get("next") or "/dashboard"
-
-
 @bp.route("/login/2fa", methods=["GET", "POST"])
 def second_step():
     """The second sign-in step: a TOTP code or a recovery code."""
-    from .routes import start_session
-
-    user, next_url = _pending_user()
+    user, next_url = pending_user()
     if user is None:
-        session.pop(PENDING_KEY, None)
+        forget_pending()
         flash("Sign in again: the code step expired.", "info")
         return redirect_to("/login")
     form = SecondStepForm()
     status, error = 200, None
     if form.validate_on_submit():
-        ip = _client_ip()
-        wait = throttle.seconds_to_wait(user.email, ip, trusted=devices.is_trusted(user))
-        if wait:
-            error, status = f"Too many failed attempts. Try again in {wait} seconds.", 429
+        attempt = throttle.begin_attempt(user.email, throttle.client_ip(), trusted=devices.is_trusted(user))
+        if attempt.wait:
+            error, status = f"Too many failed attempts. Try again in {attempt.wait} seconds.", 429
         elif twofactor.verify_second_factor(user, form.code.data):
             throttle.clear_failures(user.email)
             start_session(user)
@@ -79,7 +45,6 @@ def second_step():
             devices.remember_device(response, user)
             return response
         else:
-            throttle.record_failure(user.email, ip)
             error, status = "That code is not valid. Try the current code from your app.", 422
     elif form.errors:
         status = 422
@@ -129,17 +94,15 @@ def disable():
         return redirect_to("/settings/2fa")
     form = DisableTwoFactorForm()
     if form.validate_on_submit():
-        ip = _client_ip()
-        wait = throttle.seconds_to_wait(user.email, ip, trusted=devices.is_trusted(user))
-        if wait:
-            form.code.errors.append(f"Too many failed attempts. Try again in {wait} seconds.")
+        attempt = throttle.begin_attempt(user.email, throttle.client_ip(), trusted=devices.is_trusted(user))
+        if attempt.wait:
+            form.code.errors.append(f"Too many failed attempts. Try again in {attempt.wait} seconds.")
         elif not verify_password(user.password_hash, form.password.data):
-            throttle.record_failure(user.email, ip)
             form.password.errors.append("That is not your current password.")
         elif not twofactor.verify_second_factor(user, form.code.data):
-            throttle.record_failure(user.email, ip)
             form.code.errors.append("That code is not valid.")
         else:
+            throttle.forget_attempt(attempt)
             twofactor.disable(user)
             current_app.logger.info("two-factor sign-in turned off for user %s", user.id)
             flash("Two-factor sign-in is off.", "success")

@@ -98,12 +98,12 @@ def customer_payments(user: User | None, limit: int = 50) -> list[Payment]:
 
 
 def customer_messages(user: User | None, email: str | None, limit: int = 20) -> list[SupportMessage]:
-    """Support messages sent by the customer (signed in, or from their address)."""
+    """Support messages sent by the customer signed in, and unverified ones naming their address."""
     conditions = []
     if user is not None:
         conditions.append(SupportMessage.user_id == user.id)
     if email:
-        conditions.append(SupportMessage.email == email.lower())
+        conditions.append(sa.and_(SupportMessage.user_id.is_(None), SupportMessage.email == email.lower()))
     if not conditions:
         return []
     return list(db.session.scalars(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import EmailField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length
+
+from ..security import PlainTextForm
 
 TOPICS = (("billing", "Billing"), ("api", "API access"), ("account", "My account"), ("other", "Something else"))
 
@@ -14,7 +15,7 @@ def _strip(value: str | None) -> str:
     return (value or "").strip()
 
 
-class SupportForm(FlaskForm):
+class SupportForm(PlainTextForm):
     """Who is writing, about what, and the message."""
 
     email = EmailField("Your e-mail", filters=[_strip],
