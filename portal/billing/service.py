@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select, update
@@ -24,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from portal.accounts import ensure_account
 from portal.extensions import db
 from portal.gateway_client import GatewayError, gateway
-from portal.money import MICRO_PER_P
+from portal.money import MICRO_PER_P, InvalidNumber, TooManyDecimals, scaled_integer
 from portal.models import User
 from portal.timeutil import utcnow
 
@@ -74,27 +73,28 @@ class PaymentMismatch(BillingError):
 def parse_amount_usd(raw: str | None) -> int:
     """Turn a typed dollar amount ("25", "25.50", "$1,000") into cents within the bounds.
 
-    Raises ``InvalidAmount`` with a message for the form.
+    Read by ``money.scaled_integer`` (a strict pattern and integer arithmetic, bounded
+    work for any input). Raises ``InvalidAmount`` with a message for the form.
     """
-    text = (raw or "").strip().replace(",", "").removeprefix("$").strip()
+    text = (raw or "").strip()
     # Anything longer than "10000.00" with generous spacing is not an amount anyone typed.
-    if not text or len(text) > 24:
-        raise InvalidAmount("Enter an amount in US dollars, like 25 or 25.50.")
+    if len(text) > 24:
+        raise InvalidAmount(_AMOUNT_HINT)
+    text = text.removeprefix("$").lstrip()
     try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise InvalidAmount("Enter an amount in US dollars, like 25 or 25.50.") from None
-    if not value.is_finite():
-        raise InvalidAmount("Enter an amount in US dollars, like 25 or 25.50.")
-    cents = value * 100
-    if cents != cents.to_integral_value():
-        raise InvalidAmount("Use at most two decimal places (whole cents).")
-    cents_int = int(cents)
-    if cents_int < MIN_CENTS:
+        cents = scaled_integer(text, 2)
+    except TooManyDecimals:
+        raise InvalidAmount("Use at most two decimal places (whole cents).") from None
+    except InvalidNumber:
+        raise InvalidAmount(_AMOUNT_HINT) from None
+    if cents < MIN_CENTS:
         raise InvalidAmount(f"The smallest top-up is ${MIN_CENTS // 100:,}.")
-    if cents_int > MAX_CENTS:
+    if cents > MAX_CENTS:
         raise InvalidAmount(f"The largest top-up is ${MAX_CENTS // 100:,}.")
-    return cents_int
+    return cents
+
+
+_AMOUNT_HINT = "Enter an amount in US dollars, like 25 or 25.50."
 
 
 def create_checkout(user: User, amount_cents: int, success_url: str, cancel_url: str) -> str:
@@ -449,6 +449,18 @@ def _record_event(event_id: str, event_type: str) -> None:
 PAGE_SIZE = 20
 
 
+def page_cursor(raw: str | None) -> int | None:
+    """A ``before`` cursor from the query string: a payment id, or ``None`` for the first page.
+
+    Only up to 18 ASCII digits count, so the id always fits the database's 64-bit integer
+    (a longer number would make PostgreSQL refuse the query) and parsing is O(1).
+    """
+    text = (raw or "").strip()
+    if not 0 < len(text) <= 18 or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
 def payments_page(user: User, before_id: int | None = None, limit: int = PAGE_SIZE) -> tuple[list[Payment], int | None]:
     """One page of the user's payments, newest first, and the cursor for the next page."""
     query = select(Payment).where(Payment.user_id == user.id)
@@ -470,5 +482,6 @@ __all__ = [
     "BillingError", "InvalidAmount", "CheckoutUnavailable", "PaymentNotFound", "PaymentMismatch",
     "MIN_CENTS", "MAX_CENTS", "PRESET_USD", "CREDITED_STATUSES", "parse_amount_usd", "create_checkout",
     "fulfill_checkout", "mark_checkout_failed", "expire_checkout", "record_charge_refund",
-    "record_dispute", "handle_event", "event_already_processed", "payments_page", "payment_for_user",
+    "record_dispute", "handle_event", "event_already_processed", "page_cursor", "payments_page",
+    "payment_for_user",
 ]
