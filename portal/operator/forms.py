@@ -70,7 +70,7 @@ class WholeNumberField(IntegerField):
             self.data = scaled_integer((valuelist[0] or "").strip(), 0)
         except InvalidNumber:
             self.data = None
-            raise ValueError(self.gettext("Enter a whole number, like 1500.")) from None
+            raise ValueError(self.gettext("Not a valid integer value.")) from None
 
 
 class PriceForm(FlaskForm):

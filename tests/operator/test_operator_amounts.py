@@ -29,4 +29,4 @@ def test_price_with_an_exponent_is_refused(operator_client, typed):
     response = operator_client.post(f"/operator/catalog/{model}/price",
                                     data={"input_price": typed, "output_price": "1", "reason": "r"})
     assert response.status_code == 422
-    assert "Enter a whole number" in response.get_data(as_text=True)
+    assert "Not a valid integer" in response.get_data(as_text=True)
