@@ -71,10 +71,18 @@ class Payment(db.Model):
     status: Mapped[str] = mapped_column(sa.String(32), nullable=False, default=PENDING)
     refunded_cents: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     disputed: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    # What refunds and open or lost disputes have taken off the balance, net of disputes won
+    # back; never more than ``credit_micro_p``.
+    taken_back_micro_p: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
     receipt_url: Mapped[str | None] = mapped_column(sa.String(2048), nullable=True)
     failure_reason: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    @property
+    def room_to_take_back(self) -> int:
+        """What may still be taken off the balance for this top-up, in micro-P."""
+        return max(self.credit_micro_p - self.taken_back_micro_p, 0)
 
     @property
     def credited(self) -> bool:
@@ -103,6 +111,37 @@ class Payment(db.Model):
 
     def __repr__(self) -> str:
         return f"<Payment {self.id} {self.status} {self.amount_cents}c>"
+
+
+# Dispute statuses in which the card network sided with us and the money came back; an
+# inquiry closed without a chargeback (``warning_closed``) never withdrew it at all.
+DISPUTE_RETURNED_STATUSES = frozenset({"won", "warning_closed"})
+
+
+class PaymentDispute(db.Model):
+    """One Stripe dispute of a top-up: Stripe's disputed amount and what it moved here.
+
+    ``taken_micro_p`` is decided once, when the dispute is first seen open, and
+    ``returned_micro_p`` reaches it when the dispute is won; both only ever grow, so a
+    replayed or late event finds nothing left to move.
+    """
+
+    __tablename__ = "payment_disputes"
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    payment_id: Mapped[int] = mapped_column(sa.ForeignKey("payments.id", ondelete="CASCADE"), nullable=False,
+                                            index=True)
+    amount_cents: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    status: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    taken_micro_p: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    returned_micro_p: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    @property
+    def returned(self) -> bool:
+        """Whether the dispute ended with the money back with us."""
+        return self.status in DISPUTE_RETURNED_STATUSES
 
 
 class StripeEvent(db.Model):

@@ -121,7 +121,7 @@ def cancel():
 @login_required
 def payments():
     """Payment history, newest first; "Load more" fetches the next page as table rows."""
-    before = request.args.get("before", type=int)
+    before = service.page_cursor(request.args.get("before"))
     rows, next_cursor = service.payments_page(current_user, before)
     block = "rows" if before is not None else "content"
     return render("billing/payments.html", block=block, payments=rows, next_cursor=next_cursor,

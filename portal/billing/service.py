@@ -5,7 +5,11 @@ Money rules kept here:
   re-read from Stripe — never an event body or anything the browser sent;
 - every change to a balance is a gateway ledger entry with an idempotency key derived from
   Stripe's ids (``topup:<session>``, ``refund:<charge>:<cumulative cents>``,
-  ``dispute:<dispute>``), so any number of repeats, in any order, moves money once;
+  ``dispute:<dispute>``, ``dispute-won:<dispute>``), so any number of repeats, in any
+  order, moves money once;
+- refunds and disputes together never take back more than the top-up credited
+  (``Payment.taken_back_micro_p``); a dispute takes Stripe's disputed amount, not the
+  whole charge, and a dispute won gives back exactly what that dispute took;
 - the payment row is locked (an UPDATE on it, which both SQLite and PostgreSQL serialise)
   while Stripe is re-read and the ledger is written, so concurrent deliveries wait for each
   other instead of racing.
@@ -15,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select, update
@@ -24,13 +27,14 @@ from sqlalchemy.exc import IntegrityError
 from portal.accounts import ensure_account
 from portal.extensions import db
 from portal.gateway_client import GatewayError, gateway
-from portal.money import MICRO_PER_P
+from portal.money import MICRO_PER_P, InvalidNumber, TooManyDecimals, scaled_integer
 from portal.models import User
 from portal.timeutil import utcnow
 
 from . import stripe_api
 from .models import (
     CREDITED_STATUSES,
+    DISPUTE_RETURNED_STATUSES,
     DISPUTED,
     EXPIRED,
     FAILED,
@@ -41,6 +45,7 @@ from .models import (
     REFUNDED,
     UNCREDITED_STATUSES,
     Payment,
+    PaymentDispute,
     StripeEvent,
 )
 
@@ -74,27 +79,28 @@ class PaymentMismatch(BillingError):
 def parse_amount_usd(raw: str | None) -> int:
     """Turn a typed dollar amount ("25", "25.50", "$1,000") into cents within the bounds.
 
-    Raises ``InvalidAmount`` with a message for the form.
+    Read by ``money.scaled_integer`` (a strict pattern and integer arithmetic, bounded
+    work for any input). Raises ``InvalidAmount`` with a message for the form.
     """
-    text = (raw or "").strip().replace(",", "").removeprefix("$").strip()
+    text = (raw or "").strip()
     # Anything longer than "10000.00" with generous spacing is not an amount anyone typed.
-    if not text or len(text) > 24:
-        raise InvalidAmount("Enter an amount in US dollars, like 25 or 25.50.")
+    if len(text) > 24:
+        raise InvalidAmount(_AMOUNT_HINT)
+    text = text.removeprefix("$").lstrip()
     try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise InvalidAmount("Enter an amount in US dollars, like 25 or 25.50.") from None
-    if not value.is_finite():
-        raise InvalidAmount("Enter an amount in US dollars, like 25 or 25.50.")
-    cents = value * 100
-    if cents != cents.to_integral_value():
-        raise InvalidAmount("Use at most two decimal places (whole cents).")
-    cents_int = int(cents)
-    if cents_int < MIN_CENTS:
+        cents = scaled_integer(text, 2)
+    except TooManyDecimals:
+        raise InvalidAmount("Use at most two decimal places (whole cents).") from None
+    except InvalidNumber:
+        raise InvalidAmount(_AMOUNT_HINT) from None
+    if cents < MIN_CENTS:
         raise InvalidAmount(f"The smallest top-up is ${MIN_CENTS // 100:,}.")
-    if cents_int > MAX_CENTS:
+    if cents > MAX_CENTS:
         raise InvalidAmount(f"The largest top-up is ${MAX_CENTS // 100:,}.")
-    return cents_int
+    return cents
+
+
+_AMOUNT_HINT = "Enter an amount in US dollars, like 25 or 25.50."
 
 
 def create_checkout(user: User, amount_cents: int, success_url: str, cancel_url: str) -> str:
@@ -352,9 +358,12 @@ def record_charge_refund(charge_id: str) -> Payment | None:
         refunded = min(int(charge.get("amount_refunded") or 0), payment.amount_cents)
         newly = refunded - payment.refunded_cents
         if newly > 0:
-            if not payment.disputed:
-                _ledger(account_id, payment, "refund", newly * MICRO_P_PER_CENT, f"refund:{charge['id']}:{refunded}",
+            # A refund of money a dispute already took back moves nothing twice.
+            take = min(newly * MICRO_P_PER_CENT, payment.room_to_take_back)
+            if take > 0:
+                _ledger(account_id, payment, "refund", take, f"refund:{charge['id']}:{refunded}",
                         f"Refund of card top-up ${payment.amount_usd}")
+            payment.taken_back_micro_p += take
             payment.refunded_cents = refunded
         payment.charge_id = payment.charge_id or charge["id"]
         payment.receipt_url = payment.receipt_url or charge.get("receipt_url")
@@ -366,8 +375,63 @@ def record_charge_refund(charge_id: str) -> Payment | None:
     return payment
 
 
+def _disputed_cents(dispute: dict[str, Any]) -> int:
+    """Stripe's disputed amount in cents; a dispute in another currency is not ours to convert."""
+    amount, currency = dispute.get("amount"), (dispute.get("currency") or "").lower()
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0 or currency != "usd":
+        log.error("dispute %s is %r %r; expected whole usd cents", dispute.get("id"), amount, currency)
+        raise PaymentMismatch("The dispute's amount is not in US cents; nothing was taken back.")
+    return amount
+
+
+def _apply_dispute(account_id: str, payment: Payment, dispute: dict[str, Any]) -> None:
+    """Bring the locked payment in line with one dispute as Stripe reports it now.
+
+    First seen open (or lost), the dispute takes its own amount, capped at what the top-up
+    has not yet had taken back; first seen already won, it takes nothing. Once won, it
+    gives back what it took. Each step happens once whatever the events' order or count.
+    """
+    row = db.session.execute(
+        select(PaymentDispute).where(PaymentDispute.id == dispute["id"]).execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    status = str(dispute.get("status") or "")[:32]
+    cents = _disputed_cents(dispute)
+    if row is None:
+        row = PaymentDispute(id=dispute["id"], payment_id=payment.id, amount_cents=cents, status=status,
+                             taken_micro_p=0, returned_micro_p=0)
+        db.session.add(row)
+        if status not in DISPUTE_RETURNED_STATUSES:
+            take = min(cents * MICRO_P_PER_CENT, payment.room_to_take_back)
+            if take > 0:
+                _ledger(account_id, payment, "debit", take, f"dispute:{dispute['id']}",
+                        f"Dispute of ${cents // 100:,}.{cents % 100:02d} on card top-up ${payment.amount_usd}")
+            row.taken_micro_p = take
+            payment.taken_back_micro_p += take
+    elif row.payment_id != payment.id:
+        raise PaymentMismatch(f"Dispute {dispute['id']} belongs to another payment.")
+    row.status = status
+    give = row.taken_micro_p - row.returned_micro_p
+    if status in DISPUTE_RETURNED_STATUSES and give > 0:
+        _ledger(account_id, payment, "adjustment", give, f"dispute-won:{dispute['id']}",
+                f"Dispute won on card top-up ${payment.amount_usd}")
+        row.returned_micro_p += give
+        payment.taken_back_micro_p -= give
+    db.session.flush()
+    open_disputes = db.session.execute(
+        select(PaymentDispute.id).where(PaymentDispute.payment_id == payment.id,
+                                        PaymentDispute.status.not_in(DISPUTE_RETURNED_STATUSES))
+    ).first()
+    payment.disputed = open_disputes is not None
+    payment.status = _status_after_refund(payment)
+
+
 def record_dispute(dispute_id: str) -> Payment | None:
-    """Take back the not-yet-refunded part of a disputed top-up; ``None`` if not ours."""
+    """Follow a dispute of a top-up (opened, updated, won or lost); ``None`` if not ours.
+
+    The dispute is re-read from Stripe, so whichever of its events arrives, in whatever
+    order, the balance ends where Stripe's current state says: its disputed amount taken
+    back while open or lost, given back once won.
+    """
     dispute = stripe_api.retrieve_dispute(dispute_id)
     intent_id = _id_of(dispute.get("payment_intent"))
     if not intent_id and _id_of(dispute.get("charge")):
@@ -378,13 +442,7 @@ def record_dispute(dispute_id: str) -> Payment | None:
     account_id = _account_of(payment)
     try:
         payment = _lock_payment(payment.id)
-        if not payment.disputed:
-            remaining = payment.amount_cents - payment.refunded_cents
-            if remaining > 0:
-                _ledger(account_id, payment, "debit", remaining * MICRO_P_PER_CENT, f"dispute:{dispute['id']}",
-                        f"Disputed card top-up ${payment.amount_usd}")
-            payment.disputed = True
-            payment.status = DISPUTED
+        _apply_dispute(account_id, payment, dispute)
         db.session.commit()
     except BaseException:
         db.session.rollback()
@@ -402,7 +460,12 @@ _SESSION_HANDLERS = {
 }
 _CHARGE_HANDLERS = {
     "charge.refunded": record_charge_refund,
+    # Every dispute event re-reads the dispute, so each one reconciles to Stripe's state.
     "charge.dispute.created": record_dispute,
+    "charge.dispute.updated": record_dispute,
+    "charge.dispute.funds_withdrawn": record_dispute,
+    "charge.dispute.funds_reinstated": record_dispute,
+    "charge.dispute.closed": record_dispute,
 }
 
 
@@ -449,6 +512,18 @@ def _record_event(event_id: str, event_type: str) -> None:
 PAGE_SIZE = 20
 
 
+def page_cursor(raw: str | None) -> int | None:
+    """A ``before`` cursor from the query string: a payment id, or ``None`` for the first page.
+
+    Only up to 18 ASCII digits count, so the id always fits the database's 64-bit integer
+    (a longer number would make PostgreSQL refuse the query) and parsing is O(1).
+    """
+    text = (raw or "").strip()
+    if not 0 < len(text) <= 18 or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
 def payments_page(user: User, before_id: int | None = None, limit: int = PAGE_SIZE) -> tuple[list[Payment], int | None]:
     """One page of the user's payments, newest first, and the cursor for the next page."""
     query = select(Payment).where(Payment.user_id == user.id)
@@ -470,5 +545,6 @@ __all__ = [
     "BillingError", "InvalidAmount", "CheckoutUnavailable", "PaymentNotFound", "PaymentMismatch",
     "MIN_CENTS", "MAX_CENTS", "PRESET_USD", "CREDITED_STATUSES", "parse_amount_usd", "create_checkout",
     "fulfill_checkout", "mark_checkout_failed", "expire_checkout", "record_charge_refund",
-    "record_dispute", "handle_event", "event_already_processed", "payments_page", "payment_for_user",
+    "record_dispute", "handle_event", "event_already_processed", "page_cursor", "payments_page",
+    "payment_for_user",
 ]

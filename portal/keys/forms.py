@@ -9,7 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from ..money import MICRO_PER_P, parse_p
+from ..money import MICRO_PER_P, InvalidNumber, parse_p
 from ..timeutil import parse_iso, today_in, zone
 
 MAX_SPEND_LIMIT_P = 100_000_000  # $100,000: far above any real budget, below integer trouble
@@ -54,7 +54,7 @@ class KeyLimitsMixin:
             return
         try:
             micro = parse_p(field.data)
-        except ValueError as exc:
+        except InvalidNumber as exc:
             raise ValidationError(str(exc)) from None
         if micro == self.current_limit_micro_p:
             return

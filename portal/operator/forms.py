@@ -8,7 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateTimeLocalField, HiddenField, IntegerField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
-from ..money import parse_p
+from ..money import InvalidNumber, parse_p, scaled_integer
 
 
 def _strip(value: str | None) -> str:
@@ -30,15 +30,13 @@ class SignedP:
     """A signed amount of P (“-12.5”, “+1,000”) into ``field.micro_p``; zero is refused."""
 
     def __call__(self, form, field) -> None:
-        text = (field.data or "").strip()
-        negative = text.startswith(("-", "−"))
         try:
-            micro = parse_p(text.lstrip("+-−"))
-        except ValueError as exc:
+            micro = parse_p(field.data)
+        except InvalidNumber as exc:
             raise ValidationError(str(exc)) from None
         if micro == 0:
             raise ValidationError("Enter a non-zero amount: positive adds to the balance, negative takes away.")
-        field.micro_p = -micro if negative else micro
+        field.micro_p = micro
 
 
 class AdjustForm(FlaskForm):
@@ -61,12 +59,26 @@ class AdjustForm(FlaskForm):
             raise ValidationError("This form has expired; reload the page.") from None
 
 
+class WholeNumberField(IntegerField):
+    """An integer field read by ``money.scaled_integer``: ASCII digits (with , or _ between
+    groups) only, bounded work for any input; anything else is a form error, never a 500."""
+
+    def process_formdata(self, valuelist) -> None:
+        if not valuelist:
+            return
+        try:
+            self.data = scaled_integer((valuelist[0] or "").strip(), 0)
+        except InvalidNumber:
+            self.data = None
+            raise ValueError(self.gettext("Not a valid integer value.")) from None
+
+
 class PriceForm(FlaskForm):
     """A new price for one model, in P per 1M tokens."""
 
-    input_price = IntegerField("Input (P per 1M)", validators=[
+    input_price = WholeNumberField("Input (P per 1M)", validators=[
         InputRequired("Enter the input price as a whole number of P per 1M tokens."), NumberRange(0, 10**9)])
-    output_price = IntegerField("Output (P per 1M)", validators=[
+    output_price = WholeNumberField("Output (P per 1M)", validators=[
         InputRequired("Enter the output price as a whole number of P per 1M tokens."), NumberRange(0, 10**9)])
     # Empty: in force at once. Otherwise a later moment, in the operator's time zone.
     effective_from = DateTimeLocalField("In force from", format="%Y-%m-%dT%H:%M", validators=[Optional()])

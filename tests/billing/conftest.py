@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from fixtures.portal import PortalUser, login
 from portal.billing import service
-from portal.billing.models import CREDITED_STATUSES, MICRO_P_PER_CENT, Payment
+from portal.billing.models import CREDITED_STATUSES, Payment
 from portal.extensions import db
 from portal.gateway_client import gateway
 from portal.models import User
@@ -73,12 +73,19 @@ class Billing:
         with self.app.app_context():
             return gateway().get_account(buyer.account_id)["balance_micro_p"]
 
+    def entries(self, buyer: PortalUser) -> dict[str, int]:
+        """The account's ledger entries as {idempotency key: signed micro-P}."""
+        with self.app.app_context():
+            page = gateway().ledger_page(buyer.account_id, limit=200)
+        return {e["idempotency_key"]: e["amount_micro_p"] for e in page["data"]}
+
     def ledger_agrees(self, buyer: PortalUser) -> None:
         """The balance equals what the payment rows say was credited and taken back."""
         expected = 0
         for payment in self.payments(buyer):
-            if payment.status in CREDITED_STATUSES and not payment.disputed:
-                expected += payment.credit_micro_p - payment.refunded_cents * MICRO_P_PER_CENT
+            if payment.status in CREDITED_STATUSES:
+                assert 0 <= payment.taken_back_micro_p <= payment.credit_micro_p
+                expected += payment.credit_micro_p - payment.taken_back_micro_p
         assert self.balance(buyer) == expected
 
 
