@@ -4,16 +4,16 @@ top-up has been taken back in all.
 Payments disputed before this change took back their whole unrefunded remainder, so
 they start with everything taken back; a later event for such a dispute takes nothing more.
 
-Revision ID: 0006_payment_disputes
-Revises: 0005_email_confirmation
+Revision ID: 0007_payment_disputes
+Revises: 0006_sign_in_hardening
 Create Date: 2026-11-26
 
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0006_payment_disputes"
-down_revision = "0005_email_confirmation"
+revision = "0007_payment_disputes"
+down_revision = "0006_sign_in_hardening"
 branch_labels = None
 depends_on = None
 
