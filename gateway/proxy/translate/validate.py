@@ -342,6 +342,9 @@ def check_embedding(body: dict) -> None:
         raise _fail("encoding_format", "must be float or base64")
     _positive_int(body, "dimensions")
     _string(body, "user")
+    # Not embeddings fields, but the gateway reads them before it knows the endpoint.
+    _boolean(body, "stream")
+    _stream_options(body)
 
 
 # --------------------------------------------------------------------------
