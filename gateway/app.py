@@ -17,7 +17,7 @@ from aiohttp import web
 from .accounting.catalog_overrides import CatalogRefresher
 from .accounting.leases import Reserver
 from .accounting.metering import BatchWriter
-from .api import admin, internal, public
+from .api import admin, guards, internal, public
 from .appkeys import CATALOG, ENGINE, HTTP, KEYS, REFRESHER, RESERVER, SETTINGS, WRITER
 from .auth import KeyCache
 from .catalog import load_catalog
@@ -84,7 +84,8 @@ async def _catalog_refresher(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     """The gateway application for ``settings`` (raises ``ConfigError`` for a bad catalogue)."""
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    # The parser's header limits sit above the gateway's own (api/guards.py), which answer in JSON.
+    app = web.Application(client_max_size=settings.max_body_bytes, handler_args=guards.PARSER_LIMITS)
     app[SETTINGS] = settings
     app[CATALOG] = load_catalog(settings.providers_file)
     app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _batch_writer, _catalog_refresher])

@@ -10,7 +10,9 @@ import base64
 import binascii
 import hmac
 import logging
+import re
 import traceback
+import unicodedata
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Sequence
@@ -29,7 +31,18 @@ log = logging.getLogger("samalink.gateway.internal")
 
 # The longest date range a usage or money report covers.
 MAX_RANGE_DAYS = 400
+# Dates the reports accept: far beyond any real data, and far from date.min/date.max,
+# where adding a day or shifting into a time zone would overflow.
+MIN_YEAR, MAX_YEAR = 2000, 2999
+# Row ids are 64-bit integers in the database.
+MAX_ROW_ID = 2**63 - 1
+# Longest digit string an integer query parameter may have (before any conversion).
+MAX_INT_DIGITS = 18
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_INT_RE = re.compile(r"-?[0-9]{1,%d}" % MAX_INT_DIGITS)
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# IANA names: letters, digits and _ + - / (no "..", checked by ZoneInfo itself).
+_ZONE_RE = re.compile(r"[A-Za-z0-9_+\-/]+")
 
 
 class HttpError(Exception):
@@ -125,12 +138,23 @@ def str_field(data: dict, name: str, max_len: int, required: bool = False) -> st
         return None
     if not isinstance(value, str):
         raise HttpError(422, f"{name} must be a string.", "invalid_field")
+    if not clean_text(value):
+        raise HttpError(422, f"{name} must not contain control characters.", "invalid_field")
     value = value.strip()
     if not value and required:
         raise HttpError(422, f"{name} must not be empty.", "invalid_field")
     if len(value) > max_len:
         raise HttpError(422, f"{name} must be at most {max_len} characters.", "invalid_field")
     return value
+
+
+def clean_text(value: str) -> bool:
+    """True when ``value`` holds no control character and no lone surrogate.
+
+    Databases refuse NUL (PostgreSQL) and surrogates cannot be encoded as UTF-8; the other
+    control characters have no place in a name or note a person typed.
+    """
+    return not any(unicodedata.category(char) in ("Cc", "Cs") for char in value)
 
 
 def datetime_field(data: dict, name: str) -> datetime | None:
@@ -145,6 +169,8 @@ def datetime_field(data: dict, name: str) -> datetime | None:
         raise HttpError(422, f"{name} must be an ISO 8601 date-time, e.g. 2026-12-31T23:59:00Z.", "invalid_field") from None
     if parsed.tzinfo is None:
         raise HttpError(422, f"{name} must include a UTC offset, e.g. 2026-12-31T23:59:00Z.", "invalid_field")
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise HttpError(422, f"{name} must be in the years {MIN_YEAR} to {MAX_YEAR}.", "invalid_field")
     return parsed.astimezone(timezone.utc)
 
 
@@ -166,10 +192,9 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise HttpError(400, f"{name} must be an integer.", "invalid_query") from None
+    if not _INT_RE.fullmatch(raw):
+        raise HttpError(400, f"{name} must be an integer.", "invalid_query")
+    value = int(raw)
     if not low <= value <= high:
         raise HttpError(400, f"{name} must be between {low} and {high}.", "invalid_query")
     return value
@@ -181,15 +206,20 @@ def query_date(request: web.Request, name: str, required: bool) -> date | None:
         if required:
             raise HttpError(400, f"{name} is required (YYYY-MM-DD).", "invalid_query")
         return None
+    if not _DATE_RE.fullmatch(raw):
+        raise HttpError(400, f"{name} must be a date as YYYY-MM-DD.", "invalid_query")
     try:
-        return date.fromisoformat(raw)
+        value = date.fromisoformat(raw)
     except ValueError:
         raise HttpError(400, f"{name} must be a date as YYYY-MM-DD.", "invalid_query") from None
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise HttpError(400, f"{name} must be a date in the years {MIN_YEAR} to {MAX_YEAR}.", "invalid_query")
+    return value
 
 
 def zone(raw: Any, name: str, status: int, code: str) -> ZoneInfo:
     message = f"{name} must be an IANA time zone such as Europe/Berlin"
-    if not isinstance(raw, str) or not raw:
+    if not isinstance(raw, str) or not raw or len(raw) > 64 or not _ZONE_RE.fullmatch(raw):
         raise HttpError(status, f"{message}.", code)
     try:
         return ZoneInfo(raw)
@@ -211,17 +241,22 @@ def decode_cursor(request: web.Request) -> int | None:
     raw = request.query.get("cursor")
     if not raw:
         return None
+    invalid = HttpError(400, "cursor is not valid; use next_cursor from a previous page.", "invalid_query")
+    if len(raw) > 64:
+        raise invalid
     try:
         text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
         prefix, _, value = text.partition(":")
         if prefix != "v1":
             raise ValueError(text)
+        if prefix != "v1" or not value.isascii() or not value.isdigit() or len(value) > 19:
+            raise ValueError(text)
         last_id = int(value)
-        if last_id < 0:
+        if last_id > MAX_ROW_ID:
             raise ValueError(text)
         return last_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise HttpError(400, "cursor is not valid; use next_cursor from a previous page.", "invalid_query") from None
+        raise invalid from None
 
 
 def database(request: web.Request) -> Database:
@@ -272,13 +307,14 @@ def request_filter(request: web.Request, account_id: str | None, *, cross_accoun
     for name, value in (("provider", provider), ("model", model)):
         if value is not None and len(value) > 100:
             raise HttpError(400, f"{name} is too long.", "invalid_query")
+        if value is not None and not clean_text(value):
+            raise HttpError(400, f"{name} must not contain control characters.", "invalid_query")
     status = q.get("status") or None
     status_code: int | None = None
     if status is not None and status not in ("ok", "error"):
-        try:
-            status_code = int(status)
-        except ValueError:
-            raise HttpError(400, "status must be ok, error or an HTTP status code.", "invalid_query") from None
+        if not (status.isascii() and status.isdigit() and len(status) == 3):
+            raise HttpError(400, "status must be ok, error or an HTTP status code.", "invalid_query")
+        status_code = int(status)
         if not 100 <= status_code <= 599:
             raise HttpError(400, "status must be ok, error or an HTTP status code.", "invalid_query")
         status = None

@@ -33,6 +33,7 @@ from ..proxy import tokens
 from ..proxy.call import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, Call, Plan, plan_request
 from ..proxy.forward import forward_stream, forward_whole
 from ..proxy.translate import validate
+from . import guards
 
 log = logging.getLogger("samalink.gateway.public_api")
 
@@ -434,6 +435,7 @@ async def _warm(app: web.Application) -> None:
 def setup_routes(app: web.Application) -> None:
     """Register the /v1 routes (and what they keep on the app)."""
     app[RUNTIME] = _Runtime()
+    guards.setup(app)
     app.on_startup.append(_warm)
     app.router.add_post(CHAT, chat_completions)
     app.router.add_post(COMPLETIONS, completions)

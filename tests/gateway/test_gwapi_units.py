@@ -192,3 +192,116 @@ def test_prompt_estimates_count_text_images_and_tools():
     assert anthropic == text_only + tokens.count_text("be brief")
     assert tokens.estimate_embedding_input(["ab", "cd"]) == tokens.count_text("ab") + tokens.count_text("cd")
     assert tokens.estimate_embedding_input([5, 6, 7]) == 3
+
+
+TOOL_TURN = {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]}
+
+
+def _tool_result(content):
+    return {"messages": [TOOL_TURN, {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t1", "content": content}]}]}
+
+
+@pytest.mark.parametrize("body, param", [
+    (_tool_result([1]), "messages.1.content.0.content.0"),
+    (_tool_result(5), "messages.1.content.0.content"),
+    (_tool_result({}), "messages.1.content.0.content"),
+    (_tool_result([{"type": "text", "text": 7}]), "messages.1.content.0.content.0.text"),
+    (_tool_result([{"type": "tool_use"}]), "messages.1.content.0.content.0"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": ["x"]}]}]}, "messages.0.content.0.text"),
+    ({"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64", "data": 1}}]}]},
+     "messages.0.content.0.source.media_type"),
+    ({"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": None}}]}]},
+     "messages.0.content.0.source.url"),
+    ({"messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": "x"}]}]},
+     "messages.0.content.0.input"),
+    ({"messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": 3, "name": "f", "input": {}}]}]},
+     "messages.0.content.0.id"),
+    ({"messages": [{"role": "user", "content": "x"}], "system": [{"type": "image"}]}, "system.0.type"),
+    ({"messages": [{"role": "user", "content": "x"}], "stop_sequences": "END"}, "stop_sequences"),
+    ({"messages": [{"role": "user", "content": "x"}], "stop_sequences": [1]}, "stop_sequences"),
+    ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 2.5}, "max_tokens"),
+    ({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, "temperature"),
+    ({"messages": [{"role": "user", "content": "x"}], "top_k": -1}, "top_k"),
+    ({"messages": [{"role": "user", "content": "x"}], "stream": 1}, "stream"),
+    ({"messages": [{"role": "user", "content": "x"}], "metadata": {"user_id": 5}}, "metadata.user_id"),
+    ({"messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "tool"}}, "tool_choice.name"),
+    ({"messages": [{"role": "user", "content": "x"}], "tools": [{"name": "f", "input_schema": []}]},
+     "tools.0.input_schema"),
+])
+def test_anthropic_fields_of_the_wrong_type_are_400_naming_the_field(body, param):
+    with pytest.raises(ApiError) as caught:
+        validate.check_messages(body)
+    assert caught.value.status == 400 and caught.value.param == param
+    assert caught.value.message.startswith(param + ":")
+
+
+USER = {"role": "user", "content": "x"}
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": 5}}]}]},
+     "messages[0].content[0].image_url.url"),
+    ({"messages": [{"role": "system", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+     "messages[0].content[0]"),
+    ({"messages": [{"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": 1}]}]},
+     "messages[0].content[0].text"),
+    ({"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": {}}}]}]},
+     "messages[0].tool_calls[0].function.arguments"),
+    ({"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": 1}}]}]},
+     "messages[0].tool_calls[0].function.name"),
+    ({"messages": [{"role": "assistant", "tool_calls": "all"}]}, "messages[0].tool_calls"),
+    ({"messages": [{"role": "user", "content": "x", "name": 5}]}, "messages[0].name"),
+    ({"messages": [USER], "stop": ["a", 1]}, "stop"),
+    ({"messages": [USER], "stop": 5}, "stop"),
+    ({"messages": [USER], "seed": 2**64}, "seed"),
+    ({"messages": [USER], "user": 5}, "user"),
+    ({"messages": [USER], "presence_penalty": "x"}, "presence_penalty"),
+    ({"messages": [USER], "tool_choice": {"type": "function", "function": {"name": 5}}}, "tool_choice"),
+    ({"messages": [USER], "tool_choice": "sometimes"}, "tool_choice"),
+    ({"messages": [USER], "parallel_tool_calls": "no"}, "parallel_tool_calls"),
+    ({"messages": [USER], "response_format": "json"}, "response_format"),
+])
+def test_openai_fields_of_the_wrong_type_are_400_naming_the_field(body, param):
+    with pytest.raises(ApiError) as caught:
+        validate.check_chat(body)
+    assert caught.value.status == 400 and caught.value.param == param
+
+
+@pytest.mark.parametrize("check, body, param", [
+    (validate.check_completion, {"prompt": "x", "echo": "no"}, "echo"),
+    (validate.check_completion, {"prompt": "x", "stop": "END", "n": 0}, "n"),
+    (validate.check_embedding, {"input": [True, 2]}, "input"),
+    (validate.check_embedding, {"input": [[-1]]}, "input"),
+    (validate.check_embedding, {"input": "x", "user": []}, "user"),
+])
+def test_completion_and_embedding_fields_are_checked_too(check, body, param):
+    with pytest.raises(ApiError) as caught:
+        check(body)
+    assert caught.value.status == 400 and caught.value.param == param
+
+
+def test_documented_anthropic_bodies_still_pass():
+    validate.check_messages({
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}},
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
+            ]},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                {"type": "tool_use", "id": "t1", "name": "f", "input": {"a": 1}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": "ok", "is_error": False},
+                {"type": "tool_result", "tool_use_id": "t1",
+                 "content": [{"type": "text", "text": "ok"}, {"type": "image", "source": {"type": "file", "file_id": "f"}}]},
+                {"type": "tool_result", "tool_use_id": "t1"},
+                {"type": "web_search_result_location", "anything": [1]},
+            ]},
+        ],
+        "system": "s", "stop_sequences": ["END"], "max_tokens": 10, "temperature": 1, "top_k": 5,
+        "tools": [{"name": "f", "input_schema": {"type": "object"}}, {"type": "web_search_20250305", "name": "web"}],
+        "tool_choice": {"type": "tool", "name": "f", "disable_parallel_tool_use": True},
+        "metadata": {"user_id": "u"}, "thinking": {"type": "enabled", "budget_tokens": 1024},
+    })

@@ -212,7 +212,7 @@ def _image_url(source: dict, param: str) -> str:
         return f"data:{source.get('media_type')};base64,{source.get('data')}"
     if kind == "url":
         return source.get("url")
-    raise bad_request(f"image source type {kind!r} is not supported for this model", param)
+    raise bad_request(f"{param}.type: image source type {kind!r} is not supported for this model", f"{param}.type")
 
 
 def _tool_result_text(content: object) -> str:
@@ -259,7 +259,7 @@ def messages_to_chat_request(body: dict, model: Model, provider_name: str) -> di
         parts: list[dict] = []
         for block_index, block in enumerate(content):
             kind = block.get("type")
-            where = f"messages[{index}].content[{block_index}]"
+            where = f"messages.{index}.content.{block_index}"
             if kind == "tool_result":
                 # OpenAI wants each tool result as its own message right after
                 # the assistant turn that called it, before any new user text.
@@ -274,7 +274,8 @@ def messages_to_chat_request(body: dict, model: Model, provider_name: str) -> di
                 source = block.get("source") or {}
                 parts.append({"type": "image_url", "image_url": {"url": _image_url(source, f"{where}.source")}})
             else:
-                raise bad_request(f"content block type {kind!r} is not supported for this model", where)
+                raise bad_request(f"{where}.type: content block type {kind!r} is not supported for this model",
+                                  f"{where}.type")
         if parts:
             if all(part["type"] == "text" for part in parts):
                 messages.append({"role": "user", "content": "\n".join(p["text"] for p in parts)})
