@@ -331,7 +331,7 @@ def traffic():
     filters = parse_filters(request.args)
     errors = list(filters.errors)
     params = filters.params()
-    account_id = (request.args.get("account_id") or "").strip()
+    account_id = typed_account_id = (request.args.get("account_id") or "").strip()[:100]
     if account_id and not _UUID.match(account_id):
         errors.append("The customer must be an account id.")
         account_id = ""
@@ -346,7 +346,8 @@ def traffic():
     if error:
         errors.append(error)
     query = urlencode(params)
-    context = {"filters": filters, "errors": errors, "account_id": account_id, "provider": provider,
+    # A refused customer id stays in its input beside the message, so it can be corrected.
+    context = {"filters": filters, "errors": errors, "account_id": typed_account_id, "provider": provider,
                "rows": (page or {}).get("data") or [], "page": page, "next_cursor": (page or {}).get("next_cursor"),
                "cursor": cursor, "query": query, "status_choices": STATUS_CHOICES}
     if is_htmx():

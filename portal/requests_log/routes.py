@@ -28,7 +28,7 @@ def request_log():
         page = gateway().requests_page(ensure_account(current_user), dict(filters.params(), tz=current_user.tz),
                                        cursor=cursor, limit=PAGE_SIZE)
     except GatewayError as exc:
-        filters = filters.__class__(errors=filters.errors + (exc.message,))
+        filters = filters.refused(exc.message)
     except GatewayUnavailable:
         mark_gateway_down()
     context = {"filters": filters, "page": page, "rows": (page or {}).get("data") or [],
