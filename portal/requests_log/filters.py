@@ -55,6 +55,11 @@ class LogFilters:
         return bool(self.params())
 
 
+def key_choices(keys: list[dict]) -> list[tuple[str, str]]:
+    """The key filter's choices: (key id, "name (masked key)") for each of the account's keys."""
+    return [(k["id"], f'{k.get("name")} ({k.get("masked")})') for k in keys]
+
+
 def _date(value: str, name: str, errors: list[str]) -> str:
     if not value:
         return ""

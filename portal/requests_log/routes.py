@@ -12,7 +12,7 @@ from ..catalog_view import load_catalog
 from ..gateway_client import gateway
 from ..gateway_views import calling_gateway
 from ..htmx import is_htmx, render
-from .filters import STATUS_CHOICES, parse_filters
+from .filters import STATUS_CHOICES, key_choices, parse_filters
 
 bp = Blueprint("requests_log", __name__)
 PAGE_SIZE = 50
@@ -41,7 +41,7 @@ def request_log():
         keys = gateway().list_keys(ensure_account(current_user))
     catalog = load_catalog()
     models = [m["id"] for m in catalog.models] if catalog else []
-    return render("requests_log/requests.html", keys=keys, models=models, **context)
+    return render("requests_log/requests.html", key_choices=key_choices(keys), models=models, **context)
 
 
 @bp.route("/requests.csv")
