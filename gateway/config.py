@@ -7,33 +7,15 @@ Every setting has a safe default for a local run; a malformed value raises
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import load_dotenv
 
+from samalink_common.config import ConfigError, database_url, instance_token
+
 INSTANCE_DIR = Path(os.environ.get("SAMALINK_INSTANCE_DIR", Path.cwd() / "instance"))
 DEFAULT_PROVIDERS_FILE = Path(__file__).with_name("providers.toml")
-
-
-class ConfigError(Exception):
-    """A setting is missing or malformed; the message names it."""
-
-
-def instance_token(instance_dir: Path = INSTANCE_DIR) -> str:
-    """Return the internal API token stored under instance/, creating it on first use.
-
-    Only for local runs where ``INTERNAL_API_TOKEN`` is unset: portal and gateway
-    started from the same directory then share the same secret.
-    """
-    instance_dir.mkdir(parents=True, exist_ok=True)
-    path = instance_dir / "internal_api_token"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
 
 
 def _int(env: dict, name: str, default: int, low: int = 0, high: int = 2**31) -> int:
@@ -60,15 +42,6 @@ def _float(env: dict, name: str, default: float, low: float = 0.0) -> float:
     if value <= low:
         raise ConfigError(f"{name} must be greater than {low}, got {value}")
     return value
-
-
-def _database_url(env: dict, name: str, default: str) -> str:
-    url = env.get(name) or default
-    if not (url.startswith("sqlite") or url.startswith("postgresql")):
-        raise ConfigError(f"{name} must be a sqlite:// or postgresql+psycopg:// URL")
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
 
 
 @dataclass(frozen=True)
@@ -99,7 +72,7 @@ class Settings:
         if env is None:
             load_dotenv(override=False)
             env = dict(os.environ)
-        token = env.get("INTERNAL_API_TOKEN") or instance_token()
+        token = env.get("INTERNAL_API_TOKEN") or instance_token(INSTANCE_DIR)
         if len(token) < 16:
             raise ConfigError("INTERNAL_API_TOKEN must be at least 16 characters")
         providers_file = Path(env.get("PROVIDERS_FILE") or DEFAULT_PROVIDERS_FILE)
@@ -109,7 +82,7 @@ class Settings:
         return cls(
             host=env.get("GATEWAY_HOST") or "127.0.0.1",
             port=_int(env, "GATEWAY_PORT", 8001, 0, 65535),
-            database_url=_database_url(env, "GATEWAY_DATABASE_URL", default_db),
+            database_url=database_url(env, "GATEWAY_DATABASE_URL", default_db),
             internal_api_token=token,
             providers_file=providers_file,
             upstream_connect_timeout=_float(env, "UPSTREAM_CONNECT_TIMEOUT", 10.0),

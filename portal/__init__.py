@@ -6,18 +6,19 @@ import logging
 from pathlib import Path
 from urllib.parse import urlencode
 
-from flask import Flask, g, redirect, request
+from flask import Flask, redirect, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
 from . import mail, security
-from .accounts import current_account, gateway_down
+from .accounts import current_account
 from .auth import sessions
 from .config import Config
 from .extensions import csrf, db, login_manager, migrate
 from .filters import register_filters
 from .macros import register_macros
 from .gateway_client import GatewayClient, GatewayUnavailable
+from .gateway_views import gateway_down, mark_gateway_down
 from .htmx import redirect_to, render
 from .models import User
 from .navigation import nav_for
@@ -129,7 +130,7 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(GatewayUnavailable)
     def usage_service_down(error: GatewayUnavailable):
         log.warning("usage service unavailable: %s", error)
-        g.gateway_down = True
+        mark_gateway_down()
         return render("errors/error.html", status=503, title="Usage service unavailable",
                       message="The usage service is unavailable right now. Your data is safe; try again in a minute.")
 

@@ -9,6 +9,7 @@ from flask_login import current_user
 
 from .extensions import db
 from .gateway_client import GatewayError, GatewayUnavailable, gateway
+from .gateway_views import calling_gateway
 from .models import User
 
 log = logging.getLogger(__name__)
@@ -29,20 +30,21 @@ def ensure_account(user: User) -> str:
 
 
 def current_account() -> dict | None:
-    """The signed-in user's gateway account (cached for the request), or None when unavailable."""
+    """The signed-in user's gateway account (cached for the request), or None.
+
+    None when nobody is signed in, or when the gateway cannot give the account: the top
+    bar of every page (and the billing pages) call this, so an outage must not fail the
+    page. It renders without the balance, and the request is marked so the page shows
+    the gateway notice. A refusal is logged and treated the same way: the user cannot
+    correct a stale link between their sign-in and their account.
+    """
     if "account" in g:
         return g.account
     g.account = None
     if not current_user.is_authenticated:
         return None
-    try:
-        account_id = ensure_account(current_user)
-        g.account = gateway().get_account(account_id)
-    except GatewayUnavailable:
-        mark_gateway_down()
-    except GatewayError as exc:
-        log.warning("gateway refused the account lookup for user %s: %s", current_user.id, exc.message)
-        mark_gateway_down()
+    with calling_gateway():
+        g.account = gateway().get_account(ensure_account(current_user))
     return g.account
 
 
@@ -59,13 +61,3 @@ def sync_usage_zone(user: User, kept_in: str | None = None) -> None:
         gateway().update_account(user.account_id, usage_tz=user.tz)
     except (GatewayUnavailable, GatewayError) as exc:
         log.warning("could not move the daily usage sums of user %s to %s: %s", user.id, user.tz, exc)
-
-
-def mark_gateway_down() -> None:
-    """Record for this request that the usage service could not be reached."""
-    g.gateway_down = True
-
-
-def gateway_down() -> bool:
-    """True once any call in this request found the gateway unreachable."""
-    return bool(g.get("gateway_down"))

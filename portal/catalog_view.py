@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .accounts import mark_gateway_down
-from .gateway_client import GatewayError, GatewayUnavailable, gateway
+from .gateway_client import gateway
+from .gateway_views import calling_gateway
 
 GROUP_ORDER = ("Chinese Models", "International Models")
 
@@ -45,9 +45,8 @@ class CatalogView:
 
 def load_catalog() -> CatalogView | None:
     """The catalogue, or None (and the page's notice set) when the gateway is down."""
-    try:
+    with calling_gateway() as call:
         data = gateway().catalog()
-    except (GatewayUnavailable, GatewayError):
-        mark_gateway_down()
+    if call.failed:
         return None
     return CatalogView(models=list(data.get("models") or []), providers=list(data.get("providers") or []))

@@ -6,11 +6,10 @@ A missing or malformed setting raises ``ConfigError`` with one line naming it.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.config import ConfigError, instance_token
+from samalink_common.config import ConfigError, database_url, instance_secret, instance_token
 
 INSTANCE_DIR = Path(os.environ.get("SAMALINK_INSTANCE_DIR", Path.cwd() / "instance"))
 
@@ -19,13 +18,7 @@ __all__ = ["Config", "TestingConfig", "ConfigError", "INSTANCE_DIR"]
 
 def instance_secret_key(instance_dir: Path) -> str:
     """Return the session signing key kept under instance/, creating it on first use."""
-    instance_dir.mkdir(parents=True, exist_ok=True)
-    path = instance_dir / "secret_key"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+    return instance_secret(instance_dir, "secret_key", 48)
 
 
 def _http_url(env: dict, name: str, default: str) -> str:
@@ -47,15 +40,6 @@ def _port(env: dict, name: str, default: int) -> int:
     if not 0 <= value <= 65535:
         raise ConfigError(f"{name} must be between 0 and 65535, got {value}")
     return value
-
-
-def _database_url(env: dict, name: str, default: str) -> str:
-    url = env.get(name) or default
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    if not (url.startswith("sqlite") or url.startswith("postgresql")):
-        raise ConfigError(f"{name} must be a sqlite:// or postgresql+psycopg:// URL")
-    return url
 
 
 def _positive(env: dict, name: str, default: float) -> float:
@@ -119,7 +103,7 @@ class Config:
         self.INTERNAL_API_TOKEN = env.get("INTERNAL_API_TOKEN") or instance_token(instance_dir)
         if len(self.INTERNAL_API_TOKEN) < 16:
             raise ConfigError("INTERNAL_API_TOKEN must be at least 16 characters")
-        self.SQLALCHEMY_DATABASE_URI = _database_url(
+        self.SQLALCHEMY_DATABASE_URI = database_url(
             env, "DATABASE_URL", f"sqlite:///{Path(instance_dir).resolve() / 'portal.db'}"
         )
         self.SMTP_HOST = env.get("SMTP_HOST") or ""

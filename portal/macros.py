@@ -13,6 +13,7 @@ MACROS = {
     "partials/_code_tabs.html": ("code_tabs", "code_block"),
     "partials/_price_table.html": ("price_table",),
     "partials/_load_more.html": ("load_more",),
+    "partials/_filters.html": ("filter_bar", "filter_select", "filter_input", "log_filter_fields", "filter_actions"),
 }
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, flash, request
 from flask_login import current_user, login_required
 
-from ..accounts import ensure_account, mark_gateway_down, sync_usage_zone
+from ..accounts import ensure_account, sync_usage_zone
 from ..auth.passwords import hash_password, verify_password
 from ..auth.routes import start_session
 from ..extensions import db
-from ..gateway_client import GatewayError, GatewayUnavailable
+from ..gateway_views import calling_gateway
 from ..htmx import is_htmx, redirect_to, render
 from ..timeutil import is_valid_zone
 from .forms import ChangePasswordForm, TimezoneForm
@@ -20,10 +20,8 @@ bp = Blueprint("account", __name__)
 def _page(tz_form=None, password_form=None, status=200, block="content", **extra):
     account_id = current_user.account_id
     if account_id is None:
-        try:
+        with calling_gateway():
             account_id = ensure_account(current_user)
-        except (GatewayUnavailable, GatewayError):
-            mark_gateway_down()
     tz_form = tz_form or TimezoneForm(data={"timezone": current_user.tz})
     password_form = password_form or ChangePasswordForm(formdata=None)
     return render("account/settings.html", block=block, status=status, tz_form=tz_form,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 from flask_login import current_user, login_required
 
-from ..accounts import ensure_account, mark_gateway_down, sync_usage_zone
+from ..accounts import ensure_account, sync_usage_zone
 from ..catalog_view import load_catalog
-from ..gateway_client import GatewayError, GatewayUnavailable, gateway
+from ..gateway_client import gateway
+from ..gateway_views import calling_gateway
 from ..htmx import redirect_to, render
 
 bp = Blueprint("dashboard", __name__)
@@ -25,13 +26,11 @@ def dashboard():
     """Figures for today and this month in the user's zone, and where to start."""
     summary = None
     keys: list[dict] = []
-    try:
+    with calling_gateway():
         account_id = ensure_account(current_user)
         summary = gateway().account_summary(account_id, current_user.tz)
         keys = gateway().list_keys(account_id)
         sync_usage_zone(current_user, summary["usage_tz"])
-    except (GatewayUnavailable, GatewayError):
-        mark_gateway_down()
     active_keys = [k for k in keys if k.get("status") == "active"]
     return render("dashboard/dashboard.html", summary=summary, active_keys=active_keys,
                   catalog=load_catalog(), base_url=current_app.config["GATEWAY_PUBLIC_URL"])

@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 from flask_login import current_user, login_required
 
-from ..accounts import ensure_account, mark_gateway_down
+from ..accounts import ensure_account
 from ..catalog_view import load_catalog
-from ..gateway_client import GatewayError, GatewayUnavailable, gateway
+from ..gateway_client import gateway
+from ..gateway_views import calling_gateway
 from ..htmx import render
 from .examples import ENDPOINTS, ERRORS, KEY_PATTERN, build_examples, key_hint
 
@@ -18,10 +19,9 @@ def _key_prefix() -> str | None:
     """The prefix of the customer's newest active key, to show where the key goes."""
     if not current_user.is_authenticated:
         return None
-    try:
+    with calling_gateway() as call:
         keys = gateway().list_keys(ensure_account(current_user))
-    except (GatewayUnavailable, GatewayError):
-        mark_gateway_down()
+    if call.failed:
         return None
     active = [k for k in keys if k.get("status") == "active"]
     active.sort(key=lambda k: k.get("created_at") or "", reverse=True)

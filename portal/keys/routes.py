@@ -7,8 +7,9 @@ import logging
 from flask import Blueprint, abort, flash, request
 from flask_login import current_user, login_required
 
-from ..accounts import ensure_account, mark_gateway_down
-from ..gateway_client import GatewayError, GatewayUnavailable, gateway
+from ..accounts import ensure_account
+from ..gateway_client import GatewayUnavailable, gateway
+from ..gateway_views import calling_gateway
 from ..htmx import is_htmx, redirect_to, render
 from ..money import format_p
 from .forms import CreateKeyForm, KeyLimitsForm, RenameKeyForm, last_day, limit_text
@@ -30,10 +31,9 @@ def _shown(key: dict) -> dict:
 
 
 def _keys() -> list[dict] | None:
-    try:
+    with calling_gateway() as call:
         keys = gateway().list_keys(ensure_account(current_user))
-    except (GatewayUnavailable, GatewayError):
-        mark_gateway_down()
+    if call.failed:
         return None
     # Active keys first, newest first within each status.
     order = {"active": 0, "expired": 1, "revoked": 2}
@@ -45,6 +45,7 @@ def _keys() -> list[dict] | None:
 def _key(key_id: str) -> dict:
     keys = _keys()
     if keys is None:
+        # No page can be drawn for a key that cannot be read: the app's handler answers 503.
         raise GatewayUnavailable("keys unavailable")
     for key in keys:
         if key["id"] == key_id:
@@ -70,17 +71,12 @@ def keys():
     error = None
     status = 200
     if form.validate_on_submit():
-        try:
+        with calling_gateway("The key could not be created because the usage service is unavailable. "
+                             "Try again in a minute.", show_refusal=True) as call:
             new_key = gateway().create_key(ensure_account(current_user), form.name.data,
                                            form.spend_limit_micro_p(), form.expires_at_iso())
             form = CreateKeyForm(formdata=None, tz=current_user.tz)
-        except GatewayUnavailable:
-            mark_gateway_down()
-            error = "The key could not be created because the usage service is unavailable. Try again in a minute."
-            status = 503
-        except GatewayError as exc:
-            error = exc.message
-            status = 422
+        error, status = call.message, call.status
     elif form.errors:
         status = 422
     response = render("keys/keys.html", block="keys_section", status=status, form=form,
@@ -96,11 +92,12 @@ def rename(key_id: str):
     form = RenameKeyForm(data={"name": key.get("name")})
     status = 200
     if form.validate_on_submit():
-        try:
+        with calling_gateway("The key could not be renamed because the usage service is unavailable. "
+                             "Try again in a minute.", show_refusal=True) as call:
             key = _shown(gateway().update_key(ensure_account(current_user), key_id, name=form.name.data))
-        except GatewayError as exc:
-            form.name.errors.append(exc.message)
-            status = 422
+        if call.failed:
+            form.name.errors.append(call.message)
+            status = call.status
         else:
             if is_htmx():
                 return _row(key)
@@ -143,22 +140,21 @@ def limits(key_id: str):
     status = 200
     if form.validate_on_submit():
         changes = form.limit_changes()
-        try:
+        with calling_gateway("The limits could not be saved because the usage service is unavailable. "
+                             "Try again in a minute.", show_refusal=True) as call:
             if changes:
                 key = _shown(gateway().update_key(ensure_account(current_user), key_id, **changes))
-        except GatewayUnavailable:
-            mark_gateway_down()
-            error = "The limits could not be saved because the usage service is unavailable. Try again in a minute."
-            status = 503
-        except GatewayError as exc:
+        if call.refusal:
             # The gateway's word is final; show it beside the field it concerns.
             target = {"spend_limit_micro_p": form.spend_limit, "expires_at": form.expires_on}
-            field = next((f for name, f in target.items() if name in exc.message), None)
+            field = next((f for name, f in target.items() if name in call.message), None)
             if field is None:
-                error = exc.message
+                error = call.message
             else:
-                field.errors.append(exc.message)
-            status = 422
+                field.errors.append(call.message)
+            status = call.status
+        elif call.failed:
+            error, status = call.message, call.status
         else:
             if is_htmx():
                 return _row(key)
@@ -182,7 +178,11 @@ def revoke(key_id: str):
         return redirect_to("/keys")
     if request.method != "POST":
         return render("keys/revoke.html", key=key)
-    key = _shown(gateway().revoke_key(ensure_account(current_user), key_id))
+    with calling_gateway("The key could not be revoked because the usage service is unavailable. "
+                         "Try again in a minute.", show_refusal=True) as call:
+        key = _shown(gateway().revoke_key(ensure_account(current_user), key_id))
+    if call.failed:
+        return render("keys/revoke.html", status=call.status, key=key, error=call.message)
     if is_htmx():
         return _row(key)
     flash(f"Key “{key['name']}” revoked. Requests with it are refused from now on.", "success")

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, abort, current_app, flash, request, url_for
 from flask_login import current_user
 
-from ..accounts import mark_gateway_down
 from ..auth import twofactor
 from ..extensions import db, login_manager
-from ..gateway_client import GatewayError, GatewayUnavailable, gateway
+from ..gateway_client import gateway
+from ..gateway_views import calling_gateway
 from ..htmx import is_htmx, redirect_to, render
 from ..models import SupportMessage
 from ..requests_log.filters import STATUS_CHOICES, parse_filters
@@ -61,17 +62,10 @@ def _account_id(value: str) -> str:
     return value
 
 
-def _gateway_call(fn, *args, **kwargs) -> tuple[Any, str | None]:
-    """(result, None) or (None, a message) when the gateway refuses or is down."""
-    try:
-        return fn(*args, **kwargs), None
-    except GatewayError as exc:
-        return None, exc.message
-    except GatewayUnavailable:
-        db.session.rollback()
-        mark_gateway_down()
-        # An adjustment sent again later reuses its form key, so it can never apply twice.
-        return None, "The gateway is unavailable right now; try again in a minute."
+# Operators see the gateway's refusals as they are. An outage drops the session's unfinished
+# work: an adjustment sent again later reuses its form key, so it can never apply twice.
+console_call = partial(calling_gateway, "The gateway is unavailable right now; try again in a minute.",
+                       show_refusal=True, rollback=True)
 
 
 @bp.route("/")
@@ -86,27 +80,32 @@ def index():
 def customers():
     """Search by e-mail (or part of it) or account id; recent accounts without a query."""
     query = (request.args.get("q") or "").strip()[:320]
-    hits, error = _gateway_call(service.find_customers, query)
-    return render("operator/customers.html", block="results", q=query, hits=hits or [], error=error)
+    hits = []
+    with console_call() as call:
+        hits = service.find_customers(query)
+    return render("operator/customers.html", block="results", q=query, hits=hits, error=call.message)
 
 
 def _customer_context(account_id: str, **forms: Any) -> dict:
-    try:
-        account, error = gateway().get_account(account_id), None
-    except GatewayError as exc:
-        if exc.status == 404:
-            abort(404)
-        account, error = None, exc.message
-    except GatewayUnavailable:
-        mark_gateway_down()
-        account, error = None, "The gateway is unavailable; the account cannot be shown."
+    account = None
+    with calling_gateway("The gateway is unavailable; the account cannot be shown.", show_refusal=True) as call:
+        account = gateway().get_account(account_id)
+    if call.refusal and call.refusal.status == 404:
+        abort(404)
+    error = call.message
     user = service.customer_user(account_id)
     tz = user.tz if user else "UTC"
     date_range = resolve_range("30d", None, None, tz)
-    keys, _ = _gateway_call(gateway().list_keys, account_id)
-    ledger, _ = _gateway_call(gateway().ledger_page, account_id, None, 50)
-    log_page, _ = _gateway_call(gateway().requests_page, account_id, {"tz": tz}, None, 50)
-    usage, _ = _gateway_call(gateway().usage, account_id, date_range.start.isoformat(), date_range.end.isoformat(), tz)
+    # Each part of the page stands alone: one that cannot be read leaves the others.
+    keys = ledger = log_page = usage = None
+    with console_call():
+        keys = gateway().list_keys(account_id)
+    with console_call():
+        ledger = gateway().ledger_page(account_id, None, 50)
+    with console_call():
+        log_page = gateway().requests_page(account_id, {"tz": tz}, None, 50)
+    with console_call():
+        usage = gateway().usage(account_id, date_range.start.isoformat(), date_range.end.isoformat(), tz)
     adjust = forms.get("adjust_form") or AdjustForm(formdata=None)
     if not adjust.form_key.data:
         adjust.new_key()
@@ -147,7 +146,9 @@ def account_status(account_id: str):
     if not form.validate_on_submit():
         return _customer_page_with(account_id, 422, status_form=form)
     try:
-        _, error = _gateway_call(service.set_account_status, current_user, account_id, status, form.reason.data)
+        with console_call() as call:
+            service.set_account_status(current_user, account_id, status, form.reason.data)
+        error = call.message
     except service.OperatorError as exc:
         error = str(exc)
     if error:
@@ -165,8 +166,10 @@ def adjust(account_id: str):
     if not form.validate_on_submit():
         return _customer_page_with(account_id, 422, adjust_form=form)
     try:
-        _, error = _gateway_call(service.adjust_balance, current_user, account_id, form.amount_p.micro_p,
-                                 form.reason.data, form.form_key.data)
+        with console_call() as call:
+            service.adjust_balance(current_user, account_id, form.amount_p.micro_p, form.reason.data,
+                                   form.form_key.data)
+        error = call.message
     except service.AlreadyApplied as exc:
         flash(str(exc), "info")
         return redirect_to(url_for("operator.customer", account_id=account_id))
@@ -188,7 +191,9 @@ def revoke_key(account_id: str, key_id: str):
         flash("Give a reason to revoke a key.", "error")
         return redirect_to(url_for("operator.customer", account_id=account_id))
     try:
-        _, error = _gateway_call(service.revoke_customer_key, current_user, account_id, key_id, form.reason.data)
+        with console_call() as call:
+            service.revoke_customer_key(current_user, account_id, key_id, form.reason.data)
+        error = call.message
     except service.OperatorError as exc:
         error = str(exc)
     flash(error or "Key revoked.", "error" if error else "success")
@@ -211,7 +216,8 @@ def _message_context(message: SupportMessage, reply_form: ReplyForm | None = Non
     account_id = user.account_id if user else None
     account = None
     if account_id:
-        account, _ = _gateway_call(gateway().get_account, account_id)
+        with console_call():
+            account = gateway().get_account(account_id)
     return {"message": message, "state": service.message_state(message.id),
             "actions": service.message_actions(message.id), "customer": user, "account": account,
             "payments": service.customer_payments(user, 5),
@@ -266,8 +272,10 @@ def support_state(message_id: int):
 # --- catalogue ------------------------------------------------------------------------------
 
 def _catalog_page(status: int = 200, forms: dict | None = None, error: str | None = None):
-    catalog, load_error = _gateway_call(gateway().admin_catalog)
-    return render("operator/catalog.html", block=None, status=status, catalog=catalog, error=error or load_error,
+    catalog = None
+    with console_call() as call:
+        catalog = gateway().admin_catalog()
+    return render("operator/catalog.html", block=None, status=status, catalog=catalog, error=error or call.message,
                   forms=forms or {}, audit=service.audit_entries("model", None, 50),
                   now_iso=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
@@ -292,7 +300,9 @@ def change_price(model_id: str):
             return _catalog_page(422, {model_id: form})
         changes["effective_from"] = starts.strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
-        _, error = _gateway_call(service.change_model, current_user, model_id, form.reason.data, **changes)
+        with console_call() as call:
+            service.change_model(current_user, model_id, form.reason.data, **changes)
+        error = call.message
     except service.OperatorError as exc:
         error = str(exc)
     if error:
@@ -312,8 +322,9 @@ def switch_model(model_id: str):
     if not form.validate_on_submit():
         return _catalog_page(422, {model_id: form})
     try:
-        _, error = _gateway_call(service.change_model, current_user, model_id, form.reason.data,
-                                 enabled=bool(form.enabled.data))
+        with console_call() as call:
+            service.change_model(current_user, model_id, form.reason.data, enabled=bool(form.enabled.data))
+        error = call.message
     except service.OperatorError as exc:
         error = str(exc)
     if error:
@@ -331,7 +342,7 @@ def traffic():
     filters = parse_filters(request.args)
     errors = list(filters.errors)
     params = filters.params()
-    account_id = (request.args.get("account_id") or "").strip()
+    account_id = typed_account_id = (request.args.get("account_id") or "").strip()[:100]
     if account_id and not _UUID.match(account_id):
         errors.append("The customer must be an account id.")
         account_id = ""
@@ -342,11 +353,14 @@ def traffic():
     params.update({k: v for k, v in (("account_id", account_id), ("provider", provider)) if v})
     cursor = (request.args.get("cursor") or "").strip()[:500] or None
     tz = current_user.tz
-    page, error = _gateway_call(gateway().admin_requests_page, dict(params, tz=tz), cursor, 50)
-    if error:
-        errors.append(error)
+    page = None
+    with console_call() as call:
+        page = gateway().admin_requests_page(dict(params, tz=tz), cursor, 50)
+    if call.failed:
+        errors.append(call.message)
     query = urlencode(params)
-    context = {"filters": filters, "errors": errors, "account_id": account_id, "provider": provider,
+    # A refused customer id stays in its input beside the message, so it can be corrected.
+    context = {"filters": filters, "errors": errors, "account_id": typed_account_id, "provider": provider,
                "rows": (page or {}).get("data") or [], "page": page, "next_cursor": (page or {}).get("next_cursor"),
                "cursor": cursor, "query": query, "status_choices": STATUS_CHOICES}
     if is_htmx():
@@ -357,9 +371,13 @@ def traffic():
     except RangeError as exc:
         errors.append(str(exc))
         date_range = resolve_range("30d", None, None, tz)
-    money, _ = _gateway_call(gateway().admin_daily, date_range.start.isoformat(), date_range.end.isoformat(), tz)
-    health, _ = _gateway_call(gateway().admin_providers)
-    catalog, _ = _gateway_call(gateway().catalog)
+    money = health = catalog = None
+    with console_call():
+        money = gateway().admin_daily(date_range.start.isoformat(), date_range.end.isoformat(), tz)
+    with console_call():
+        health = gateway().admin_providers()
+    with console_call():
+        catalog = gateway().catalog()
     days = (money or {}).get("days") or []
     totals = {k: sum(d[k] for d in days) for k in ("topups_micro_p", "refunds_micro_p", "adjustments_micro_p",
                                                    "spend_micro_p", "requests")}
@@ -372,8 +390,12 @@ def traffic():
 @bp.route("/health")
 def health():
     """Whether the portal reaches the gateway, its version, the batch writer, and the databases."""
-    status, error = _gateway_call(gateway().health)
-    gateway_state, _ = _gateway_call(gateway().admin_status) if status else (None, None)
+    status = gateway_state = None
+    with console_call() as call:
+        status = gateway().health()
+        gateway_state = gateway().admin_status()
+    # The gateway answered its health check but not the status: show the health, not the status's error.
+    error = call.message if status is None else None
     portal_db = db.engine.url
     return render("operator/health.html", block=None, status_data=status, error=error, gateway_state=gateway_state,
                   gateway_url=current_app.config["GATEWAY_URL"],

@@ -7,11 +7,12 @@ from datetime import datetime, timezone
 from flask import Blueprint, Response, request, stream_with_context
 from flask_login import current_user, login_required
 
-from ..accounts import ensure_account, mark_gateway_down
+from ..accounts import ensure_account
 from ..catalog_view import load_catalog
-from ..gateway_client import GatewayError, GatewayUnavailable, gateway
+from ..gateway_client import gateway
+from ..gateway_views import calling_gateway
 from ..htmx import is_htmx, render
-from .filters import STATUS_CHOICES, parse_filters
+from .filters import STATUS_CHOICES, key_choices, parse_filters
 
 bp = Blueprint("requests_log", __name__)
 PAGE_SIZE = 50
@@ -24,26 +25,23 @@ def request_log():
     filters = parse_filters(request.args)
     cursor = (request.args.get("cursor") or "").strip()[:500] or None
     page = None
-    try:
+    # The gateway has the last word on a filter: its refusal is shown with the others.
+    with calling_gateway(show_refusal=True) as call:
         page = gateway().requests_page(ensure_account(current_user), dict(filters.params(), tz=current_user.tz),
                                        cursor=cursor, limit=PAGE_SIZE)
-    except GatewayError as exc:
-        filters = filters.__class__(errors=filters.errors + (exc.message,))
-    except GatewayUnavailable:
-        mark_gateway_down()
+    if call.refusal:
+        filters = filters.refused(call.message)
     context = {"filters": filters, "page": page, "rows": (page or {}).get("data") or [],
                "next_cursor": (page or {}).get("next_cursor"), "cursor": cursor,
                "status_choices": STATUS_CHOICES}
     if is_htmx():
         return render("requests_log/requests.html", block="rows" if cursor else "log_table", **context)
     keys: list[dict] = []
-    try:
+    with calling_gateway():
         keys = gateway().list_keys(ensure_account(current_user))
-    except (GatewayUnavailable, GatewayError):
-        mark_gateway_down()
     catalog = load_catalog()
     models = [m["id"] for m in catalog.models] if catalog else []
-    return render("requests_log/requests.html", keys=keys, models=models, **context)
+    return render("requests_log/requests.html", key_choices=key_choices(keys), models=models, **context)
 
 
 @bp.route("/requests.csv")
@@ -51,10 +49,9 @@ def request_log():
 def export_csv():
     """The filtered log as CSV, streamed from the gateway without holding it in memory."""
     filters = parse_filters(request.args)
-    try:
+    with calling_gateway() as call:
         chunks = gateway().requests_csv(ensure_account(current_user), dict(filters.params(), tz=current_user.tz))
-    except (GatewayUnavailable, GatewayError):
-        mark_gateway_down()
+    if call.failed:
         return render("errors/error.html", status=503, title="Export unavailable",
                       message="The request log cannot be exported while the usage service is unavailable.")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, request
 from flask_login import current_user, login_required
 
-from ..accounts import ensure_account, mark_gateway_down
-from ..gateway_client import GatewayError, GatewayUnavailable, gateway
+from ..accounts import ensure_account
+from ..gateway_client import gateway
+from ..gateway_views import calling_gateway
 from ..htmx import render
 from .charts import cost_by_model, daily_totals, daily_usage
 from .ranges import PRESETS, RangeError, resolve_range
@@ -29,11 +30,9 @@ def usage():
         date_range = resolve_range("7d", None, None, tz)
     data = None
     if error is None:
-        try:
+        with calling_gateway():
             data = gateway().usage(ensure_account(current_user), date_range.start.isoformat(),
                                    date_range.end.isoformat(), tz)
-        except (GatewayUnavailable, GatewayError):
-            mark_gateway_down()
     context = {"range": date_range, "presets": PRESETS, "error": error, "data": data, "tz": tz,
                "custom_start": args.get("start", ""), "custom_end": args.get("end", "")}
     if data is not None:

@@ -117,3 +117,14 @@ def test_traffic_pages_further_rows_with_htmx(operator_client, gateway_db):
     assert more.count(email) == 10 and "<table" not in more and "Load more" not in more
     plain = operator_client.get(link).get_data(as_text=True)
     assert "<html" in plain and plain.count(email) == 10
+
+
+def test_refused_traffic_filters_stay_in_the_filter_bar(operator_client):
+    body = operator_client.get("/operator/traffic?account_id=acct-42&start=2026-11-20&end=2026-11-10"
+                               "&status=error").get_data(as_text=True)
+    assert "The customer must be an account id." in body
+    assert "The from date must be on or before the to date." in body
+    assert 'id="f-account" name="account_id" value="acct-42"' in body
+    assert 'id="f-start" type="date" name="start" value="2026-11-20"' in body
+    assert 'id="f-end" type="date" name="end" value="2026-11-10"' in body
+    assert '<option value="error" selected>' in body

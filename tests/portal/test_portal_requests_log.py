@@ -98,3 +98,44 @@ def test_csv_export_when_the_gateway_is_down(down_portal_app, user):
     response = client.get("/requests.csv")
     assert response.status_code == 503
     assert "usage service is unavailable" in response.get_data(as_text=True)
+
+
+def _input_value(body: str, input_id: str) -> str:
+    match = re.search(rf'<input id="{input_id}"[^>]*\bvalue="([^"]*)"', body)
+    assert match, f"no #{input_id} input"
+    return match.group(1)
+
+
+def _selected(body: str, select_id: str) -> list[str]:
+    select = re.search(rf'<select id="{select_id}".*?</select>', body, re.S)
+    assert select, f"no #{select_id} select"
+    return re.findall(r'<option value="([^"]*)" selected>', select.group(0))
+
+
+@pytest.mark.parametrize(("query", "message", "start", "end"), [
+    ("start=2026-11-20&end=2026-11-10", "The from date must be on or before the to date.", "2026-11-20", "2026-11-10"),
+    ("start=2026-02-30&end=2026-03-04", "The from date must look like 2026-11-25.", "2026-02-30", "2026-03-04"),
+    ("start=2026-03-01&end=yesterday", "The to date must look like 2026-11-25.", "2026-03-01", "yesterday"),
+])
+def test_a_refused_date_keeps_what_was_typed_in_the_filters(logged_in_client, query, message, start, end):
+    for headers in ({}, HTMX):
+        body = logged_in_client.get(f"/requests?model=glm-5&status=error&{query}", headers=headers).get_data(as_text=True)
+        assert message in body
+        if headers:
+            continue  # the fragment is the table; the filter bar stays on the page as the user left it
+        assert _input_value(body, "f-start") == start
+        assert _input_value(body, "f-end") == end
+        assert _selected(body, "f-model") == ["glm-5"]
+        assert _selected(body, "f-status") == ["error"]
+
+
+def test_a_filter_the_gateway_refuses_keeps_every_typed_value(logged_in_client):
+    # The portal lets the key id through (it looks like an id); the gateway refuses it.
+    body = logged_in_client.get("/requests?key_id=not-a-key&model=glm-5&status=error&start=2026-11-01"
+                                "&end=2026-11-20").get_data(as_text=True)
+    assert "key_id must be a key id." in body
+    assert _input_value(body, "f-start") == "2026-11-01"
+    assert _input_value(body, "f-end") == "2026-11-20"
+    assert _selected(body, "f-model") == ["glm-5"]
+    assert _selected(body, "f-status") == ["error"]
+    assert "/requests.csv?" in body and "model=glm-5" in body  # the export link keeps the filters too

@@ -1,0 +1,56 @@
+"""Settings helpers both processes use: the error they raise, the shared token file,
+and the database-URL rule."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+__all__ = ["ConfigError", "database_url", "instance_secret", "instance_token"]
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+def instance_secret(instance_dir: Path, name: str, nbytes: int) -> str:
+    """Return the secret kept in ``instance_dir/name``, creating it on first use.
+
+    The file is created exclusively with mode 0600, so two processes started together
+    never write two different secrets and no other user can read it.
+    """
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    path = instance_dir / name
+    if not path.exists():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # the other process created it between our check and our open
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(nbytes))
+    return path.read_text().strip()
+
+
+def instance_token(instance_dir: Path) -> str:
+    """Return the internal API token stored under instance/, creating it on first use.
+
+    Only for local runs where ``INTERNAL_API_TOKEN`` is unset: portal and gateway
+    started from the same directory then share the same secret.
+    """
+    return instance_secret(instance_dir, "internal_api_token", 32)
+
+
+def database_url(env: dict, name: str, default: str) -> str:
+    """The SQLAlchemy URL in ``env[name]`` (or ``default``), with ``postgres://`` and
+    ``postgresql://`` turned into the psycopg 3 driver's spelling.
+
+    Raises ``ConfigError`` for anything but SQLite or PostgreSQL.
+    """
+    url = env.get(name) or default
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if not (url.startswith("sqlite") or url.startswith("postgresql")):
+        raise ConfigError(f"{name} must be a sqlite:// or postgresql+psycopg:// URL")
+    return url
