@@ -31,7 +31,7 @@ def request_log():
                                        cursor=cursor, limit=PAGE_SIZE)
     if call.refusal:
         filters = filters.refused(call.message)
-    context = {"filters": filters, "page": page, "rows": (page or {}).get("data") or [],
+    context = {"filters": filters, "page": page, "refused": call.refusal, "rows": (page or {}).get("data") or [],
                "next_cursor": (page or {}).get("next_cursor"), "cursor": cursor,
                "status_choices": STATUS_CHOICES}
     if is_htmx():

@@ -139,3 +139,13 @@ def test_a_filter_the_gateway_refuses_keeps_every_typed_value(logged_in_client):
     assert _selected(body, "f-model") == ["glm-5"]
     assert _selected(body, "f-status") == ["error"]
     assert "/requests.csv?" in body and "model=glm-5" in body  # the export link keeps the filters too
+
+
+@pytest.mark.parametrize("query", ["end=9999-12-31", "start=0001-01-01", "start=2026-11-01&end=9999-12-31"])
+def test_a_far_off_date_is_refused_by_name_without_blaming_the_usage_service(logged_in_client, query):
+    response = logged_in_client.get(f"/requests?{query}")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "must be a date in the years 2000 to 2999." in body
+    assert "usage service is unavailable" not in body
+    assert "Change the filters above to see the log." in body
