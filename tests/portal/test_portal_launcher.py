@@ -76,3 +76,37 @@ def test_bad_gateway_setting_is_caught_before_start(tmp_path):
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("samalink: PROVIDERS_FILE")
+
+
+CHILD = """
+import pathlib, signal, sys, time
+mark = pathlib.Path(sys.argv[1])
+signal.signal(signal.SIGTERM, lambda *_: mark.write_text("term") if sys.argv[2] == "ignore" else sys.exit(0))
+deadline = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+
+
+def test_a_gateway_child_stopping_after_ctrl_c_gets_no_second_signal(tmp_path):
+    import app as launcher
+
+    mark = tmp_path / "mark"
+    # Already stopping (as after the terminal's SIGINT): it ends by itself within a second.
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(mark), "ignore", "1"])
+    time.sleep(0.3)
+    launcher._stop(child, child_signalled=True)
+    assert child.returncode == 0 and not mark.exists()
+
+
+def test_a_gateway_child_that_does_not_stop_is_killed_after_the_timeout(tmp_path, monkeypatch):
+    import app as launcher
+
+    monkeypatch.setattr(launcher, "GATEWAY_STOP_TIMEOUT", 1.0)
+    mark = tmp_path / "mark"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(mark), "ignore", "60"])
+    time.sleep(0.3)
+    started = time.monotonic()
+    launcher._stop(child)
+    assert child.returncode == -signal.SIGKILL and mark.read_text() == "term"
+    assert time.monotonic() - started < 10
