@@ -246,13 +246,21 @@ class GatewayAccess:
 
 def start_gateway(port: int, providers: Path, database_url: str | None = None, workers: int = 1,
                   extra_env: dict[str, str] | None = None, name: str = "gateway") -> Service:
-    """Run ``python -m gateway`` in a scratch instance directory and wait for its health check."""
+    """Run ``python -m gateway`` in a scratch instance directory and wait for its health check.
+
+    ``port`` is the public listener; the internal API gets a free port of its own
+    (``info["internal_url"]``).
+    """
     workdir = Path(tempfile.mkdtemp(prefix="samalink-bench-gw-"))
     token = secrets.token_urlsafe(32)
+    internal_port = free_port()
+    internal_url = f"http://127.0.0.1:{internal_port}"
     env = dict(os.environ)
     env.update({
         "GATEWAY_PORT": str(port),
         "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_INTERNAL_PORT": str(internal_port),
+        "GATEWAY_INTERNAL_HOST": "127.0.0.1",
         "GATEWAY_DATABASE_URL": database_url or f"sqlite:///{workdir / 'gateway.db'}",
         "INTERNAL_API_TOKEN": token,
         "PROVIDERS_FILE": str(providers),
@@ -264,9 +272,10 @@ def start_gateway(port: int, providers: Path, database_url: str | None = None, w
     env.update(extra_env or {})
     proc, log_path = _spawn(f"{name}-{port}", [PYTHON, "-m", "gateway"], env, workdir)
     url = f"http://127.0.0.1:{port}"
-    service = Service(name, proc, url, log_path, workdir=workdir, info={"token": token, "workers": workers})
+    service = Service(name, proc, url, log_path, workdir=workdir,
+                      info={"token": token, "workers": workers, "internal_url": internal_url})
     try:
-        wait_http(url + "/internal/health", 90, proc, {"Authorization": f"Bearer {token}"})
+        wait_http(internal_url + "/internal/health", 90, proc, {"Authorization": f"Bearer {token}"})
     except RuntimeError:
         tail = service.log_tail()
         service.stop()
@@ -278,7 +287,7 @@ def prepare_account(gateway: Service, label: str, credit_micro_p: int = 10**13,
                     keys: int = 1) -> tuple[str, list[GatewayAccess]]:
     """Create an account through the internal API, credit it, and create ``keys`` API keys."""
     token = gateway.info["token"]
-    base = gateway.url + "/internal"
+    base = gateway.info["internal_url"] + "/internal"
     status, account = http_json("POST", base + "/accounts",
                                 {"email": f"{label}@bench.invalid", "external_id": f"bench-{label}"}, token)
     if status not in (200, 201):
@@ -395,7 +404,8 @@ def start_portal(port: int, gateway: Service, database_url: str | None = None, t
     env = dict(os.environ)
     env.update({
         "PORT": str(port),
-        "GATEWAY_URL": gateway.url,
+        "GATEWAY_URL": gateway.info["internal_url"],
+        "GATEWAY_PUBLIC_URL": gateway.url + "/v1",
         "INTERNAL_API_TOKEN": gateway.info["token"],
         "DATABASE_URL": database_url or f"sqlite:///{workdir / 'portal.db'}",
         "SAMALINK_INSTANCE_DIR": str(workdir),

@@ -59,7 +59,7 @@ def link_user(database_url: str, email: str, account_id: str, tz: str) -> None:
 def set_usage_zone(gateway: harness.Service, account_id: str, tz: str) -> float:
     """Keep the account's daily sums in ``tz``, as the portal does when the user picks it; seconds taken."""
     started = time.perf_counter()
-    status, body = harness.http_json("PATCH", f"{gateway.url}/internal/accounts/{account_id}", {"usage_tz": tz},
+    status, body = harness.http_json("PATCH", f"{gateway.info['internal_url']}/internal/accounts/{account_id}", {"usage_tz": tz},
                                      gateway.info["token"], timeout=600)
     if status != 200:
         raise RuntimeError(f"moving the daily sums of {account_id} to {tz}: HTTP {status} {body}")

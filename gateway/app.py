@@ -4,6 +4,9 @@
 the upstream HTTP session, the key cache, the reserver, the batch writer and the
 catalogue refresher, and closes them in reverse: the writer's final flush runs before
 the reserver returns its leases.
+
+The same application serves both listeners (see ``serve``); ``_listener_guard`` keeps
+the internal and admin APIs off the public one.
 """
 
 from __future__ import annotations
@@ -82,10 +85,34 @@ async def _catalog_refresher(app: web.Application) -> AsyncIterator[None]:
     await refresher.close()
 
 
+def _on_internal_listener(request: web.Request, internal_port: int) -> bool:
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    return isinstance(sockname, tuple) and len(sockname) >= 2 and sockname[1] == internal_port
+
+
+def _listener_guard(internal_port: int):
+    """Middleware: ``/internal/...`` exists only on the internal listener.
+
+    On the public port it answers the same JSON 404 as any unknown ``/v1`` path, before
+    the token is even looked at: a leaked token alone reaches nothing there.
+    """
+    @web.middleware
+    async def guard(request: web.Request, handler):
+        internal = request.path == "/internal" or request.path.startswith("/internal/") \
+            or len(request.match_info.apps) > 1
+        if internal and not _on_internal_listener(request, internal_port):
+            return await public.unknown_endpoint(request)
+        return await handler(request)
+
+    return guard
+
+
 def create_app(settings: Settings) -> web.Application:
     """The gateway application for ``settings`` (raises ``ConfigError`` for a bad catalogue)."""
     # The parser's header limits sit above the gateway's own (api/guards.py), which answer in JSON.
-    app = web.Application(client_max_size=settings.max_body_bytes, handler_args=guards.PARSER_LIMITS)
+    app = web.Application(client_max_size=settings.max_body_bytes, handler_args=guards.PARSER_LIMITS,
+                          middlewares=[_listener_guard(settings.internal_port)])
     app[SETTINGS] = settings
     app[CATALOG] = load_catalog(settings.providers_file)
     app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _batch_writer, _catalog_refresher])

@@ -50,6 +50,9 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 8001
+    # The internal and admin APIs' own listener: never the public /v1 port.
+    internal_host: str = "127.0.0.1"
+    internal_port: int = 8002
     database_url: str = ""
     internal_api_token: str = ""
     providers_file: Path = DEFAULT_PROVIDERS_FILE
@@ -59,6 +62,8 @@ class Settings:
     drain_timeout: float = 30.0
     max_body_bytes: int = 4 * 1024 * 1024
     flush_interval: float = 0.2
+    # Health answers 503 when flushes have kept failing for longer than this.
+    flush_alert_seconds: float = 30.0
     key_refresh_interval: float = 0.5
     workers: int = 1
     # A request whose limits cannot cover its worst case is served with a lower output
@@ -79,9 +84,16 @@ class Settings:
         if not providers_file.is_file():
             raise ConfigError(f"PROVIDERS_FILE points at {providers_file}, which is not a file")
         default_db = f"sqlite:///{INSTANCE_DIR / 'gateway.db'}"
+        port = _int(env, "GATEWAY_PORT", 8001, 0, 65535)
+        # A real port: the listener is told apart from the public one by its number.
+        internal_port = _int(env, "GATEWAY_INTERNAL_PORT", 8002, 1, 65535)
+        if internal_port == port:
+            raise ConfigError(f"GATEWAY_INTERNAL_PORT must differ from GATEWAY_PORT (both {port})")
         return cls(
             host=env.get("GATEWAY_HOST") or "127.0.0.1",
-            port=_int(env, "GATEWAY_PORT", 8001, 0, 65535),
+            port=port,
+            internal_host=env.get("GATEWAY_INTERNAL_HOST") or "127.0.0.1",
+            internal_port=internal_port,
             database_url=database_url(env, "GATEWAY_DATABASE_URL", default_db),
             internal_api_token=token,
             providers_file=providers_file,
@@ -90,6 +102,7 @@ class Settings:
             drain_timeout=_float(env, "STREAM_DRAIN_TIMEOUT", 30.0),
             max_body_bytes=_int(env, "GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024, 1024),
             flush_interval=_float(env, "GATEWAY_FLUSH_INTERVAL", 0.2),
+            flush_alert_seconds=_float(env, "GATEWAY_FLUSH_ALERT_SECONDS", 30.0),
             key_refresh_interval=_float(env, "GATEWAY_KEY_REFRESH_INTERVAL", 0.5),
             workers=_int(env, "GATEWAY_WORKERS", 1, 1, 64),
             min_output_tokens=_int(env, "GATEWAY_MIN_OUTPUT_TOKENS", 1024, 1, 1_000_000),

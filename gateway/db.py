@@ -159,6 +159,22 @@ request_log = sa.Table(
     sa.Index("ix_request_log_account_key", "account_id", "key_id", "id"),
 )
 
+# Settled requests the batch writer could not record (a value the database refused):
+# kept here with the error instead of blocking every later flush. ``record`` is the
+# request as JSON text with every field made safe to store.
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("account_id", sa.String(36), nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("error_class", sa.String(100), nullable=False),
+    sa.Column("message", sa.String(500), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_dead_letters_created_at", "created_at"),
+)
+
 usage_rollups = sa.Table(
     "usage_rollups",
     metadata,

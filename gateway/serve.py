@@ -1,7 +1,15 @@
 """Running the gateway: preflight checks, the event loop, one or several workers.
 
-Several workers (``GATEWAY_WORKERS``) share the port with SO_REUSEPORT; each is a full
-gateway with its own leases and key cache, exactly like separate machines would be.
+Each process serves two listeners from one application (one set of resources): the
+public ``/v1`` API on ``GATEWAY_HOST:GATEWAY_PORT`` and the internal and admin APIs on
+``GATEWAY_INTERNAL_HOST:GATEWAY_INTERNAL_PORT``. Several workers (``GATEWAY_WORKERS``)
+share both ports with SO_REUSEPORT; each is a full gateway with its own leases and key
+cache, exactly like separate machines would be.
+
+Shutdown: the first SIGINT or SIGTERM stops the listeners, lets requests in flight
+finish, flushes the batch writer and returns the leases; every later signal is logged
+and ignored, so a Ctrl-C that reaches the whole process group followed by a launcher's
+SIGTERM cannot cut the final flush short.
 """
 
 from __future__ import annotations
@@ -67,6 +75,53 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
+class _Stop:
+    """The first stop signal starts the shutdown; the later ones are only logged."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.signal: int | None = None
+
+    def __call__(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self.signal is None:
+            self.signal = signum
+            log.info("%s received: stopping (requests in flight finish, then the final flush)", name)
+            self.event.set()
+        else:
+            log.warning("%s received while stopping: ignored, the final flush still runs", name)
+
+
+async def _serve_app(app: web.Application, settings: Settings, reuse_port: bool) -> None:
+    """Serve ``app`` on the public and the internal listener until the first stop signal."""
+    loop = asyncio.get_running_loop()
+    stop = _Stop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Installed before start-up and kept until the process ends: no second signal
+        # can interrupt the shutdown below.
+        loop.add_signal_handler(signum, stop, signum)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.drain_timeout)
+    await runner.setup()
+    try:
+        listeners = [
+            (settings.host, settings.port, "GATEWAY_HOST/GATEWAY_PORT"),
+            (settings.internal_host, settings.internal_port, "GATEWAY_INTERNAL_HOST/GATEWAY_INTERNAL_PORT"),
+        ]
+        for host, port, names in listeners:
+            # aiohttp's default backlog of 128 drops connections when thousands of streams open at once.
+            site = web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port or None)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise StartupError(f"cannot listen on {host}:{port} ({names}): {exc.strerror}") from None
+        await stop.event.wait()
+    finally:
+        # Stops both listeners, waits for requests in flight, then the lifespan closes in
+        # reverse: the batch writer's final flush, then the leases are returned.
+        await runner.cleanup()
+    log.info("stopped cleanly")
+
+
 def run_worker(settings: Settings, reuse_port: bool = False) -> None:
     """Serve one gateway process until SIGTERM or SIGINT, then shut down cleanly."""
     from .app import create_app
@@ -77,25 +132,18 @@ def run_worker(settings: Settings, reuse_port: bool = False) -> None:
     app = create_app(settings)
     _tune_gc()
     try:
-        web.run_app(
-            app,
-            host=settings.host,
-            port=settings.port,
-            reuse_port=reuse_port or None,
-            # aiohttp's default of 128 drops connections when thousands of streams open at once.
-            backlog=1024,
-            access_log=None,
-            print=None,
-            shutdown_timeout=settings.drain_timeout,
-        )
-    except OSError as exc:
-        raise StartupError(f"cannot listen on {settings.host}:{settings.port} (GATEWAY_HOST/GATEWAY_PORT): {exc.strerror}") from None
+        asyncio.run(_serve_app(app, settings, reuse_port))
+    finally:
+        # Whatever arrives while the interpreter exits must not turn into a traceback.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def serve(settings: Settings) -> None:
     """Run the gateway with ``settings.workers`` processes."""
     preflight(settings)
-    print(f"samalink gateway listening on http://{settings.host}:{settings.port}", file=sys.stderr, flush=True)
+    print(f"samalink gateway listening on http://{settings.host}:{settings.port} (public /v1), "
+          f"http://{settings.internal_host}:{settings.internal_port} (internal API)", file=sys.stderr, flush=True)
     if settings.workers == 1:
         run_worker(settings)
         return
@@ -103,8 +151,16 @@ def serve(settings: Settings) -> None:
     workers = [ctx.Process(target=run_worker, args=(settings, True), daemon=False) for _ in range(settings.workers)]
     for worker in workers:
         worker.start()
+    forwarded = False
 
     def forward(signum: int, _frame: object) -> None:
+        # Once: the workers may already have the same signal from the terminal, and each
+        # ignores repeats anyway; the parent only waits for them to finish their flush.
+        nonlocal forwarded
+        if forwarded:
+            log.warning("%s received while the workers stop: ignored", signal.Signals(signum).name)
+            return
+        forwarded = True
         for worker in workers:
             if worker.is_alive() and worker.pid:
                 try:

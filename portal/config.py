@@ -98,8 +98,10 @@ class Config:
             raise ConfigError("SECRET_KEY must be at least 16 characters")
         self.PORT = _port(env, "PORT", 8000)
         self.GATEWAY_PORT = _port(env, "GATEWAY_PORT", 8001)
-        self.GATEWAY_URL = _http_url(env, "GATEWAY_URL", f"http://127.0.0.1:{self.GATEWAY_PORT}")
-        self.GATEWAY_PUBLIC_URL = _http_url(env, "GATEWAY_PUBLIC_URL", self.GATEWAY_URL + "/v1")
+        # GATEWAY_URL is the gateway's internal listener; customers use its public port.
+        self.GATEWAY_INTERNAL_PORT = _port(env, "GATEWAY_INTERNAL_PORT", 8002)
+        self.GATEWAY_URL = _http_url(env, "GATEWAY_URL", f"http://127.0.0.1:{self.GATEWAY_INTERNAL_PORT}")
+        self.GATEWAY_PUBLIC_URL = _http_url(env, "GATEWAY_PUBLIC_URL", f"http://127.0.0.1:{self.GATEWAY_PORT}/v1")
         self.INTERNAL_API_TOKEN = env.get("INTERNAL_API_TOKEN") or instance_token(instance_dir)
         if len(self.INTERNAL_API_TOKEN) < 16:
             raise ConfigError("INTERNAL_API_TOKEN must be at least 16 characters")

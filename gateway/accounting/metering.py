@@ -5,18 +5,22 @@ a background task commits, per flush and in ONE transaction, ``write_batch``'s p
 the request log rows, the usage charges (``ledger.debit_usage``: one ledger entry per
 charged request, idempotency key ``usage:<request_id>``), the lease consumption
 (``leases.settle_reservations``), the keys' spend and last use, and the usage sums (15-minute
-buckets, and days in the account's zone). A failed flush keeps
-its batch and retries it; a batch that did commit is recognised by its request ids and
-never charged twice.
+buckets, and days in the account's zone). A flush that fails for a transient reason
+(the connection, a lock) keeps its batch and retries it; a batch that did commit is
+recognised by its request ids and never charged twice. Every record is made safe to
+store before it is queued (``normalise``); one the database still refuses is found by
+splitting the batch, kept in ``dead_letters`` with its error, and never blocks the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -24,7 +28,7 @@ from sqlalchemy.engine import Connection
 
 from ..auth import KeyCache
 from ..catalog import Model
-from ..db import Database, accounts, api_keys, request_log, upsert, usage_rollups, utcnow
+from ..db import Database, accounts, api_keys, dead_letters, request_log, upsert, usage_rollups, utcnow
 from .leases import Reservation, Reserver, Settled, settle_reservations
 from .ledger import UsageCharge, debit_usage
 from .usage import BUCKET_SECONDS, DAY_TABLES, SUMS, local_day
@@ -53,6 +57,116 @@ class RequestRecord:
     estimated: bool
     created_at: datetime  # aware UTC
     flags: str = ""  # why the upstream's usage was not taken as reported (see proxy/usage_checks.py)
+
+
+# Far above any real request, far below what a BigInteger sum of a batch can hold
+# (500 records at the bound stay under 2**63).
+MAX_TOKENS = 10**12
+MAX_COST_MICRO_P = 10**15
+MAX_INT32 = 2**31 - 1
+# NUL (PostgreSQL refuses it in text), other control characters, lone surrogates (not
+# encodable as UTF-8): each becomes U+FFFD, so what was there stays visible.
+_UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_REPLACEMENT = "\ufffd"
+
+
+def _text(value: object, limit: int, default: str = "") -> str:
+    """``value`` as a string of at most ``limit`` storable characters."""
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        try:
+            value = str(value)
+        except Exception:  # noqa: BLE001 - a broken __str__ must not stop the record
+            return default
+    return _UNSAFE_CHARS.sub(_REPLACEMENT, value[:limit])
+
+
+def _optional_text(value: object, limit: int) -> str | None:
+    return None if value is None else _text(value, limit)
+
+
+def _integer(value: object, low: int, high: int, default: int) -> int:
+    """``value`` as an int within [low, high]; ``default`` when it is not a number."""
+    try:
+        number = int(value)  # floats truncate; inf and NaN raise
+    except (TypeError, ValueError, OverflowError):
+        return default
+    return min(max(number, low), high)
+
+
+def _flag(value: object) -> bool:
+    try:
+        return bool(value)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _column_length(name: str) -> int:
+    return request_log.c[name].type.length
+
+
+def normalise(record: RequestRecord) -> RequestRecord:
+    """A copy of ``record`` that every column of ``request_log`` accepts. Never raises.
+
+    Strings lose NUL, control characters and lone surrogates and are cut to their
+    column's size; numbers are bounded (tokens, cost and times never negative, the
+    status an HTTP status); a time that is not aware becomes now.
+    """
+    get = lambda name, default=None: getattr(record, name, default)  # noqa: E731
+    created_at = get("created_at")
+    if not isinstance(created_at, datetime) or created_at.tzinfo is None:
+        created_at = utcnow()
+    else:
+        try:
+            created_at = created_at.astimezone(timezone.utc)
+        except (OverflowError, ValueError):
+            created_at = utcnow()
+    ttft = get("ttft_ms")
+    return RequestRecord(
+        request_id=_text(get("request_id"), _column_length("request_id")),
+        account_id=_text(get("account_id"), _column_length("account_id")),
+        key_id=_text(get("key_id"), _column_length("key_id")),
+        model=_text(get("model"), _column_length("model")),
+        provider=_text(get("provider"), _column_length("provider")),
+        endpoint=_text(get("endpoint"), _column_length("endpoint")),
+        stream=_flag(get("stream")),
+        input_tokens=_integer(get("input_tokens"), 0, MAX_TOKENS, 0),
+        output_tokens=_integer(get("output_tokens"), 0, MAX_TOKENS, 0),
+        cost_micro_p=_integer(get("cost_micro_p"), 0, MAX_COST_MICRO_P, 0),
+        latency_ms=_integer(get("latency_ms"), 0, MAX_INT32, 0),
+        ttft_ms=None if ttft is None else _integer(ttft, 0, MAX_INT32, 0),
+        status=_integer(get("status"), 100, 599, 500),
+        error_class=_optional_text(get("error_class"), _column_length("error_class")),
+        estimated=_flag(get("estimated")),
+        created_at=created_at,
+        flags=_text(get("flags"), _column_length("flags")),
+    )
+
+
+def _changed_fields(before: RequestRecord, after: RequestRecord) -> list[str]:
+    names = []
+    for name in RequestRecord.__dataclass_fields__:
+        try:
+            if getattr(before, name, None) != getattr(after, name):
+                names.append(name)
+        except Exception:  # noqa: BLE001 - a strange value compares as changed
+            names.append(name)
+    return names
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a failure that a later retry of the same rows can get past.
+
+    The connection or the server (``OperationalError``: lost connection, lock timeout,
+    deadlock, a database that is locked; ``InterfaceError``; a pool timeout) rather
+    than a value in the rows (``DataError``, ``IntegrityError``, ``OverflowError``,
+    ``ValueError``, …), which fails the same way every time.
+    """
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError,
+                            sa.exc.TimeoutError, ConnectionError, TimeoutError))
 
 
 def cost_micro_p(model: Model, input_tokens: int, output_tokens: int) -> int:
@@ -203,6 +317,44 @@ def _add_usage_sums(conn: Connection, records: list[RequestRecord]) -> None:
         )
 
 
+def _safe_json(record: RequestRecord) -> str:
+    """The record as JSON text that any database stores: ASCII only, fields bounded."""
+    fields = {}
+    for name in RequestRecord.__dataclass_fields__:
+        value = getattr(record, name, None)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, bool) or value is None:
+            pass
+        elif isinstance(value, int):
+            value = value if -(2**63) <= value < 2**63 else str(value)[:40]
+        else:
+            value = _text(value, 200)
+        fields[name] = value
+    return json.dumps(fields, ensure_ascii=True, sort_keys=True)
+
+
+def insert_dead_letter(conn: Connection, record: RequestRecord, exc: BaseException) -> None:
+    """Keep ``record``, which the database refused with ``exc``, in ``dead_letters``."""
+    message = _text(str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else "", 500)
+    conn.execute(dead_letters.insert().values(
+        request_id=_text(getattr(record, "request_id", ""), 64),
+        account_id=_text(getattr(record, "account_id", ""), 36),
+        record=_safe_json(record),
+        error_class=_text(type(getattr(exc, "orig", None) or exc).__name__, 100),
+        message=message,
+        created_at=utcnow(),
+    ))
+
+
+def dead_letter_count(conn: Connection) -> int:
+    """How many settled requests the batch writer could not record."""
+    return conn.execute(sa.select(sa.func.count()).select_from(dead_letters)).scalar_one()
+
+
+Batch = list[tuple[RequestRecord, Reservation | None]]
+
+
 class BatchWriter:
     """Queues settled requests and commits them in batches off the request path."""
 
@@ -222,9 +374,13 @@ class BatchWriter:
         self.batch_size = batch_size
         self.shutdown_timeout = shutdown_timeout
         self.last_flush_at: datetime | None = None
+        # Consecutive failed flushes, and since when (monotonic) they have been failing.
         self.failed_flushes = 0
-        self._queue: list[tuple[RequestRecord, Reservation | None]] = []
-        self._retry: list[tuple[RequestRecord, Reservation | None]] = []
+        self.failing_since: float | None = None
+        # Records this writer put into dead_letters.
+        self.dead_lettered = 0
+        self._queue: Batch = []
+        self._retry: Batch = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._flush_lock = asyncio.Lock()
@@ -240,8 +396,17 @@ class BatchWriter:
         self._task = asyncio.create_task(self._run(), name="samalink-batch-writer")
 
     def settle(self, record: RequestRecord, reservation: Reservation | None) -> None:
-        """Queue the log row and the usage debit; free the reservation. Never raises."""
+        """Queue the log row and the usage debit; free the reservation. Never raises.
+
+        The record is normalised first, so a value the database would refuse (a NUL in
+        a model name, a token count beyond any column) cannot reach the queue.
+        """
         try:
+            safe = normalise(record)
+            changed = _changed_fields(record, safe)
+            if changed:
+                log.warning("request %s: %s made safe to store", safe.request_id, ", ".join(changed))
+            record = safe
             if reservation is not None and record.cost_micro_p == 0 and self.reserver is not None:
                 # Nothing to charge: the reservation goes back to the lease right away.
                 self.reserver.release(reservation)
@@ -253,53 +418,110 @@ class BatchWriter:
             log.exception("could not queue request %s", getattr(record, "request_id", "?"))
 
     async def flush(self) -> bool:
-        """Commit everything queued; False (batch kept for the next try) on a database error."""
+        """Commit everything queued; False (batch kept for the next try) on a transient error.
+
+        A batch that fails for any other reason is split in halves until the rows the
+        database refuses are found; the others commit, each refused one goes to
+        ``dead_letters`` in its own transaction and its reservation is released.
+        """
         async with self._flush_lock:
             batch = self._retry + self._queue
             self._retry, self._queue = [], []
             if not batch:
                 # Still a completed flush cycle: health shows the writer is alive.
                 self.last_flush_at = utcnow()
+                self._note_success()
                 return True
+            done: set[int] = set()
+            consumed: list[Settled] = []
+            refused: list[tuple[RequestRecord, Reservation | None, BaseException]] = []
             try:
-                try:
-                    consumed = await self.db.transaction(write_batch, batch)
-                except sa.exc.IntegrityError:
-                    # Not transient: one record breaks a constraint (say, an unknown
-                    # account). Commit the others one by one rather than block them all.
-                    consumed, rejected = await self.db.run(self._write_one_by_one, batch)
-                    if self.reserver is not None:
-                        for reservation in rejected:
-                            self.reserver.release(reservation)
-            except Exception:  # noqa: BLE001 - keep the batch and retry; never drop usage
-                self._retry = batch
+                await self.db.run(self._write_isolating, batch, list(range(len(batch))), done, consumed, refused)
+                ok = True
+            except Exception:  # noqa: BLE001 - transient: keep what is not yet written and retry
+                ok = False
+                self._retry = [item for index, item in enumerate(batch) if index not in done]
                 self.failed_flushes += 1
-                log.warning("flush of %d request(s) failed; will retry", len(batch), exc_info=True)
-                return False
-            self.failed_flushes = 0
-            self.last_flush_at = utcnow()
-            if self.reserver is not None:
-                for settled in consumed:
-                    self.reserver.consumed(settled)
-            if self.keys is not None:
-                for record, _ in batch:
-                    if record.key_id and record.cost_micro_p:
-                        self.keys.note_spent(record.key_id, record.cost_micro_p)
-            return True
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                log.warning("flush of %d request(s) failed; will retry", len(self._retry), exc_info=True)
+            self._after_commit(batch, done, consumed, refused)
+            if ok:
+                self.last_flush_at = utcnow()
+                self._note_success()
+            return ok
 
-    def _write_one_by_one(
-        self, batch: list[tuple[RequestRecord, Reservation | None]]
-    ) -> tuple[list[Settled], list[Reservation]]:
-        consumed: list[Settled] = []
-        rejected: list[Reservation] = []
-        for record, reservation in batch:
-            try:
-                consumed.extend(self.db.transaction_sync(write_batch, [(record, reservation)]))
-            except sa.exc.IntegrityError:
-                log.error("request %s violates a constraint and is not recorded", record.request_id)
+    def _note_success(self) -> None:
+        if self.failing_since is not None:
+            log.info("flushes succeed again after %d failure(s)", self.failed_flushes)
+        self.failed_flushes = 0
+        self.failing_since = None
+
+    def _after_commit(
+        self, batch: Batch, done: set[int], consumed: list[Settled],
+        refused: list[tuple[RequestRecord, Reservation | None, BaseException]],
+    ) -> None:
+        """Tell the reserver and the key cache what the committed transactions did."""
+        if self.reserver is not None:
+            for settled in consumed:
+                self.reserver.consumed(settled)
+            for _, reservation, _ in refused:
                 if reservation is not None:
-                    rejected.append(reservation)
-        return consumed, rejected
+                    self.reserver.release(reservation)
+        if self.keys is not None:
+            refused_ids = {id(record) for record, _, _ in refused}
+            for index in done:
+                record = batch[index][0]
+                if record.key_id and record.cost_micro_p and id(record) not in refused_ids:
+                    self.keys.note_spent(record.key_id, record.cost_micro_p)
+
+    def _write_isolating(
+        self, batch: Batch, indexes: list[int], done: set[int], consumed: list[Settled],
+        refused: list[tuple[RequestRecord, Reservation | None, BaseException]],
+    ) -> None:
+        """Commit ``batch[indexes]``; on an error that is not transient, bisect to the bad rows.
+
+        Runs on the database thread. ``done`` collects the indexes committed or
+        dead-lettered, so a transient error midway retries only the rest. A transient
+        error propagates.
+        """
+        part = [batch[index] for index in indexes]
+        try:
+            consumed.extend(self.db.transaction_sync(write_batch, part))
+        except Exception as exc:  # noqa: BLE001 - sorted below: transient or a bad row
+            if is_transient(exc):
+                raise
+            if len(indexes) > 1:
+                middle = len(indexes) // 2
+                self._write_isolating(batch, indexes[:middle], done, consumed, refused)
+                self._write_isolating(batch, indexes[middle:], done, consumed, refused)
+                return
+            record, reservation = part[0]
+            self._dead_letter(record, exc)
+            refused.append((record, reservation, exc))
+        done.update(indexes)
+
+    def _dead_letter(self, record: RequestRecord, exc: BaseException) -> None:
+        """Keep a refused record in ``dead_letters`` and raise the alarm (database thread)."""
+        error = type(getattr(exc, "orig", None) or exc).__name__
+        try:
+            self.db.transaction_sync(insert_dead_letter, record, exc)
+        except Exception as second:  # noqa: BLE001
+            if is_transient(second):
+                raise
+            log.error("ALERT request %s of account %s refused by the database (%s) and could not be kept "
+                      "in dead_letters (%s); it is not recorded", getattr(record, "request_id", "?"),
+                      getattr(record, "account_id", "?"), error, type(second).__name__)
+            return
+        self.dead_lettered += 1
+        log.error("ALERT request %s of account %s refused by the database (%s): kept in dead_letters, "
+                  "not charged", getattr(record, "request_id", "?"), getattr(record, "account_id", "?"), error)
+
+    def failing_for(self) -> float:
+        """Seconds since flushes started failing without a success in between (0 when healthy)."""
+        if self.failing_since is None:
+            return 0.0
+        return time.monotonic() - self.failing_since
 
     async def _run(self) -> None:
         while not self._closing:

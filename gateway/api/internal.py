@@ -23,6 +23,7 @@ from ..accounting.ledger import (
     POSTABLE_KINDS, IdempotencyConflict, account_dict, create_account, entry_dict, get_account, list_entries,
     post_entry_async, set_account_status, signed_amount,
 )
+from ..accounting.metering import dead_letter_count
 from ..accounting.requestlog import CSV_COLUMNS, csv_rows, query_requests, request_csv_values, request_dict
 from ..appkeys import CATALOG, KEYS, SETTINGS, WRITER
 from ..auth import create_key, key_dict
@@ -49,18 +50,32 @@ async def _refresh_keys(request: web.Request) -> None:
 # --- health and catalogue -----------------------------------------------------------
 
 async def health(request: web.Request) -> web.Response:
-    """Liveness plus the database and the batch writer's state."""
-    database_ok = await database(request).run(database(request).ping)
+    """Liveness plus the database and the batch writer's state.
+
+    503 ``degraded`` when the database does not answer or when flushes have kept failing
+    for longer than ``GATEWAY_FLUSH_ALERT_SECONDS``: calls are then answered but not
+    yet recorded or charged, which monitoring must see.
+    """
+    db = database(request)
     writer = request.config_dict[WRITER]
+    try:
+        dead = await db.read(dead_letter_count)
+        database_ok = True
+    except sa.exc.SQLAlchemyError:
+        dead, database_ok = None, False
+    stalled = writer.failing_for() > request.config_dict[SETTINGS].flush_alert_seconds
+    healthy = database_ok and not stalled
     return json_response(
         {
-            "status": "ok" if database_ok else "degraded",
+            "status": "ok" if healthy else "degraded",
             "version": __version__,
             "database": "ok" if database_ok else "unavailable",
             "queue_depth": writer.queue_depth,
             "last_flush_at": writer.last_flush_at,
+            "failed_flushes": writer.failed_flushes,
+            "dead_letters": dead,
         },
-        status=200 if database_ok else 503,
+        status=200 if healthy else 503,
     )
 
 

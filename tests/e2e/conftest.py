@@ -37,6 +37,7 @@ START_TIMEOUT = 90.0
 # The environment that must not leak from the developer's shell into the product under test.
 _OWN_SETTINGS = ("DATABASE_URL", "GATEWAY_DATABASE_URL", "GATEWAY_URL", "GATEWAY_PUBLIC_URL", "PUBLIC_URL",
                  "INTERNAL_API_TOKEN", "SECRET_KEY", "PORT", "GATEWAY_PORT", "GATEWAY_HOST", "HOST",
+                 "GATEWAY_INTERNAL_PORT", "GATEWAY_INTERNAL_HOST",
                  "PROVIDERS_FILE", "SAMALINK_INSTANCE_DIR", "SMTP_HOST", "GATEWAY_WORKERS")
 
 
@@ -160,7 +161,8 @@ class Product:
     """A running ``python app.py`` and what the tests need to reach it."""
 
     portal_url: str
-    gateway_url: str
+    gateway_url: str  # the public listener (/v1)
+    internal_url: str  # the gateway's internal API
     token: str
     stripe: CheckoutFakeStripe
     process: subprocess.Popen
@@ -170,7 +172,7 @@ class Product:
     def internal(self, method: str, path: str, **kw: Any) -> requests.Response:
         """Call the gateway's ``/internal{path}`` with the shared token (test setup and checks)."""
         kw.setdefault("timeout", 30)
-        return self.session.request(method, f"{self.gateway_url}/internal{path}",
+        return self.session.request(method, f"{self.internal_url}/internal{path}",
                                     headers={"Authorization": f"Bearer {self.token}"}, **kw)
 
     def log_text(self) -> str:
@@ -178,7 +180,7 @@ class Product:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def _product_env(instance: Path, port: int, gateway_port: int, token: str, providers_file: Path,
+def _product_env(instance: Path, port: int, gateway_port: int, internal_port: int, token: str, providers_file: Path,
                  stripe: FakeStripe, database_urls: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _OWN_SETTINGS}
     env.update(UPSTREAM_KEYS)
@@ -187,6 +189,7 @@ def _product_env(instance: Path, port: int, gateway_port: int, token: str, provi
         "SAMALINK_INSTANCE_DIR": str(instance),
         "PORT": str(port),
         "GATEWAY_PORT": str(gateway_port),
+        "GATEWAY_INTERNAL_PORT": str(internal_port),
         "INTERNAL_API_TOKEN": token,
         "SECRET_KEY": "e2e-secret-" + secrets.token_hex(16),
         "PROVIDERS_FILE": str(providers_file),
@@ -237,15 +240,15 @@ def product(chromium_path, tmp_path_factory, providers_file, e2e_database_urls) 
     """
     stripe = CheckoutFakeStripe().start()
     instance = tmp_path_factory.mktemp("e2e-instance")
-    port, gateway_port = free_port(), free_port()
+    port, gateway_port, internal_port = free_port(), free_port(), free_port()
     token = "e2e-internal-" + secrets.token_hex(16)
-    env = _product_env(instance, port, gateway_port, token, providers_file, stripe, e2e_database_urls)
+    env = _product_env(instance, port, gateway_port, internal_port, token, providers_file, stripe, e2e_database_urls)
     log_path = instance / "app.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=instance, env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
-    handle = Product(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{gateway_port}", token, stripe,
-                     process, log_path)
+    handle = Product(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{gateway_port}",
+                     f"http://127.0.0.1:{internal_port}", token, stripe, process, log_path)
     try:
         _wait_until_serving(handle)
         yield handle

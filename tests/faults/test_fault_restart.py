@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from fault_common import wait_until
 
-import fixtures.gateway as gateway_fixtures
 from fixtures.gateway import free_port, start_gateway
 from fixtures.portal import login, portal_config
 
 NOTICE = "Usage service unavailable."
 
 
-def test_portal_rides_out_a_gateway_restart(gateway_env, portal_database_url, user, tmp_path, monkeypatch):
+def test_portal_rides_out_a_gateway_restart(gateway_env, portal_database_url, user, tmp_path):
     from portal import create_app
 
-    port = free_port()
-    monkeypatch.setattr(gateway_fixtures, "free_port", lambda: port)
-    first = start_gateway(dict(gateway_env))
-    app = create_app(portal_config(portal_database_url, first.url, first.token, tmp_path / "instance"))
+    port, internal_port = free_port(), free_port()
+    first = start_gateway(dict(gateway_env), port=port, internal_port=internal_port)
+    app = create_app(portal_config(portal_database_url, first.internal_url, first.token, tmp_path / "instance",
+                                   public_url=first.url + "/v1"))
     client = app.test_client()
     assert login(client, user.email, user.password).status_code == 303
     page = client.get("/dashboard")
@@ -32,9 +31,9 @@ def test_portal_rides_out_a_gateway_restart(gateway_env, portal_database_url, us
     refused = client.post("/keys", data={"name": "while down"})
     assert refused.status_code in (200, 503) and "unavailable" in refused.get_data(as_text=True).lower()
 
-    second = start_gateway(dict(gateway_env))
+    second = start_gateway(dict(gateway_env), port=port, internal_port=internal_port)
     try:
-        assert second.url == first.url
+        assert (second.url, second.internal_url) == (first.url, first.internal_url)
         assert wait_until(lambda: NOTICE not in client.get("/dashboard").get_data(as_text=True), timeout=15)
         created = client.post("/keys", data={"name": "after restart"})
         assert created.status_code == 200 and "after restart" in created.get_data(as_text=True)

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.auth import create_key
 from gateway.catalog import Model
-from gateway.db import api_keys, ledger_entries, request_log, usage_rollups
+from gateway.db import api_keys, dead_letters, ledger_entries, request_log, usage_rollups
 from gateway.accounting.leases import Reserver
 from gateway.accounting.ledger import create_account, get_account, ledger_sum, post_entry
-from gateway.accounting.metering import BatchWriter, RequestRecord, bucket_start, cost_micro_p
+from gateway.accounting.metering import (
+    MAX_COST_MICRO_P, MAX_TOKENS, BatchWriter, RequestRecord, bucket_start, cost_micro_p, normalise,
+)
 
 
 class FlakyDatabase:
@@ -210,3 +215,198 @@ def test_a_record_breaking_a_constraint_does_not_block_the_others(gateway_db):
 
     assert asyncio.run(main()) == 0
     assert counts(gateway_db, account_id) == (2, 2, 1_000_000 - 3_000)
+
+
+# --- poison records: nothing a record holds may stop the writer ---------------------------
+
+NASTY_TEXT = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(["x\u0000y", "\u0000", "\ud800", "tail \udfff", "\x1b[31mred", "a\r\nb", "é" * 500,
+                     "m" * 1_000_000, "\u0000" * 1_000_000, ""]),
+)
+NASTY_INT = st.one_of(
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.sampled_from([0, -1, 10**17, 2**31, 2**63 - 1, 2**63, -(2**63) - 1, 10**40]),
+)
+NASTY_STATUS = st.one_of(NASTY_INT, st.sampled_from([200, 404, 502, 99, 600]))
+
+
+@st.composite
+def nasty_records(draw, account_id: str, key_id: str) -> RequestRecord:
+    """A record with hostile values in any field; the account is the real one."""
+    return RequestRecord(
+        # Unique before any cut: 32 hex characters, then whatever else.
+        request_id=uuid.uuid4().hex + draw(NASTY_TEXT),
+        account_id=account_id,
+        key_id=draw(st.sampled_from([key_id, "", None])) if draw(st.booleans()) else draw(NASTY_TEXT),
+        model=draw(NASTY_TEXT), provider=draw(NASTY_TEXT), endpoint=draw(NASTY_TEXT),
+        stream=draw(st.booleans()),
+        input_tokens=draw(NASTY_INT), output_tokens=draw(NASTY_INT), cost_micro_p=draw(NASTY_INT),
+        latency_ms=draw(NASTY_INT), ttft_ms=draw(st.one_of(st.none(), NASTY_INT)), status=draw(NASTY_STATUS),
+        error_class=draw(st.one_of(st.none(), NASTY_TEXT)), estimated=draw(st.booleans()),
+        created_at=datetime.now(timezone.utc),
+    )
+
+
+def logged(db, account_id: str) -> dict[str, tuple]:
+    """request id → (model, status, cost, usage entries for it) of every logged row of the account."""
+    def work(conn):
+        rows = conn.execute(sa.select(request_log).where(request_log.c.account_id == account_id)).all()
+        usage = conn.execute(
+            sa.select(ledger_entries.c.request_id, sa.func.count(), sa.func.sum(ledger_entries.c.amount_micro_p))
+            .where(ledger_entries.c.account_id == account_id, ledger_entries.c.kind == "usage")
+            .group_by(ledger_entries.c.request_id)
+        ).all()
+        charged = {r[0]: (r[1], -r[2]) for r in usage}
+        return {r.request_id: (r.model, r.status, r.cost_micro_p, charged.get(r.request_id)) for r in rows}
+
+    return db.read_sync(work)
+
+
+@settings(max_examples=25, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+@given(data=st.data())
+def test_hostile_records_never_stop_billing_for_anyone(gateway_db, data):
+    account_id, key_id = setup_account(gateway_db, 10**17)
+    victim_id, victim_key = setup_account(gateway_db, 1_000_000)
+    hostile = data.draw(st.lists(nasty_records(account_id, key_id), min_size=1, max_size=6))
+    good = [record(victim_id, victim_key, 1_000 * (n + 1)) for n in range(3)]
+
+    async def main():
+        writer = BatchWriter(gateway_db, None, flush_interval=3600)
+        for n, item in enumerate(hostile):
+            writer.settle(item, None)
+            if n < len(good):
+                writer.settle(good[n], None)
+        for item in good[len(hostile):]:
+            writer.settle(item, None)
+        assert await writer.flush() is True
+        return writer.queue_depth
+
+    assert asyncio.run(main()) == 0
+    # Everyone else's calls: logged and charged exactly once.
+    victim = logged(gateway_db, victim_id)
+    assert {r.request_id for r in good} == set(victim)
+    assert all(charge == (1, cost) for _, _, cost, charge in victim.values())
+    assert counts(gateway_db, victim_id) == (3, 3, 1_000_000 - 6_000)
+    # The hostile calls themselves: logged once, made safe, charged exactly what was logged.
+    rows = logged(gateway_db, account_id)
+    assert len(rows) == len(hostile)
+    for model, status, cost, charge in rows.values():
+        assert "\x00" not in model and len(model) <= 100
+        assert 100 <= status <= 599 and cost >= 0
+        assert charge == ((1, cost) if cost else None)
+    charged = sum(cost for _, _, cost, _ in rows.values())
+    assert gateway_db.read_sync(ledger_sum, account_id) == 10**17 - charged == counts(gateway_db, account_id)[2]
+
+
+def test_normalise_bounds_every_field():
+    raw = RequestRecord(
+        request_id="r" * 100, account_id="a\u0000" * 30, key_id="\ud800", model="x\u0000y", provider="p\x07",
+        endpoint="/v1/\udfff", stream=1, input_tokens=10**17, output_tokens=-5, cost_micro_p=10**40,
+        latency_ms=2**40, ttft_ms=-(2**70), status=1000, error_class="e" * 10_000, estimated=None,
+        created_at=datetime(2026, 1, 1),  # naive: replaced by now
+    )
+    safe = normalise(raw)
+    assert safe.model == "x\ufffdy" and safe.provider == "p\ufffd" and safe.key_id == "\ufffd"
+    assert len(safe.request_id) == 64 and len(safe.account_id) == 36 and "\x00" not in safe.account_id
+    assert safe.endpoint == "/v1/\ufffd" and len(safe.error_class) == 100
+    assert (safe.input_tokens, safe.output_tokens, safe.cost_micro_p) == (MAX_TOKENS, 0, MAX_COST_MICRO_P)
+    assert (safe.latency_ms, safe.ttft_ms, safe.status) == (2**31 - 1, 0, 599)
+    assert safe.stream is True and safe.estimated is False and safe.created_at.tzinfo is not None
+    for text in (safe.request_id, safe.account_id, safe.model, safe.endpoint, safe.error_class):
+        text.encode("utf-8")  # storable: no lone surrogate left
+
+
+def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_commit(gateway_db):
+    """Past the normaliser (a record queued as is), the writer still finds the bad rows by bisection."""
+    account_id, key_id = setup_account(gateway_db, 1_000_000)
+    ghost = str(uuid.uuid4())  # no such account: a foreign key refuses it
+    poison = record(account_id, key_id, 1_000)
+    poison.model = "bad \ud800 \u0000"
+    poison.cost_micro_p = 2**70
+
+    async def main():
+        reserver = Reserver(gateway_db)
+        writer = BatchWriter(gateway_db, reserver)
+        held = await reserver.reserve(account_id, 50_000)
+        lost = await reserver.reserve(account_id, 50_000)
+        for n in range(7):
+            writer.settle(record(account_id, key_id, 1_000), None)
+            if n == 3:
+                writer._queue.append((poison, held))
+        writer.settle(record(ghost, "", 1_000), lost)
+        assert await writer.flush() is True
+        assert writer.queue_depth == 0 and writer.failed_flushes == 0
+        # Both reservations are back in the lease: the whole balance can be reserved.
+        assert held.done and lost.done
+        whole = await reserver.reserve(account_id, 1_000_000 - 7_000)
+        reserver.release(whole)
+        await reserver.close()
+        return writer.dead_lettered
+
+    assert asyncio.run(main()) == 2
+    assert counts(gateway_db, account_id) == (7, 7, 1_000_000 - 7_000)
+    letters = gateway_db.read_sync(lambda conn: conn.execute(
+        sa.select(dead_letters).where(dead_letters.c.request_id.in_([poison.request_id]) | (dead_letters.c.account_id == ghost))
+    ).all())
+    assert {row.account_id for row in letters} == {account_id, ghost}
+    kept = next(row for row in letters if row.account_id == account_id)
+    assert json.loads(kept.record)["request_id"] == poison.request_id
+    assert "\x00" not in kept.record and kept.error_class and kept.message
+
+
+class FailingDatabase(FlakyDatabase):
+    """Every transaction fails as a lost connection would, until ``healthy`` is set."""
+
+    healthy = False
+
+    def transaction_sync(self, fn, *args):
+        if not self.healthy:
+            self.attempts += 1
+            raise sa.exc.OperationalError("BEGIN", {}, Exception("connection refused"))
+        return super().transaction_sync(fn, *args)
+
+    async def read(self, fn, *args):
+        return await self.db.read(fn, *args)
+
+
+def test_health_is_degraded_while_flushes_keep_failing(gateway_db):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from gateway.api.internal import create_internal_app
+    from gateway.appkeys import ENGINE, SETTINGS, WRITER
+    from gateway.config import Settings
+
+    account_id, key_id = setup_account(gateway_db, 1_000_000)
+    token = "t" * 32
+    failing = FailingDatabase(gateway_db)
+
+    async def main():
+        writer = BatchWriter(failing, None, flush_interval=3600)
+        app = create_internal_app()
+        app[SETTINGS] = Settings(internal_api_token=token, flush_alert_seconds=0.2)
+        app[ENGINE] = failing
+        app[WRITER] = writer
+        async with TestClient(TestServer(app)) as client:
+            async def health():
+                answer = await client.get("/health", headers={"Authorization": f"Bearer {token}"})
+                return answer.status, await answer.json()
+
+            writer.settle(record(account_id, key_id, 1_000), None)
+            status, body = await health()
+            assert status == 200 and body["status"] == "ok" and body["queue_depth"] == 1
+            assert body["failed_flushes"] == 0 and isinstance(body["dead_letters"], int)
+            assert await writer.flush() is False
+            assert await writer.flush() is False
+            await asyncio.sleep(0.3)
+            status, body = await health()
+            assert (status, body["status"], body["database"]) == (503, "degraded", "ok")
+            assert body["failed_flushes"] == 2 and body["queue_depth"] == 1
+            failing.healthy = True
+            assert await writer.flush() is True
+            status, body = await health()
+            assert (status, body["status"], body["failed_flushes"], body["queue_depth"]) == (200, "ok", 0, 0)
+
+    asyncio.run(main())
+    assert counts(gateway_db, account_id) == (1, 1, 999_000)

@@ -56,6 +56,9 @@ def ledger_total(gateway, account_id: str) -> int:
     "env, names",
     [
         ({"GATEWAY_PORT": "eighty"}, "GATEWAY_PORT"),
+        ({"GATEWAY_INTERNAL_PORT": "0"}, "GATEWAY_INTERNAL_PORT"),
+        ({"GATEWAY_PORT": "18123", "GATEWAY_INTERNAL_PORT": "18123"}, "GATEWAY_INTERNAL_PORT"),
+        ({"GATEWAY_FLUSH_ALERT_SECONDS": "-1"}, "GATEWAY_FLUSH_ALERT_SECONDS"),
         ({"PROVIDERS_FILE": "/nonexistent/providers.toml"}, "PROVIDERS_FILE"),
         ({"INTERNAL_API_TOKEN": "short"}, "INTERNAL_API_TOKEN"),
         ({"GATEWAY_DATABASE_URL": "mysql://x@y/z"}, "GATEWAY_DATABASE_URL"),
@@ -172,3 +175,46 @@ def test_two_gateway_processes_cannot_overspend_one_balance(gateway):
         assert ledger_total(gateway, account_id) == account["balance_micro_p"]
     finally:
         assert second.stop() == 0
+
+
+def test_internal_api_answers_only_on_its_own_listener(gateway):
+    auth = {"Authorization": f"Bearer {gateway.token}"}
+    assert gateway.internal_url != gateway.url
+    # The internal listener serves it …
+    assert requests.get(f"{gateway.internal_url}/internal/health", headers=auth, timeout=10).status_code == 200
+    # … the public one does not know it, with the right token or without one.
+    for path in ("/internal/health", "/internal/accounts", "/internal/admin/status", "/internal", "/internal/nope"):
+        for headers in (auth, {}):
+            answer = requests.get(f"{gateway.url}{path}", headers=headers, timeout=10)
+            assert answer.status_code == 404, (path, answer.status_code)
+            assert answer.headers["content-type"].startswith("application/json")
+            error = answer.json()["error"]
+            assert error["code"] == "unknown_endpoint" and error["type"] == "invalid_request_error"
+    # A leaked token alone creates nothing through the public port.
+    before = gateway.internal("GET", "/admin/accounts", params={"q": "leaked@example.com"}).json()
+    created = requests.post(f"{gateway.url}/internal/accounts", headers=auth, json={"email": "leaked@example.com"},
+                            timeout=10)
+    assert created.status_code == 404
+    after = gateway.internal("GET", "/admin/accounts", params={"q": "leaked@example.com"}).json()
+    assert after == before
+    # The public API itself is where it was.
+    account_id = gateway.create_account(balance_micro_p=1_000_000)
+    key = gateway.create_key(account_id)["key"]
+    assert requests.get(f"{gateway.url}/v1/models", headers={"Authorization": f"Bearer {key}"},
+                        timeout=10).status_code == 200
+
+
+def test_a_busy_internal_port_fails_with_one_line_naming_it(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "SAMALINK_INSTANCE_DIR": str(tmp_path),
+               "INTERNAL_API_TOKEN": "a-long-enough-internal-token", "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path}/g.db",
+               "GATEWAY_PORT": "0", "GATEWAY_INTERNAL_PORT": str(port)}
+        result = subprocess.run([sys.executable, "-m", "gateway"], cwd=REPO, env=env, capture_output=True, text=True,
+                                timeout=60)
+    assert result.returncode == 2
+    assert "GATEWAY_INTERNAL_PORT" in result.stderr.strip().splitlines()[-1]

@@ -12,7 +12,7 @@ from portal.gateway_client import GatewayClient, GatewayError, GatewayUnavailabl
 
 @pytest.fixture
 def gw_client(gateway):
-    return GatewayClient(gateway.url, gateway.token)
+    return GatewayClient(gateway.internal_url, gateway.token)
 
 
 def test_account_creation_is_idempotent_on_external_id(gw_client):
@@ -67,7 +67,7 @@ def test_refusals_raise_gateway_error_with_the_message(gw_client):
 
 
 def test_wrong_token_is_refused_and_never_echoed(gateway):
-    client = GatewayClient(gateway.url, "wrong-token-" + "z" * 20)
+    client = GatewayClient(gateway.internal_url, "wrong-token-" + "z" * 20)
     with pytest.raises(GatewayError) as error:
         client.catalog()
     assert error.value.status == 401

@@ -19,14 +19,15 @@ REPO = Path(__file__).resolve().parents[2]
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "GATEWAY_DATABASE_URL", "GATEWAY_URL", "GATEWAY_PUBLIC_URL",
-                        "INTERNAL_API_TOKEN", "SECRET_KEY", "PORT", "GATEWAY_PORT", "PROVIDERS_FILE")}
+                        "INTERNAL_API_TOKEN", "SECRET_KEY", "PORT", "GATEWAY_PORT", "GATEWAY_INTERNAL_PORT",
+                        "GATEWAY_INTERNAL_HOST", "PROVIDERS_FILE")}
     env.update(SAMALINK_INSTANCE_DIR=str(tmp_path / "instance"), PYTHONPATH=str(REPO), **extra)
     return env
 
 
 def test_app_starts_both_and_stops_both_on_sigterm(tmp_path):
-    port, gateway_port = free_port(), free_port()
-    env = _env(tmp_path, PORT=str(port), GATEWAY_PORT=str(gateway_port))
+    port, gateway_port, internal_port = free_port(), free_port(), free_port()
+    env = _env(tmp_path, PORT=str(port), GATEWAY_PORT=str(gateway_port), GATEWAY_INTERNAL_PORT=str(internal_port))
     process = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -41,7 +42,8 @@ def test_app_starts_both_and_stops_both_on_sigterm(tmp_path):
                 break
         output = "".join(lines)
         assert f"SAMALink portal:  http://127.0.0.1:{port}" in output, output
-        assert f"SAMALink gateway: http://127.0.0.1:{gateway_port}" in output, output
+        assert f"SAMALink gateway: http://127.0.0.1:{gateway_port}/v1" in output, output
+        assert f"internal API: http://127.0.0.1:{internal_port}" in output, output
         page = requests.get(f"http://127.0.0.1:{port}/pricing", timeout=10)
         assert page.status_code == 200 and "deepseek-v3.2" in page.text
         assert "usage service unavailable" not in page.text.lower()
@@ -55,7 +57,7 @@ def test_app_starts_both_and_stops_both_on_sigterm(tmp_path):
     assert code == 0
     refused = False
     try:
-        requests.get(f"http://127.0.0.1:{gateway_port}/internal/health", timeout=2)
+        requests.get(f"http://127.0.0.1:{internal_port}/internal/health", timeout=2)
     except requests.ConnectionError:
         refused = True
     assert refused, "the gateway child is still running"
@@ -74,3 +76,37 @@ def test_bad_gateway_setting_is_caught_before_start(tmp_path):
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("samalink: PROVIDERS_FILE")
+
+
+CHILD = """
+import pathlib, signal, sys, time
+mark = pathlib.Path(sys.argv[1])
+signal.signal(signal.SIGTERM, lambda *_: mark.write_text("term") if sys.argv[2] == "ignore" else sys.exit(0))
+deadline = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+
+
+def test_a_gateway_child_stopping_after_ctrl_c_gets_no_second_signal(tmp_path):
+    import app as launcher
+
+    mark = tmp_path / "mark"
+    # Already stopping (as after the terminal's SIGINT): it ends by itself within a second.
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(mark), "ignore", "1"])
+    time.sleep(0.3)
+    launcher._stop(child, child_signalled=True)
+    assert child.returncode == 0 and not mark.exists()
+
+
+def test_a_gateway_child_that_does_not_stop_is_killed_after_the_timeout(tmp_path, monkeypatch):
+    import app as launcher
+
+    monkeypatch.setattr(launcher, "GATEWAY_STOP_TIMEOUT", 1.0)
+    mark = tmp_path / "mark"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(mark), "ignore", "60"])
+    time.sleep(0.3)
+    started = time.monotonic()
+    launcher._stop(child)
+    assert child.returncode == -signal.SIGKILL and mark.read_text() == "term"
+    assert time.monotonic() - started < 10

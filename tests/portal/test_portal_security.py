@@ -29,7 +29,7 @@ def test_session_cookie_flags(client, user):
 def test_secure_cookie_behind_https(portal_database_url, gateway, tmp_path):
     from portal.config import TestingConfig
 
-    config = TestingConfig(env={"DATABASE_URL": portal_database_url, "GATEWAY_URL": gateway.url,
+    config = TestingConfig(env={"DATABASE_URL": portal_database_url, "GATEWAY_URL": gateway.internal_url,
                                 "INTERNAL_API_TOKEN": gateway.token, "SECRET_KEY": "x" * 32,
                                 "SESSION_COOKIE_SECURE": "1"}, instance_dir=tmp_path)
     assert config.SESSION_COOKIE_SECURE is True and config.PREFERRED_URL_SCHEME == "https"

@@ -16,7 +16,7 @@ def make_app(portal_database_url: str, gateway, instance_dir, **overrides):
     """A portal app on the session database with ``overrides`` applied to its config."""
     from portal import create_app
 
-    return create_app(portal_config(portal_database_url, gateway.url, gateway.token, instance_dir, **overrides))
+    return create_app(portal_config(portal_database_url, gateway.internal_url, gateway.token, instance_dir, public_url=gateway.url + "/v1", **overrides))
 
 
 def enrol_two_factor(client) -> tuple[pyotp.TOTP, list[str]]:

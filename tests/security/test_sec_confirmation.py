@@ -196,7 +196,7 @@ def test_users_from_before_the_change_count_as_confirmed(tmp_path, gateway):
     from portal import create_app
 
     url = f"sqlite:///{tmp_path / 'before.db'}"
-    app = create_app(portal_config(url, gateway.url, gateway.token, tmp_path / "instance"))
+    app = create_app(portal_config(url, gateway.internal_url, gateway.token, tmp_path / "instance", public_url=gateway.url + "/v1"))
     created = datetime(2026, 1, 2, 3, 4, 5)
     with app.app_context():
         from portal.extensions import db

@@ -40,7 +40,7 @@ def test_internal_api_answers_as_documented_and_never_5xx(case, gateway, fuzz_ta
     for name in ("account_id", "key_id"):
         if name in parameters and hash(str(parameters[name])) % 4:
             parameters[name] = fuzz_target[name]
-    response = case.call_and_validate(base_url=f"{gateway.url}/internal",
+    response = case.call_and_validate(base_url=f"{gateway.internal_url}/internal",
                                       headers={"Authorization": f"Bearer {gateway.token}"}, timeout=30,
                                       excluded_checks=[positive_data_acceptance, negative_data_rejection])
     assert response.status_code < 500, response.text[:500]

@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision = "0005_limits_and_flags"
-down_revision = "0003_usage_days"
+down_revision = "0004_dead_letters"
 branch_labels = None
 depends_on = None
 
