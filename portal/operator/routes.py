@@ -336,6 +336,9 @@ def switch_model(model_id: str):
 
 # --- traffic, health, audit ------------------------------------------------------------------
 
+USAGE_CHOICES = [("", "All usage"), ("true", "Flagged usage only")]
+
+
 @bp.route("/traffic")
 def traffic():
     """All requests (customer log filters plus customer and provider), money per day, provider health."""
@@ -350,7 +353,9 @@ def traffic():
     if provider and not _PROVIDER.match(provider):
         errors.append("Unknown provider.")
         provider = ""
-    params.update({k: v for k, v in (("account_id", account_id), ("provider", provider)) if v})
+    # Rows whose upstream usage was clamped or looked implausible, for review.
+    flagged = "true" if request.args.get("flagged") == "true" else ""
+    params.update({k: v for k, v in (("account_id", account_id), ("provider", provider), ("flagged", flagged)) if v})
     cursor = (request.args.get("cursor") or "").strip()[:500] or None
     tz = current_user.tz
     page = None
@@ -361,6 +366,7 @@ def traffic():
     query = urlencode(params)
     # A refused customer id stays in its input beside the message, so it can be corrected.
     context = {"filters": filters, "errors": errors, "account_id": typed_account_id, "provider": provider,
+               "flagged": flagged, "usage_choices": USAGE_CHOICES,
                "rows": (page or {}).get("data") or [], "page": page, "next_cursor": (page or {}).get("next_cursor"),
                "cursor": cursor, "query": query, "status_choices": STATUS_CHOICES}
     if is_htmx():

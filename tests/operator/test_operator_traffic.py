@@ -128,3 +128,20 @@ def test_refused_traffic_filters_stay_in_the_filter_bar(operator_client):
     assert 'id="f-start" type="date" name="start" value="2026-11-20"' in body
     assert 'id="f-end" type="date" name="end" value="2026-11-10"' in body
     assert '<option value="error" selected>' in body
+
+
+def test_traffic_shows_and_filters_flagged_usage(operator_client, customer, gateway):
+    # The upstream claims more output than the bound it was sent: charged at the bound, flagged.
+    assert call_api(gateway, customer.key, text="[[usage:10:999999]] flag me")["status"] == 200
+    assert call_api(gateway, customer.key)["status"] == 200
+    wait_for_requests(gateway, customer.account_id, 2)
+    every = operator_client.get(f"/operator/traffic?account_id={customer.account_id}",
+                                headers={"HX-Request": "true"}).get_data(as_text=True)
+    row = '<td class="nowrap">'
+    assert every.count(row) == 2 and every.count(">flagged</span>") == 1
+    assert "output above bound" in every
+    flagged = operator_client.get(f"/operator/traffic?account_id={customer.account_id}&flagged=true",
+                                  headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert flagged.count(">flagged</span>") == 1 and flagged.count(row) == 1
+    page = operator_client.get("/operator/traffic?flagged=true").get_data(as_text=True)
+    assert '<option value="true" selected>Flagged usage only</option>' in page
