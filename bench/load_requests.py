@@ -37,7 +37,8 @@ from gateway.auth import create_key  # noqa: E402
 from gateway.catalog import load_catalog  # noqa: E402
 from gateway.db import Database, accounts, api_keys, safe_url  # noqa: E402
 from gateway.accounting.ledger import create_account, post_entry  # noqa: E402
-from gateway.accounting.metering import RequestRecord, cost_micro_p, write_batch  # noqa: E402
+from gateway.accounting.metering import RequestRecord, write_batch  # noqa: E402
+from gateway.accounting.pricing import cost_micro_p  # noqa: E402
 from gateway.accounting.usage import set_usage_zone  # noqa: E402
 
 RESULTS_DIR = BENCH_DIR / "results"

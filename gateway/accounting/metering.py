@@ -27,7 +27,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..auth import KeyCache
-from ..catalog import Model
 from ..db import Database, accounts, api_keys, dead_letters, request_log, upsert, usage_rollups, utcnow
 from .leases import Reservation, Reserver, Settled, settle_reservations
 from .ledger import UsageCharge, debit_usage
@@ -167,26 +166,6 @@ def is_transient(exc: BaseException) -> bool:
         return True
     return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError,
                             sa.exc.TimeoutError, ConnectionError, TimeoutError))
-
-
-def cost_micro_p(model: Model, input_tokens: int, output_tokens: int) -> int:
-    """The cost in micro-P: prices are P per 1M tokens, i.e. micro-P per token.
-
-    Raises ``ValueError`` for a model without a price (it must be refused earlier).
-    """
-    if model.input_price is None or model.output_price is None:
-        raise ValueError(f"model {model.id} has no price")
-    return int(input_tokens) * model.input_price + int(output_tokens) * model.output_price
-
-
-def affordable_output_tokens(model: Model, input_tokens: int, amount_micro_p: int) -> int:
-    """The most output tokens ``amount_micro_p`` pays for after ``input_tokens`` of input."""
-    if model.input_price is None or model.output_price is None:
-        raise ValueError(f"model {model.id} has no price")
-    left = amount_micro_p - int(input_tokens) * model.input_price
-    if model.output_price == 0:
-        return 2**62 if left >= 0 else 0
-    return max(0, left // model.output_price)
 
 
 def bucket_start(when: datetime) -> int:

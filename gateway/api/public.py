@@ -23,7 +23,8 @@ import orjson
 from aiohttp import web
 
 from ..accounting.leases import InsufficientBalance, LimitReached, Reservation, Reserver
-from ..accounting.metering import BatchWriter, RequestRecord, affordable_output_tokens, cost_micro_p
+from ..accounting.metering import BatchWriter, RequestRecord
+from ..accounting.pricing import affordable_output_tokens, cost_micro_p
 from ..appkeys import CATALOG, HTTP, KEYS, RESERVER, SETTINGS, WRITER
 from ..auth import KeyCache, KeyInfo
 from ..catalog import Catalog, Model, Provider

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gateway.accounting.leases import KEY_LIMIT, InsufficientBalance, KeyLimitReached, Reserver
 from gateway.accounting.ledger import create_account, post_entry
-from gateway.accounting.metering import affordable_output_tokens, cost_micro_p
+from gateway.accounting.pricing import affordable_output_tokens, cost_micro_p
 from gateway.auth import create_key
 from gateway.catalog import Catalog, Model, Provider
 from gateway.proxy.call import MESSAGES, CHAT, plan_request

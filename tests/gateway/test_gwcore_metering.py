@@ -17,8 +17,9 @@ from gateway.db import api_keys, dead_letters, ledger_entries, request_log, usag
 from gateway.accounting.leases import Reserver
 from gateway.accounting.ledger import create_account, get_account, ledger_sum, post_entry
 from gateway.accounting.metering import (
-    MAX_COST_MICRO_P, MAX_TOKENS, BatchWriter, RequestRecord, bucket_start, cost_micro_p, normalise,
+    MAX_COST_MICRO_P, MAX_TOKENS, BatchWriter, RequestRecord, bucket_start, normalise,
 )
+from gateway.accounting.pricing import cost_micro_p
 
 
 class FlakyDatabase:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.catalog import Model
-from gateway.accounting.metering import cost_micro_p
+from gateway.accounting.pricing import cost_micro_p
 from gateway.proxy.translate import requests as treq
 from gateway.proxy.translate import responses as tresp
 from portal.money import MICRO_PER_P, format_p, format_usd, p_amount, parse_p
