@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 from aiohttp import web
 
+from samalink_common.limits import MAX_REPORT_DAYS
+
 from ..accounting import usage
 from ..accounting.ledger import AccountNotFound
 from ..accounting.requestlog import RequestFilter
@@ -29,8 +31,6 @@ from ..db import Database
 
 log = logging.getLogger("samalink.gateway.internal")
 
-# The longest date range a usage or money report covers.
-MAX_RANGE_DAYS = 400
 # Dates the reports accept: far beyond any real data, and far from date.min/date.max,
 # where adding a day or shifting into a time zone would overflow.
 MIN_YEAR, MAX_YEAR = 2000, 2999
@@ -264,13 +264,13 @@ def database(request: web.Request) -> Database:
 
 
 def query_date_range(request: web.Request) -> tuple[date, date]:
-    """The required ``start`` and ``end`` dates, in order and at most ``MAX_RANGE_DAYS`` apart."""
+    """The required ``start`` and ``end`` dates, in order, covering at most ``MAX_REPORT_DAYS`` days."""
     start = query_date(request, "start", required=True)
     end = query_date(request, "end", required=True)
     if end < start:
         raise HttpError(422, "end must not be before start.", "invalid_range")
-    if (end - start).days >= MAX_RANGE_DAYS:
-        raise HttpError(422, f"The range may cover at most {MAX_RANGE_DAYS} days.", "invalid_range")
+    if (end - start).days + 1 > MAX_REPORT_DAYS:
+        raise HttpError(422, f"The range may cover at most {MAX_REPORT_DAYS} days.", "invalid_range")
     return start, end
 
 

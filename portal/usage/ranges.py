@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from samalink_common.limits import MAX_REPORT_DAYS
+
 from ..timeutil import today_in
 
 PRESETS = {"7d": 7, "30d": 30, "90d": 90}
-MAX_DAYS = 366
 
 
 class RangeError(ValueError):
@@ -51,8 +52,8 @@ def resolve_range(preset: str | None, start: str | None, end: str | None, tz: st
         first, last = _parse(start, "start"), _parse(end, "end")
         if first > last:
             raise RangeError("The start date must be on or before the end date.")
-        if (last - first).days + 1 > MAX_DAYS:
-            raise RangeError(f"Choose a range of at most {MAX_DAYS} days.")
+        if (last - first).days + 1 > MAX_REPORT_DAYS:
+            raise RangeError(f"Choose a range of at most {MAX_REPORT_DAYS} days.")
         if first > today:
             raise RangeError("The range must start today or earlier.")
         return DateRange(first, last, "custom")

@@ -309,6 +309,9 @@ def test_usage_and_summary_endpoints(gateway, gateway_db):
     for params, status in [
         ({"start": "2026-06-02", "end": "2026-06-01"}, 422),
         ({"start": "2025-01-01", "end": "2026-06-01"}, 422),
+        # 366 days counted inclusively, as the portal allows; one more is refused.
+        ({"start": "2025-06-01", "end": "2026-06-01"}, 200),
+        ({"start": "2025-05-31", "end": "2026-06-01"}, 422),
         ({"start": "2026-06-01"}, 400),
         ({"start": "2026-06-01", "end": "2026-06-02", "tz": "Nowhere/City"}, 400),
     ]:
