@@ -188,6 +188,8 @@ class MailSender:
             except sa.exc.SQLAlchemyError as exc:
                 # Not migrated yet, or the database is briefly away: try again at the next poll.
                 log.debug("mail outbox not readable: %s", type(exc).__name__)
+            except Exception:  # noqa: BLE001 - the sender must outlive any one message
+                log.exception("mail sender failed; retrying at the next poll")
             self._wake.wait(self.poll_seconds)
 
     def drain(self) -> int:

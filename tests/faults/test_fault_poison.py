@@ -10,11 +10,11 @@ from __future__ import annotations
 import requests
 from fault_common import ONE_P, assert_ledger_sums, chat, logged_requests, wait_until
 
-COST = 1000 * 280 + 500 * 420  # deepseek-v3.2, [[usage:1000:500]]
+COST = 1000 * 280 + 40 * 420  # deepseek-v3.2, [[usage:1000:40]] (within max_tokens 50)
 
 
 def _normal_call_is_billed(gateway, key: str, account_id: str) -> None:
-    answer = chat(gateway.url, key, "after the poison [[usage:1000:500]]")
+    answer = chat(gateway.url, key, "after the poison [[usage:1000:40]]")
     assert answer.status_code == 200, answer.text
     request_id = answer.headers["x-request-id"]
     assert wait_until(lambda: any(r["request_id"] == request_id for r in logged_requests(gateway, account_id)),
