@@ -56,6 +56,14 @@ class RequestRecord:
     estimated: bool
     created_at: datetime  # aware UTC
     flags: str = ""  # why the upstream's usage was not taken as reported (see proxy/usage_checks.py)
+    # The parts of input_tokens (which stays ALL input) read from or written to a prompt cache,
+    # and the part of output_tokens spent reasoning (accounting/pricing.py prices them).
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0  # the default (5-minute) lifetime
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    price_tier: int | None = None  # the above_input_tokens of the long-context tier applied
+    saved_micro_p: int = 0  # what caching saved; negative when cache writes cost more than they saved
 
 
 # Far above any real request, far below what a BigInteger sum of a batch can hold
@@ -109,8 +117,9 @@ def normalise(record: RequestRecord) -> RequestRecord:
     """A copy of ``record`` that every column of ``request_log`` accepts. Never raises.
 
     Strings lose NUL, control characters and lone surrogates and are cut to their
-    column's size; numbers are bounded (tokens, cost and times never negative, the
-    status an HTTP status); a time that is not aware becomes now.
+    column's size; numbers are bounded (tokens, cost and times never negative, what caching
+    saved within ±MAX_COST_MICRO_P, the status an HTTP status); a time that is not aware
+    becomes now.
     """
     get = lambda name, default=None: getattr(record, name, default)  # noqa: E731
     created_at = get("created_at")
@@ -122,6 +131,7 @@ def normalise(record: RequestRecord) -> RequestRecord:
         except (OverflowError, ValueError):
             created_at = utcnow()
     ttft = get("ttft_ms")
+    tier = get("price_tier")
     return RequestRecord(
         request_id=_text(get("request_id"), _column_length("request_id")),
         account_id=_text(get("account_id"), _column_length("account_id")),
@@ -140,6 +150,12 @@ def normalise(record: RequestRecord) -> RequestRecord:
         estimated=_flag(get("estimated")),
         created_at=created_at,
         flags=_text(get("flags"), _column_length("flags")),
+        cache_read_tokens=_integer(get("cache_read_tokens", 0), 0, MAX_TOKENS, 0),
+        cache_write_tokens=_integer(get("cache_write_tokens", 0), 0, MAX_TOKENS, 0),
+        cache_write_1h_tokens=_integer(get("cache_write_1h_tokens", 0), 0, MAX_TOKENS, 0),
+        reasoning_tokens=_integer(get("reasoning_tokens", 0), 0, MAX_TOKENS, 0),
+        price_tier=None if tier is None else _integer(tier, 0, MAX_TOKENS, 0),
+        saved_micro_p=_integer(get("saved_micro_p", 0), -MAX_COST_MICRO_P, MAX_COST_MICRO_P, 0),
     )
 
 

@@ -19,7 +19,7 @@ from gateway.accounting.ledger import create_account, get_account, ledger_sum, p
 from gateway.accounting.metering import (
     MAX_COST_MICRO_P, MAX_TOKENS, BatchWriter, RequestRecord, bucket_start, normalise,
 )
-from gateway.accounting.pricing import cost_micro_p
+from gateway.accounting.pricing import TokenUsage, cost_micro_p
 
 
 class FlakyDatabase:
@@ -86,11 +86,11 @@ def counts(db, account_id: str) -> tuple[int, int, int]:
 
 def test_cost_is_integer_micro_p_per_token():
     model = Model("m", "p", "u", "chat", "Chinese Models", 280, 420, 8192, 128000)
-    assert cost_micro_p(model, 1_000_000, 0) == 280_000_000  # 280 P per 1M tokens
-    assert cost_micro_p(model, 3, 7) == 3 * 280 + 7 * 420
+    assert cost_micro_p(model, TokenUsage(input_tokens=1_000_000)) == 280_000_000  # 280 P per 1M tokens
+    assert cost_micro_p(model, TokenUsage(input_tokens=3, output_tokens=7)) == 3 * 280 + 7 * 420
     unpriced = Model("x", "p", "u", "chat", "International Models", None, None, 8192, 128000)
     try:
-        cost_micro_p(unpriced, 1, 1)
+        cost_micro_p(unpriced, TokenUsage(input_tokens=1, output_tokens=1))
     except ValueError:
         pass
     else:
