@@ -27,7 +27,6 @@ from ..accounting.metering import BatchWriter, RequestRecord
 from ..accounting.pricing import (
     TokenUsage,
     affordable_output_tokens,
-    cost_micro_p,
     price_tier,
     saved_micro_p,
     wants_1h_cache,
