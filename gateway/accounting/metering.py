@@ -240,6 +240,10 @@ def _insert_log_rows(conn: Connection, records: list[RequestRecord]) -> None:
                 "ttft_ms": None if r.ttft_ms is None else int(r.ttft_ms), "status": int(r.status),
                 "error_class": r.error_class, "estimated": bool(r.estimated), "flags": r.flags,
                 "created_at": r.created_at,
+                "cache_read_tokens": int(r.cache_read_tokens), "cache_write_tokens": int(r.cache_write_tokens),
+                "cache_write_1h_tokens": int(r.cache_write_1h_tokens), "reasoning_tokens": int(r.reasoning_tokens),
+                "price_tier": None if r.price_tier is None else int(r.price_tier),
+                "saved_micro_p": int(r.saved_micro_p),
             }
             for r in records
         ],
@@ -272,16 +276,21 @@ def _add_key_use(conn: Connection, records: list[RequestRecord]) -> None:
         )
 
 
+def _sums_of(record: RequestRecord) -> tuple[int, ...]:
+    """What one record adds to each of ``usage.SUMS``, in that order (both cache-write lifetimes together)."""
+    return (1, int(record.input_tokens), int(record.output_tokens), int(record.cost_micro_p),
+            int(record.cache_read_tokens), int(record.cache_write_tokens) + int(record.cache_write_1h_tokens),
+            int(record.reasoning_tokens), int(record.saved_micro_p))
+
+
 def _add_usage_sums(conn: Connection, records: list[RequestRecord]) -> None:
     """The 15-minute buckets, and the day rows in each account's zone."""
     rollups: dict[tuple[str, str, str, int], list[int]] = {}
     for record in records:
         key = (record.account_id, record.key_id or "", record.model, bucket_start(record.created_at))
-        row = rollups.setdefault(key, [0, 0, 0, 0])
-        row[0] += 1
-        row[1] += record.input_tokens
-        row[2] += record.output_tokens
-        row[3] += record.cost_micro_p
+        row = rollups.setdefault(key, [0] * len(SUMS))
+        for i, value in enumerate(_sums_of(record)):
+            row[i] += value
     upsert(
         conn,
         usage_rollups,
@@ -300,7 +309,7 @@ def _add_usage_sums(conn: Connection, records: list[RequestRecord]) -> None:
     for table, column in DAY_TABLES:
         days: dict[tuple[str, int, str], list[int]] = {}
         for (a, k, m, b), v in rollups.items():
-            row = days.setdefault((a, local_day(b, zones[a]), k if column == "key_id" else m), [0, 0, 0, 0])
+            row = days.setdefault((a, local_day(b, zones[a]), k if column == "key_id" else m), [0] * len(SUMS))
             for i, value in enumerate(v):
                 row[i] += value
         upsert(
