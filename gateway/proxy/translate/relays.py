@@ -131,7 +131,8 @@ class ChatPassthrough(Relay):
             raise malformed_error(self.provider_name)
         # Kept unparsed; read only if the upstream never reports usage.
         self._seen.append(data)
-        if b'"usage"' in data and b'"usage":null' not in data and b'"usage": null' not in data:
+        # A usage object may sit beside a null one (Kimi's, in its last choice).
+        if data.count(b'"usage"') > data.count(b'"usage":null') + data.count(b'"usage": null'):
             chunk = _load(data, self.provider_name)
             if isinstance(chunk.get("error"), dict):
                 raise upstream_stream_error(str(chunk["error"].get("message") or "unknown error"))
