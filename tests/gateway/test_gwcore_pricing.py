@@ -21,7 +21,7 @@ from gateway.accounting.pricing import (
 )
 from gateway.catalog import Model, PriceTier, load_catalog, parse_catalog
 from gateway.config import ConfigError
-from tests.fixtures.gateway import SHIPPED_PROVIDERS
+from fixtures.gateway import SHIPPED_PROVIDERS
 
 ONE_P = 1_000_000
 SHIPPED = load_catalog(SHIPPED_PROVIDERS).models
