@@ -22,7 +22,7 @@ from gateway.accounting.metering import (
 )
 from gateway.accounting.pricing import TokenUsage, cost_micro_p, price_tier, saved_micro_p
 from gateway.accounting.requestlog import CSV_COLUMNS, RequestFilter, csv_rows, query_requests, request_csv_values, request_dict
-from tests.fixtures.gateway import SHIPPED_PROVIDERS
+from fixtures.gateway import SHIPPED_PROVIDERS
 
 
 class FlakyDatabase:
