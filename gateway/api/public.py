@@ -24,7 +24,14 @@ from aiohttp import web
 
 from ..accounting.leases import InsufficientBalance, LimitReached, Reservation, Reserver
 from ..accounting.metering import BatchWriter, RequestRecord
-from ..accounting.pricing import affordable_output_tokens, cost_micro_p
+from ..accounting.pricing import (
+    TokenUsage,
+    affordable_output_tokens,
+    price_tier,
+    saved_micro_p,
+    wants_1h_cache,
+    worst_case_micro_p,
+)
 from ..appkeys import CATALOG, HTTP, KEYS, RESERVER, SETTINGS, WRITER
 from ..auth import KeyCache, KeyInfo
 from ..catalog import Catalog, Model, Provider
@@ -246,17 +253,23 @@ async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) ->
     output bound sent upstream is lowered to what fits, but not below
     ``min_output_tokens`` (or the client's own smaller bound); below that, the request is
     refused with the code of the limit that ran out, before anything is sent upstream.
+    The prompt is sized at its tier and at the dearest of the input and cache-write
+    prices (the 1-hour write only when the body asks for it), since any of it may be
+    written to the provider's cache.
     """
-    want = cost_micro_p(model, plan.estimated_input, plan.max_output)
+    # The byte check keeps the walk off bodies that cannot ask for a 1-hour cache.
+    one_hour = b'"1h"' in plan.payload and wants_1h_cache(plan.body)
+    want = worst_case_micro_p(model, plan.estimated_input, plan.max_output, one_hour)
     least_output = min(plan.max_output, runtime.settings.min_output_tokens * plan.choices)
-    at_least = cost_micro_p(model, plan.estimated_input, least_output)
+    at_least = worst_case_micro_p(model, plan.estimated_input, least_output, one_hour)
     limited_key = key.key_id if key.spend_limit_micro_p is not None else None
     try:
         reservation = await runtime.reserver.reserve_up_to(key.account_id, want, at_least, limited_key)
     except LimitReached as exc:
         raise _limit_error(exc, at_least, least_output) from None
     if reservation.amount_micro_p < want:
-        plan.lower_output_bound(affordable_output_tokens(model, plan.estimated_input, reservation.amount_micro_p))
+        plan.lower_output_bound(
+            affordable_output_tokens(model, plan.estimated_input, reservation.amount_micro_p, one_hour))
     return reservation
 
 
@@ -278,10 +291,18 @@ def _limit_error(exc: LimitReached, needed: int, output_tokens: int) -> ApiError
 
 
 def _settle(runtime: _Runtime, call: Call) -> None:
-    """Hand the request to the batch writer (which frees the reservation)."""
-    cost = 0
+    """Hand the request to the batch writer (which frees the reservation).
+
+    A billable call is charged exactly the cost its answer told the client
+    (``call.cost_micro_p``, priced from the checked usage); a failed one nothing.
+    """
+    usage = call.usage if call.billable else TokenUsage()
+    cost = call.cost_micro_p if call.billable else 0
+    tier = None
+    saved = 0
     if call.billable and call.model is not None:
-        cost = cost_micro_p(call.model, call.input_tokens, call.output_tokens)
+        tier = price_tier(call.model, usage.prompt_tokens)
+        saved = saved_micro_p(call.model, usage)
     record = RequestRecord(
         request_id=call.request_id,
         account_id=call.account_id,
@@ -290,8 +311,14 @@ def _settle(runtime: _Runtime, call: Call) -> None:
         provider=call.provider,
         endpoint=call.endpoint,
         stream=call.stream,
-        input_tokens=call.input_tokens if call.billable else 0,
-        output_tokens=call.output_tokens if call.billable else 0,
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        price_tier=tier,
+        saved_micro_p=saved,
         cost_micro_p=cost,
         latency_ms=int((time.perf_counter() - call.started) * 1000),
         ttft_ms=None if call.ttft is None else int((call.ttft - call.started) * 1000),

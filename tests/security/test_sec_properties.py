@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.catalog import Model
-from gateway.accounting.pricing import cost_micro_p
+from gateway.accounting.pricing import TokenUsage, cost_micro_p
 from gateway.proxy.translate import requests as treq
 from gateway.proxy.translate import responses as tresp
 from portal.money import MICRO_PER_P, format_p, format_usd, p_amount, parse_p
@@ -95,7 +95,8 @@ def test_answers_translate_both_ways_without_losing_text_calls_or_usage(texts, c
     again = tresp.chat_to_messages_response(chat, "claude-haiku-4.5")
     assert "".join(b["text"] for b in again["content"] if b["type"] == "text") == "".join(texts)
     assert [(b["id"], b["name"], b["input"]) for b in again["content"] if b["type"] == "tool_use"] == list(calls)
-    assert again["usage"] == {"input_tokens": tokens_in, "output_tokens": tokens_out}
+    assert again["usage"] == {"input_tokens": tokens_in, "output_tokens": tokens_out,
+                              "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
     # OpenAI has no "stopped at a stop sequence": both come back as a normal end of turn.
     assert again["stop_reason"] == ("end_turn" if stop == "stop_sequence" else stop)
 
@@ -107,9 +108,9 @@ token_counts = st.integers(0, 10**9)
 @given(prices, prices, token_counts, token_counts, token_counts)
 def test_cost_is_exact_integer_and_additive(input_price, output_price, a, b, out):
     model = Model("m", "p", "m", "chat", "g", input_price, output_price, 1000, 1000)
-    cost = cost_micro_p(model, a + b, out)
+    cost = cost_micro_p(model, TokenUsage(input_tokens=a + b, output_tokens=out))
     assert isinstance(cost, int)
-    assert cost == cost_micro_p(model, a, 0) + cost_micro_p(model, b, out)
+    assert cost == cost_micro_p(model, TokenUsage(input_tokens=a)) + cost_micro_p(model, TokenUsage(input_tokens=b, output_tokens=out))
     # Prices are P per 1M tokens, so micro-P per token: exact, with no rounding anywhere.
     assert Decimal(cost) / MICRO_PER_P == (Decimal(a + b) * input_price + Decimal(out) * output_price) / 10**6
 
