@@ -292,7 +292,7 @@ def change_price(model_id: str):
     form = PriceForm()
     if not form.validate_on_submit():
         return _catalog_page(422, {model_id: form})
-    changes: dict[str, Any] = {"input_price": form.input_price.data, "output_price": form.output_price.data}
+    changes: dict[str, Any] = {name: getattr(form, name).data for name in service.PRICE_FIELDS}
     if form.effective_from.data is not None:
         starts = form.effective_from.data.replace(tzinfo=zone(current_user.tz)).astimezone(timezone.utc)
         if starts <= datetime.now(timezone.utc):
