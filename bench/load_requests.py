@@ -38,7 +38,7 @@ from gateway.catalog import load_catalog  # noqa: E402
 from gateway.db import Database, accounts, api_keys, safe_url  # noqa: E402
 from gateway.accounting.ledger import create_account, post_entry  # noqa: E402
 from gateway.accounting.metering import RequestRecord, write_batch  # noqa: E402
-from gateway.accounting.pricing import cost_micro_p  # noqa: E402
+from gateway.accounting.pricing import TokenUsage, cost_micro_p, price_tier, saved_micro_p  # noqa: E402
 from gateway.accounting.usage import set_usage_zone  # noqa: E402
 
 RESULTS_DIR = BENCH_DIR / "results"
@@ -95,6 +95,9 @@ def generate(label: str, account_id: str, key_ids: list[str], count: int, days: 
             status, error_class = 200, None
             input_tokens = int(rng.lognormvariate(6.5, 1.0)) + 1
             output_tokens = 0 if embedding else int(rng.lognormvariate(5.5, 0.9)) + 1
+        # Agents resend their prompt: most chat turns read much of it from the provider's cache.
+        cached = 0 if embedding or rng.random() < 0.5 else int(input_tokens * rng.uniform(0.5, 0.95))
+        usage = TokenUsage(input_tokens=input_tokens - cached, cache_read_tokens=cached, output_tokens=output_tokens)
         latency = int(rng.lognormvariate(6.8, 0.6))
         yield RequestRecord(
             request_id=f"bench-{label}-{index:08d}",
@@ -107,7 +110,10 @@ def generate(label: str, account_id: str, key_ids: list[str], count: int, days: 
             stream=stream,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
-            cost_micro_p=cost_micro_p(model, input_tokens, output_tokens),
+            cost_micro_p=cost_micro_p(model, usage),
+            cache_read_tokens=cached,
+            price_tier=price_tier(model, input_tokens),
+            saved_micro_p=saved_micro_p(model, usage),
             latency_ms=latency,
             ttft_ms=int(latency * rng.uniform(0.1, 0.4)) if stream and status == 200 else None,
             status=status,

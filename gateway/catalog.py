@@ -1,7 +1,9 @@
 """The provider and model catalogue, loaded from the providers file (TOML).
 
 Prices are integers in P per 1M tokens, which is the same number as micro-P per
-token; a model without a price is listed but cannot be called.
+token; a model without a price is listed but cannot be called. A model may also
+price prompt-cache reads and writes, and have long-context tiers that price the whole
+request once its prompt passes a size (accounting/pricing.py applies them).
 """
 
 from __future__ import annotations
@@ -29,6 +31,25 @@ class Provider:
 
 
 @dataclass(frozen=True)
+class PriceTier:
+    """Prices for a request whose prompt (cache included) has more than ``above_input_tokens`` tokens.
+
+    A cache price left out (None) is the model's base cache price scaled by this
+    tier's input price over the base input price.
+    """
+
+    above_input_tokens: int
+    input_price: int
+    output_price: int
+    cache_read_price: int | None = None
+    cache_write_price: int | None = None
+    cache_write_1h_price: int | None = None
+
+
+CACHE_PRICES = ("cache_read_price", "cache_write_price", "cache_write_1h_price")
+
+
+@dataclass(frozen=True)
 class Model:
     """A public model id and what serving it costs."""
 
@@ -45,6 +66,12 @@ class Model:
     enabled: bool = True
     # The larger window a request opens with Anthropic's long-context beta, where the model has one.
     long_context_window: int | None = None
+    # Prompt-cache prices; None falls back to input_price (accounting/pricing.py).
+    cache_read_price: int | None = None
+    cache_write_price: int | None = None  # the default (5-minute) lifetime
+    cache_write_1h_price: int | None = None
+    # Long-context tiers, sorted by above_input_tokens.
+    tiers: tuple[PriceTier, ...] = ()
 
     @property
     def priced(self) -> bool:
@@ -80,6 +107,32 @@ def _tokens(where: str, entry: dict, name: str) -> int | None:
     return value
 
 
+def _tiers(where: str, entry: dict, priced: bool) -> tuple[PriceTier, ...]:
+    raw = entry.get("tiers")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ConfigError(f"PROVIDERS_FILE: {where}.tiers must be a list of [[models.tiers]] tables")
+    if raw and not priced:
+        raise ConfigError(f"PROVIDERS_FILE: {where}.tiers need the model's own input_price and output_price")
+    tiers = []
+    for index, tier in enumerate(raw):
+        at = f"{where}.tiers[{index}]"
+        above = _tokens(at, tier, "above_input_tokens")
+        if above is None:
+            raise ConfigError(f"PROVIDERS_FILE: {at}.above_input_tokens is missing")
+        prices = {name: _price(at, tier, name) for name in ("input_price", "output_price", *CACHE_PRICES)}
+        for required in ("input_price", "output_price"):
+            if prices[required] is None:
+                raise ConfigError(f"PROVIDERS_FILE: {at}.{required} is missing")
+        tiers.append(PriceTier(above_input_tokens=above, **prices))
+    tiers.sort(key=lambda t: t.above_input_tokens)
+    for lower, upper in zip(tiers, tiers[1:]):
+        if lower.above_input_tokens == upper.above_input_tokens:
+            raise ConfigError(f"PROVIDERS_FILE: {where}.tiers has above_input_tokens = {upper.above_input_tokens} twice")
+    return tuple(tiers)
+
+
 def parse_catalog(data: dict) -> Catalog:
     """Validate a parsed providers file and build the catalogue."""
     providers: dict[str, Provider] = {}
@@ -113,17 +166,21 @@ def parse_catalog(data: dict) -> Catalog:
         group = entry.get("group", "International Models")
         if group not in GROUPS:
             raise ConfigError(f"PROVIDERS_FILE: {where}.group must be one of {', '.join(GROUPS)}")
+        input_price = _price(where, entry, "input_price")
+        output_price = _price(where, entry, "output_price")
         models[entry["id"]] = Model(
             id=entry["id"],
             provider=entry["provider"],
             upstream=entry["upstream"],
             kind=kind,
             group=group,
-            input_price=_price(where, entry, "input_price"),
-            output_price=_price(where, entry, "output_price"),
+            input_price=input_price,
+            output_price=output_price,
             max_output_tokens=int(entry.get("max_output_tokens", 8192)),
             context_window=int(entry.get("context_window", 128000)),
             long_context_window=_tokens(where, entry, "long_context_window"),
+            **{name: _price(where, entry, name) for name in CACHE_PRICES},
+            tiers=_tiers(where, entry, input_price is not None and output_price is not None),
         )
     if not models:
         raise ConfigError("PROVIDERS_FILE: defines no models")

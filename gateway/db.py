@@ -154,6 +154,15 @@ request_log = sa.Table(
     # Why the upstream's usage was not taken as reported (comma-separated; empty when it was).
     sa.Column("flags", sa.String(200), nullable=False, server_default=""),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # The parts of input_tokens (all input) read from or written to a prompt cache, the part
+    # of output_tokens spent reasoning, the long-context tier applied (its above_input_tokens)
+    # and what caching saved (negative when cache writes cost more than they saved).
+    sa.Column("cache_read_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cache_write_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cache_write_1h_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("reasoning_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("price_tier", sa.BigInteger),
+    sa.Column("saved_micro_p", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_request_log_account_id", "account_id", "id"),
     sa.Index("ix_request_log_account_created", "account_id", "created_at"),
     sa.Index("ix_request_log_account_key", "account_id", "key_id", "id"),
@@ -175,6 +184,13 @@ dead_letters = sa.Table(
     sa.Index("ix_dead_letters_created_at", "created_at"),
 )
 
+def _cache_sums() -> list[sa.Column]:
+    """The sums of the cached and reasoning parts (cache writes of both lifetimes together)
+    and of what caching saved; zero in rows summed before they were kept."""
+    return [sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+            for name in ("cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "saved_micro_p")]
+
+
 usage_rollups = sa.Table(
     "usage_rollups",
     metadata,
@@ -188,6 +204,7 @@ usage_rollups = sa.Table(
     sa.Column("input_tokens", sa.BigInteger, nullable=False),
     sa.Column("output_tokens", sa.BigInteger, nullable=False),
     sa.Column("cost_micro_p", sa.BigInteger, nullable=False),
+    *_cache_sums(),
     sa.UniqueConstraint("account_id", "key_id", "model", "bucket_start", name="uq_usage_rollups_bucket"),
     sa.Index("ix_usage_rollups_account_bucket", "account_id", "bucket_start"),
 )
@@ -206,6 +223,7 @@ def _day_sums(name: str, column: sa.Column) -> sa.Table:
         sa.Column("input_tokens", sa.BigInteger, nullable=False),
         sa.Column("output_tokens", sa.BigInteger, nullable=False),
         sa.Column("cost_micro_p", sa.BigInteger, nullable=False),
+        *_cache_sums(),
         # Reports read a range of days in key order; on SQLite the table is that key's
         # b-tree itself (no rowid), so they touch no other page.
         sa.PrimaryKeyConstraint("account_id", "day", column.name, name=f"pk_{name}"),

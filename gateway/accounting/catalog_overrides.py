@@ -3,10 +3,10 @@
 The providers file is the base catalogue. An operator's change (a new price, a model
 switched off or on) is a new row in ``catalog_overrides``; rows are never edited, so the
 table is the catalogue's price history. Each row carries the model's full state
-(both prices and ``enabled``), an ``effective_from`` time and a ``version`` (the row id,
-increasing). The state in force for a model is its row with the latest
-``effective_from`` not after now (ties: the higher version), or the file's entry when
-it has none.
+(both prices, the three cache prices and ``enabled``), an ``effective_from`` time and a
+``version`` (the row id, increasing). The state in force for a model is its row with the
+latest ``effective_from`` not after now (ties: the higher version), or the file's entry
+when it has none. Long-context tiers stay as the file has them.
 
 Every gateway process runs a ``CatalogRefresher`` that re-reads the rows in force every
 ``interval`` seconds (the key refresh interval, 0.5 s by default) and swaps changed
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..background import stop_task
-from ..catalog import Catalog, Model
+from ..catalog import CACHE_PRICES, Catalog, Model
 from ..db import Database, UTCDateTime, metadata, utcnow
 
 log = logging.getLogger("samalink.gateway.catalog")
@@ -41,6 +41,12 @@ catalog_overrides = sa.Table(
     sa.Column("input_price", sa.BigInteger),
     sa.Column("output_price", sa.BigInteger),
     sa.Column("enabled", sa.Boolean, nullable=False),
+    # Cache prices (null: the input price). Rows written before cache prices could be
+    # changed have cache_prices_set false and keep the providers file's cache prices.
+    sa.Column("cache_read_price", sa.BigInteger),
+    sa.Column("cache_write_price", sa.BigInteger),
+    sa.Column("cache_write_1h_price", sa.BigInteger),
+    sa.Column("cache_prices_set", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("effective_from", UTCDateTime, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("actor", sa.String(320), nullable=False, server_default=""),
@@ -57,6 +63,9 @@ def change_dict(row: Any) -> dict:
         "input_price": row.input_price,
         "output_price": row.output_price,
         "enabled": bool(row.enabled),
+        # Null in a row written before cache prices could be changed: the file's stayed in force.
+        **{name: getattr(row, name) if row.cache_prices_set else None for name in CACHE_PRICES},
+        "cache_prices_set": bool(row.cache_prices_set),
         "effective_from": row.effective_from,
         "created_at": row.created_at,
         "actor": row.actor,
@@ -89,11 +98,17 @@ def list_changes(conn: Connection, limit: int = 200) -> list[Any]:
 
 
 def record_change(conn: Connection, model_id: str, input_price: int | None, output_price: int | None,
-                  enabled: bool, effective_from: datetime, actor: str, reason: str) -> Any:
-    """Append one change; returns its row (with its version)."""
+                  enabled: bool, effective_from: datetime, actor: str, reason: str,
+                  cache_prices: dict[str, int | None] | None = None) -> Any:
+    """Append one change; returns its row (with its version).
+
+    ``cache_prices`` maps each of ``CACHE_PRICES`` to its price (None: the input price);
+    a change without it leaves the cache prices as the providers file has them.
+    """
     result = conn.execute(catalog_overrides.insert().values(
         model_id=model_id, input_price=input_price, output_price=output_price, enabled=enabled,
         effective_from=effective_from, created_at=utcnow(), actor=actor, reason=reason,
+        cache_prices_set=cache_prices is not None, **(cache_prices or {}),
     ))
     version = result.inserted_primary_key[0]
     return conn.execute(sa.select(catalog_overrides).where(catalog_overrides.c.version == version)).one()
@@ -107,8 +122,11 @@ def apply_overrides(catalog: Catalog, base: dict[str, Model], in_force: dict[str
     changed = []
     for model_id, original in base.items():
         row = in_force.get(model_id)
-        wanted = original if row is None else dataclasses.replace(
-            original, input_price=row.input_price, output_price=row.output_price, enabled=bool(row.enabled))
+        wanted = original
+        if row is not None:
+            cache = {name: getattr(row, name) for name in CACHE_PRICES} if getattr(row, "cache_prices_set", False) else {}
+            wanted = dataclasses.replace(original, input_price=row.input_price, output_price=row.output_price,
+                                         enabled=bool(row.enabled), **cache)
         if catalog.models.get(model_id) != wanted:
             catalog.models[model_id] = wanted
             changed.append(model_id)

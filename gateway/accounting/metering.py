@@ -56,6 +56,14 @@ class RequestRecord:
     estimated: bool
     created_at: datetime  # aware UTC
     flags: str = ""  # why the upstream's usage was not taken as reported (see proxy/usage_checks.py)
+    # The parts of input_tokens (which stays ALL input) read from or written to a prompt cache,
+    # and the part of output_tokens spent reasoning (accounting/pricing.py prices them).
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0  # the default (5-minute) lifetime
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    price_tier: int | None = None  # the above_input_tokens of the long-context tier applied
+    saved_micro_p: int = 0  # what caching saved; negative when cache writes cost more than they saved
 
 
 # Far above any real request, far below what a BigInteger sum of a batch can hold
@@ -109,8 +117,9 @@ def normalise(record: RequestRecord) -> RequestRecord:
     """A copy of ``record`` that every column of ``request_log`` accepts. Never raises.
 
     Strings lose NUL, control characters and lone surrogates and are cut to their
-    column's size; numbers are bounded (tokens, cost and times never negative, the
-    status an HTTP status); a time that is not aware becomes now.
+    column's size; numbers are bounded (tokens, cost and times never negative, what caching
+    saved within ±MAX_COST_MICRO_P, the status an HTTP status); a time that is not aware
+    becomes now.
     """
     get = lambda name, default=None: getattr(record, name, default)  # noqa: E731
     created_at = get("created_at")
@@ -122,6 +131,7 @@ def normalise(record: RequestRecord) -> RequestRecord:
         except (OverflowError, ValueError):
             created_at = utcnow()
     ttft = get("ttft_ms")
+    tier = get("price_tier")
     return RequestRecord(
         request_id=_text(get("request_id"), _column_length("request_id")),
         account_id=_text(get("account_id"), _column_length("account_id")),
@@ -140,6 +150,12 @@ def normalise(record: RequestRecord) -> RequestRecord:
         estimated=_flag(get("estimated")),
         created_at=created_at,
         flags=_text(get("flags"), _column_length("flags")),
+        cache_read_tokens=_integer(get("cache_read_tokens", 0), 0, MAX_TOKENS, 0),
+        cache_write_tokens=_integer(get("cache_write_tokens", 0), 0, MAX_TOKENS, 0),
+        cache_write_1h_tokens=_integer(get("cache_write_1h_tokens", 0), 0, MAX_TOKENS, 0),
+        reasoning_tokens=_integer(get("reasoning_tokens", 0), 0, MAX_TOKENS, 0),
+        price_tier=None if tier is None else _integer(tier, 0, MAX_TOKENS, 0),
+        saved_micro_p=_integer(get("saved_micro_p", 0), -MAX_COST_MICRO_P, MAX_COST_MICRO_P, 0),
     )
 
 
@@ -224,6 +240,10 @@ def _insert_log_rows(conn: Connection, records: list[RequestRecord]) -> None:
                 "ttft_ms": None if r.ttft_ms is None else int(r.ttft_ms), "status": int(r.status),
                 "error_class": r.error_class, "estimated": bool(r.estimated), "flags": r.flags,
                 "created_at": r.created_at,
+                "cache_read_tokens": int(r.cache_read_tokens), "cache_write_tokens": int(r.cache_write_tokens),
+                "cache_write_1h_tokens": int(r.cache_write_1h_tokens), "reasoning_tokens": int(r.reasoning_tokens),
+                "price_tier": None if r.price_tier is None else int(r.price_tier),
+                "saved_micro_p": int(r.saved_micro_p),
             }
             for r in records
         ],
@@ -256,16 +276,21 @@ def _add_key_use(conn: Connection, records: list[RequestRecord]) -> None:
         )
 
 
+def _sums_of(record: RequestRecord) -> tuple[int, ...]:
+    """What one record adds to each of ``usage.SUMS``, in that order (both cache-write lifetimes together)."""
+    return (1, int(record.input_tokens), int(record.output_tokens), int(record.cost_micro_p),
+            int(record.cache_read_tokens), int(record.cache_write_tokens) + int(record.cache_write_1h_tokens),
+            int(record.reasoning_tokens), int(record.saved_micro_p))
+
+
 def _add_usage_sums(conn: Connection, records: list[RequestRecord]) -> None:
     """The 15-minute buckets, and the day rows in each account's zone."""
     rollups: dict[tuple[str, str, str, int], list[int]] = {}
     for record in records:
         key = (record.account_id, record.key_id or "", record.model, bucket_start(record.created_at))
-        row = rollups.setdefault(key, [0, 0, 0, 0])
-        row[0] += 1
-        row[1] += record.input_tokens
-        row[2] += record.output_tokens
-        row[3] += record.cost_micro_p
+        row = rollups.setdefault(key, [0] * len(SUMS))
+        for i, value in enumerate(_sums_of(record)):
+            row[i] += value
     upsert(
         conn,
         usage_rollups,
@@ -284,7 +309,7 @@ def _add_usage_sums(conn: Connection, records: list[RequestRecord]) -> None:
     for table, column in DAY_TABLES:
         days: dict[tuple[str, int, str], list[int]] = {}
         for (a, k, m, b), v in rollups.items():
-            row = days.setdefault((a, local_day(b, zones[a]), k if column == "key_id" else m), [0, 0, 0, 0])
+            row = days.setdefault((a, local_day(b, zones[a]), k if column == "key_id" else m), [0] * len(SUMS))
             for i, value in enumerate(v):
                 row[i] += value
         upsert(

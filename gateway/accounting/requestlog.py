@@ -18,6 +18,8 @@ CSV_COLUMNS = [
     "created_at", "request_id", "key_name", "key", "model", "endpoint", "stream",
     "input_tokens", "output_tokens", "cost_micro_p", "cost_p", "latency_ms", "ttft_ms",
     "status", "error_class", "estimated",
+    # Added later, so at the end: readers of the older columns keep their positions.
+    "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens", "price_tier",
 ]
 
 
@@ -99,6 +101,13 @@ def request_dict(row: Any) -> dict:
         "error_class": row.error_class,
         "estimated": bool(row.estimated),
         "flags": row.flags.split(",") if row.flags else [],
+        # Parts of input_tokens (all input) and of output_tokens; the long-context tier applied.
+        "cache_read_tokens": row.cache_read_tokens,
+        "cache_write_tokens": row.cache_write_tokens,
+        "cache_write_1h_tokens": row.cache_write_1h_tokens,
+        "reasoning_tokens": row.reasoning_tokens,
+        "price_tier": row.price_tier,
+        "saved_micro_p": row.saved_micro_p,
     }
 
 
@@ -131,4 +140,6 @@ def request_csv_values(row: Any) -> list:
         data["input_tokens"], data["output_tokens"], cost, cost_p, data["latency_ms"],
         "" if data["ttft_ms"] is None else data["ttft_ms"], data["status"], data["error_class"] or "",
         "true" if data["estimated"] else "false",
+        data["cache_read_tokens"], data["cache_write_tokens"], data["cache_write_1h_tokens"],
+        data["reasoning_tokens"], "" if data["price_tier"] is None else data["price_tier"],
     ]

@@ -28,7 +28,9 @@ from ..db import accounts, api_keys, usage_days, usage_key_days, usage_rollups, 
 DAY = 86400
 BUCKET_SECONDS = 15 * 60
 EPOCH = date(1970, 1, 1)
-SUMS = ("requests", "input_tokens", "output_tokens", "cost_micro_p")
+# cache_write_tokens sums both cache-write lifetimes; saved_micro_p is what caching saved.
+SUMS = ("requests", "input_tokens", "output_tokens", "cost_micro_p",
+        "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "saved_micro_p")
 # The day tables and the column each sums by besides the day.
 DAY_TABLES = ((usage_days, "model"), (usage_key_days, "key_id"))
 
@@ -148,7 +150,7 @@ def _buckets_by_local_day(conn: Connection, account_id: str, lo: int, hi: int, t
 
 
 def daily_by_model(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo) -> list[dict]:
-    """Rows ``{date, model, requests, input_tokens, output_tokens, cost_micro_p}`` by local day."""
+    """Rows ``{date, model, <SUMS>}`` by local day."""
     source = span(conn, account_id, start, end, tz)
     if source.table is usage_days:
         # One row per (day, model) already, in key order.
@@ -157,10 +159,7 @@ def daily_by_model(conn: Connection, account_id: str, start: date, end: date, tz
             .where(source.where)
             .order_by(usage_days.c.day, usage_days.c.model)
         )
-        rows = [
-            (day, model, {"requests": int(n), "input_tokens": int(i), "output_tokens": int(o), "cost_micro_p": int(c)})
-            for day, model, n, i, o, c in conn.execute(query)
-        ]
+        rows = [(row.day, row.model, _row_sums(row)) for row in conn.execute(query)]
     else:
         lo, hi = range_bounds(start, end, tz)
         merged = _buckets_by_local_day(conn, account_id, lo, hi, tz, "model")

@@ -15,6 +15,7 @@ from ..accounting import admin_queries
 from ..accounting.ledger import account_dict
 from ..accounting.catalog_overrides import change_dict, list_changes, record_change, rows_in_force
 from ..appkeys import CATALOG, REFRESHER
+from ..catalog import CACHE_PRICES
 from ..db import safe_url, utcnow
 from .http import (
     HttpError, database, datetime_field, decode_cursor, errors_middleware, json_body, json_response,
@@ -82,8 +83,10 @@ def _model_state(request: web.Request, model_id: str, in_force: dict) -> dict:
         "input_price": live.input_price,
         "output_price": live.output_price,
         "enabled": live.enabled,
+        **{name: getattr(live, name) for name in CACHE_PRICES},
         "file_input_price": base.input_price,
         "file_output_price": base.output_price,
+        **{f"file_{name}": getattr(base, name) for name in CACHE_PRICES},
         "version": row.version if row is not None else None,
         "effective_from": row.effective_from if row is not None else None,
     }
@@ -116,15 +119,20 @@ def _price(data: dict, name: str) -> int | None:
 
 
 async def change_model(request: web.Request) -> web.Response:
-    """Record a new version of a model's price or switch; applied here at once, elsewhere within a poll."""
+    """Record a new version of a model's price or switch; applied here at once, elsewhere within a poll.
+
+    Fields left out keep their live values, so every row carries the model's full state.
+    """
     model_id = request.match_info["model_id"]
     refresher = request.config_dict[REFRESHER]
     if model_id not in refresher.base:
         raise HttpError(404, "No model with this id in the catalogue.", "model_not_found", "not_found_error")
-    data = await json_body(request, {"input_price", "output_price", "enabled", "effective_from", "actor", "reason"})
+    data = await json_body(request, {"input_price", "output_price", "enabled", "effective_from", "actor", "reason",
+                                     *CACHE_PRICES})
     current = request.config_dict[CATALOG].models[model_id]
     input_price = _price(data, "input_price") if "input_price" in data else current.input_price
     output_price = _price(data, "output_price") if "output_price" in data else current.output_price
+    cache_prices = {name: _price(data, name) if name in data else getattr(current, name) for name in CACHE_PRICES}
     if (input_price is None) != (output_price is None):
         raise HttpError(422, "Set both prices, or clear both to leave the model unpriced.", "invalid_field")
     enabled = data.get("enabled", current.enabled)
@@ -133,12 +141,13 @@ async def change_model(request: web.Request) -> web.Response:
     effective_from = datetime_field(data, "effective_from") or utcnow()
     actor = str_field(data, "actor", 320, required=True)
     reason = str_field(data, "reason", 500, required=True)
-    if (input_price, output_price, enabled) == (current.input_price, current.output_price, current.enabled) \
+    unchanged = all(value == getattr(current, name) for name, value in cache_prices.items())
+    if unchanged and (input_price, output_price, enabled) == (current.input_price, current.output_price, current.enabled) \
             and "effective_from" not in data:
         raise HttpError(422, "This change would leave the model as it is.", "no_change")
 
     row = await database(request).transaction(
-        record_change, model_id, input_price, output_price, enabled, effective_from, actor, reason)
+        record_change, model_id, input_price, output_price, enabled, effective_from, actor, reason, cache_prices)
     await refresher.refresh()
     return json_response({"change": change_dict(row)}, status=201)
 

@@ -24,9 +24,11 @@ from ..accounting.ledger import (
     post_entry_async, set_account_status, signed_amount,
 )
 from ..accounting.metering import dead_letter_count
+from ..accounting.pricing import prices_at
 from ..accounting.requestlog import CSV_COLUMNS, csv_rows, query_requests, request_csv_values, request_dict
 from ..appkeys import CATALOG, KEYS, SETTINGS, WRITER
 from ..auth import create_key, key_dict
+from ..catalog import CACHE_PRICES, Model
 from ..db import api_keys, utcnow
 from .http import (
     HttpError, account_id_param, database, datetime_field, decode_cursor, errors_middleware, int_field,
@@ -79,8 +81,26 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
+def _cache_and_tier_prices(model: Model) -> dict:
+    """A model's effective cache prices and tiers, fallbacks applied (null cache prices when unpriced)."""
+    if not model.priced:
+        return {**dict.fromkeys(CACHE_PRICES), "tiers": []}
+    base = prices_at(model, 0)
+    tiers = [prices_at(model, tier.above_input_tokens + 1) for tier in model.tiers]
+    return {
+        "cache_read_price": base.cache_read, "cache_write_price": base.cache_write,
+        "cache_write_1h_price": base.cache_write_1h,
+        "tiers": [
+            {"above_input_tokens": t.tier, "input_price": t.input, "output_price": t.output,
+             "cache_read_price": t.cache_read, "cache_write_price": t.cache_write,
+             "cache_write_1h_price": t.cache_write_1h}
+            for t in tiers
+        ],
+    }
+
+
 async def catalog(request: web.Request) -> web.Response:
-    """Providers and models with prices in P per 1M tokens."""
+    """Providers and models with prices in P per 1M tokens, cache prices and long-context tiers included."""
     cat = request.config_dict[CATALOG]
     keys = request.config_dict[SETTINGS].upstream_keys
     configured = {name: bool(keys.get(p.api_key_env) or os.environ.get(p.api_key_env)) for name, p in cat.providers.items()}
@@ -94,6 +114,7 @@ async def catalog(request: web.Request) -> web.Response:
                 "id": m.id, "provider": m.provider, "provider_name": cat.providers[m.provider].display_name,
                 "upstream": m.upstream, "kind": m.kind, "group": m.group,
                 "input_price": m.input_price, "output_price": m.output_price,
+                **_cache_and_tier_prices(m),
                 "priced": m.priced, "enabled": m.enabled,
                 "available": m.priced and m.enabled and configured[m.provider],
             }

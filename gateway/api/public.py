@@ -24,7 +24,7 @@ from aiohttp import web
 
 from ..accounting.leases import InsufficientBalance, LimitReached, Reservation, Reserver
 from ..accounting.metering import BatchWriter, RequestRecord
-from ..accounting.pricing import affordable_output_tokens, cost_micro_p
+from ..accounting.pricing import TokenUsage, affordable_output_tokens, cost_micro_p, wants_1h_cache, worst_case_micro_p
 from ..appkeys import CATALOG, HTTP, KEYS, RESERVER, SETTINGS, WRITER
 from ..auth import KeyCache, KeyInfo
 from ..catalog import Catalog, Model, Provider
@@ -246,17 +246,23 @@ async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) ->
     output bound sent upstream is lowered to what fits, but not below
     ``min_output_tokens`` (or the client's own smaller bound); below that, the request is
     refused with the code of the limit that ran out, before anything is sent upstream.
+    The prompt is sized at its tier and at the dearest of the input and cache-write
+    prices (the 1-hour write only when the body asks for it), since any of it may be
+    written to the provider's cache.
     """
-    want = cost_micro_p(model, plan.estimated_input, plan.max_output)
+    # The byte check keeps the walk off bodies that cannot ask for a 1-hour cache.
+    one_hour = b'"1h"' in plan.payload and wants_1h_cache(plan.body)
+    want = worst_case_micro_p(model, plan.estimated_input, plan.max_output, one_hour)
     least_output = min(plan.max_output, runtime.settings.min_output_tokens * plan.choices)
-    at_least = cost_micro_p(model, plan.estimated_input, least_output)
+    at_least = worst_case_micro_p(model, plan.estimated_input, least_output, one_hour)
     limited_key = key.key_id if key.spend_limit_micro_p is not None else None
     try:
         reservation = await runtime.reserver.reserve_up_to(key.account_id, want, at_least, limited_key)
     except LimitReached as exc:
         raise _limit_error(exc, at_least, least_output) from None
     if reservation.amount_micro_p < want:
-        plan.lower_output_bound(affordable_output_tokens(model, plan.estimated_input, reservation.amount_micro_p))
+        plan.lower_output_bound(
+            affordable_output_tokens(model, plan.estimated_input, reservation.amount_micro_p, one_hour))
     return reservation
 
 
@@ -281,7 +287,7 @@ def _settle(runtime: _Runtime, call: Call) -> None:
     """Hand the request to the batch writer (which frees the reservation)."""
     cost = 0
     if call.billable and call.model is not None:
-        cost = cost_micro_p(call.model, call.input_tokens, call.output_tokens)
+        cost = cost_micro_p(call.model, TokenUsage(input_tokens=call.input_tokens, output_tokens=call.output_tokens))
     record = RequestRecord(
         request_id=call.request_id,
         account_id=call.account_id,

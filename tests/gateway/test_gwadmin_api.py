@@ -3,6 +3,7 @@ every answer validated against gateway/openapi.yaml."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -16,7 +17,8 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAP
 
 from fixtures.gateway import start_gateway
 from fixtures.upstream import COMPLETION_TOKENS, PROMPT_TOKENS, SLOW_CHUNKS
-from gateway.catalog import Catalog, Model
+from gateway.catalog import CACHE_PRICES, Catalog, Model
+from gateway.accounting.pricing import TokenUsage, cost_micro_p
 from gateway.accounting.catalog_overrides import apply_overrides, rows_in_force
 
 SPEC = OpenAPI.from_file_path(str(Path(__file__).resolve().parents[2] / "gateway" / "openapi.yaml"))
@@ -60,9 +62,11 @@ def restore_catalog(gateway):
     models = {m["id"]: m for m in call(gateway, "GET", "/admin/catalog").json()["models"]}
     for model_id, (input_price, output_price) in FILE_PRICES.items():
         m = models[model_id]
-        if (m["input_price"], m["output_price"], m["enabled"]) != (input_price, output_price, True):
+        cache = {name: m[f"file_{name}"] for name in CACHE_PRICES}
+        if (m["input_price"], m["output_price"], m["enabled"]) != (input_price, output_price, True) \
+                or any(m[name] != value for name, value in cache.items()):
             answer = gateway.internal("POST", f"/admin/catalog/{model_id}", json={
-                "input_price": input_price, "output_price": output_price, "enabled": True,
+                "input_price": input_price, "output_price": output_price, "enabled": True, **cache,
                 "actor": "tests", "reason": "restore the file's state"})
             assert answer.status_code == 201, answer.text
 
@@ -216,6 +220,47 @@ def test_a_running_request_keeps_the_price_it_started_with(gateway, customer, re
     assert rows[0]["cost_micro_p"] == (PROMPT_TOKENS + COMPLETION_TOKENS) * 9000
 
 
+def test_a_cache_price_change_is_versioned_and_served_at_once(gateway, customer, restore_catalog):
+    answer = call(gateway, "POST", "/admin/catalog/deepseek-v3.2", json={
+        "cache_read_price": 14, "actor": "ops@example.com", "reason": "cache hits halved"})
+    assert answer.status_code == 201, answer.text
+    change = answer.json()["change"]
+    # The row carries the whole state: the prices left out keep their live values.
+    assert (change["input_price"], change["output_price"], change["cache_read_price"]) == (280, 420, 14)
+    assert (change["cache_write_price"], change["cache_write_1h_price"], change["cache_prices_set"]) == (None, None, True)
+    listed = {m["id"]: m for m in call(gateway, "GET", "/catalog").json()["models"]}["deepseek-v3.2"]
+    # Effective prices: DeepSeek bills no cache writes apart, so they are the input price.
+    assert (listed["cache_read_price"], listed["cache_write_price"], listed["cache_write_1h_price"]) == (14, 280, 280)
+    state = {m["id"]: m for m in call(gateway, "GET", "/admin/catalog").json()["models"]}["deepseek-v3.2"]
+    assert (state["cache_read_price"], state["file_cache_read_price"], state["version"]) == (14, 28, change["version"])
+    # Setting it back to null makes cache hits cost the input price.
+    cleared = call(gateway, "POST", "/admin/catalog/deepseek-v3.2", json={
+        "cache_read_price": None, "actor": "ops@example.com", "reason": "no cache discount"})
+    assert cleared.status_code == 201 and cleared.json()["change"]["cache_read_price"] is None
+    listed = {m["id"]: m for m in call(gateway, "GET", "/catalog").json()["models"]}["deepseek-v3.2"]
+    assert listed["cache_read_price"] == 280
+    same = call(gateway, "POST", "/admin/catalog/deepseek-v3.2", json={
+        "cache_read_price": None, "actor": "ops", "reason": "again"})
+    assert (same.status_code, same.json()["error"]["code"]) == (422, "no_change")
+    bad = call(gateway, "POST", "/admin/catalog/deepseek-v3.2", json={
+        "cache_write_1h_price": -5, "actor": "ops", "reason": "r"})
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_field")
+
+
+def test_catalogue_lists_effective_cache_prices_and_tiers(gateway):
+    models = {m["id"]: m for m in call(gateway, "GET", "/catalog").json()["models"]}
+    sonnet = models["claude-sonnet-4.5"]
+    assert (sonnet["cache_read_price"], sonnet["cache_write_price"], sonnet["cache_write_1h_price"]) == (300, 3750, 6000)
+    assert sonnet["tiers"] == [{"above_input_tokens": 200_000, "input_price": 6000, "output_price": 22500,
+                                "cache_read_price": 600, "cache_write_price": 7500, "cache_write_1h_price": 12000}]
+    # Gemini's tier leaves its cache price out: the base one scaled by 4000 / 2000.
+    assert models["gemini-3.1-pro"]["tiers"][0]["cache_read_price"] == 400
+    gpt = models["gpt-5.2"]
+    assert (gpt["cache_read_price"], gpt["cache_write_price"], gpt["tiers"]) == (175, 1750, [])
+    unpriced = models["gpt-5.2-pro"]
+    assert (unpriced["cache_read_price"], unpriced["tiers"]) == (None, [])
+
+
 def test_disabling_a_model_refuses_it_until_enabled_again(gateway, customer, restore_catalog):
     off = call(gateway, "POST", "/admin/catalog/glm-5", json={"enabled": False, "actor": "ops", "reason": "upstream outage"})
     assert off.status_code == 201 and off.json()["change"]["input_price"] == 700
@@ -287,6 +332,25 @@ def test_applying_overrides_replaces_models_and_leaves_held_ones_alone():
     assert (held.input_price, held.output_price, held.enabled) == (10, 20, True)
     assert apply_overrides(catalog, base, {"m": change}) == []
     assert apply_overrides(catalog, base, {}) == ["m"] and catalog.models["m"] == original
+
+
+def test_cache_prices_of_a_change_apply_and_older_changes_keep_the_file_s():
+    original = dataclasses.replace(_model(input_price=1000, output_price=2000), cache_read_price=100, cache_write_price=1250)
+    catalog = Catalog(providers={}, models={"m": original})
+    base = dict(catalog.models)
+    usage = TokenUsage(input_tokens=10, cache_read_tokens=1000, cache_write_tokens=100)
+    # A change recorded before cache prices could be changed keeps the file's.
+    older = SimpleNamespace(version=1, model_id="m", input_price=1000, output_price=3000, enabled=True,
+                            cache_prices_set=False, cache_read_price=None, cache_write_price=None, cache_write_1h_price=None)
+    assert apply_overrides(catalog, base, {"m": older}) == ["m"]
+    assert cost_micro_p(catalog.models["m"], usage) == 10 * 1000 + 1000 * 100 + 100 * 1250
+    newer = SimpleNamespace(version=2, model_id="m", input_price=1000, output_price=3000, enabled=True,
+                            cache_prices_set=True, cache_read_price=50, cache_write_price=None, cache_write_1h_price=2000)
+    assert apply_overrides(catalog, base, {"m": newer}) == ["m"]
+    changed = catalog.models["m"]
+    assert (changed.cache_read_price, changed.cache_write_price, changed.cache_write_1h_price) == (50, None, 2000)
+    # A cache-write price set to null falls back to the input price.
+    assert cost_micro_p(changed, usage) == 10 * 1000 + 1000 * 50 + 100 * 1000
 
 
 def test_provider_health_percentile_and_windows(gateway_db):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import uuid
 from datetime import datetime, timezone
@@ -12,14 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.auth import create_key
-from gateway.catalog import Model
-from gateway.db import api_keys, dead_letters, ledger_entries, request_log, usage_rollups
+from gateway.catalog import Model, load_catalog
+from gateway.db import api_keys, dead_letters, ledger_entries, request_log, usage_days, usage_key_days, usage_rollups
 from gateway.accounting.leases import Reserver
 from gateway.accounting.ledger import create_account, get_account, ledger_sum, post_entry
 from gateway.accounting.metering import (
     MAX_COST_MICRO_P, MAX_TOKENS, BatchWriter, RequestRecord, bucket_start, normalise,
 )
-from gateway.accounting.pricing import cost_micro_p
+from gateway.accounting.pricing import TokenUsage, cost_micro_p, price_tier, saved_micro_p
+from gateway.accounting.requestlog import CSV_COLUMNS, RequestFilter, csv_rows, query_requests, request_csv_values, request_dict
+from fixtures.gateway import SHIPPED_PROVIDERS
 
 
 class FlakyDatabase:
@@ -86,11 +89,11 @@ def counts(db, account_id: str) -> tuple[int, int, int]:
 
 def test_cost_is_integer_micro_p_per_token():
     model = Model("m", "p", "u", "chat", "Chinese Models", 280, 420, 8192, 128000)
-    assert cost_micro_p(model, 1_000_000, 0) == 280_000_000  # 280 P per 1M tokens
-    assert cost_micro_p(model, 3, 7) == 3 * 280 + 7 * 420
+    assert cost_micro_p(model, TokenUsage(input_tokens=1_000_000)) == 280_000_000  # 280 P per 1M tokens
+    assert cost_micro_p(model, TokenUsage(input_tokens=3, output_tokens=7)) == 3 * 280 + 7 * 420
     unpriced = Model("x", "p", "u", "chat", "International Models", None, None, 8192, 128000)
     try:
-        cost_micro_p(unpriced, 1, 1)
+        cost_micro_p(unpriced, TokenUsage(input_tokens=1, output_tokens=1))
     except ValueError:
         pass
     else:
@@ -246,6 +249,9 @@ def nasty_records(draw, account_id: str, key_id: str) -> RequestRecord:
         latency_ms=draw(NASTY_INT), ttft_ms=draw(st.one_of(st.none(), NASTY_INT)), status=draw(NASTY_STATUS),
         error_class=draw(st.one_of(st.none(), NASTY_TEXT)), estimated=draw(st.booleans()),
         created_at=datetime.now(timezone.utc),
+        cache_read_tokens=draw(NASTY_INT), cache_write_tokens=draw(NASTY_INT), cache_write_1h_tokens=draw(NASTY_INT),
+        reasoning_tokens=draw(NASTY_INT), price_tier=draw(st.one_of(st.none(), NASTY_INT)),
+        saved_micro_p=draw(NASTY_INT),
     )
 
 
@@ -307,8 +313,14 @@ def test_normalise_bounds_every_field():
         endpoint="/v1/\udfff", stream=1, input_tokens=10**17, output_tokens=-5, cost_micro_p=10**40,
         latency_ms=2**40, ttft_ms=-(2**70), status=1000, error_class="e" * 10_000, estimated=None,
         created_at=datetime(2026, 1, 1),  # naive: replaced by now
+        cache_read_tokens=-1, cache_write_tokens=10**30, cache_write_1h_tokens="many", reasoning_tokens=2.9,
+        price_tier=-(10**20), saved_micro_p=-(10**40),
     )
     safe = normalise(raw)
+    assert (safe.cache_read_tokens, safe.cache_write_tokens, safe.cache_write_1h_tokens) == (0, MAX_TOKENS, 0)
+    assert (safe.reasoning_tokens, safe.price_tier, safe.saved_micro_p) == (2, 0, -MAX_COST_MICRO_P)
+    assert normalise(RequestRecord(**{**raw.__dict__, "saved_micro_p": 10**40})).saved_micro_p == MAX_COST_MICRO_P
+    assert normalise(RequestRecord(**{**raw.__dict__, "price_tier": None})).price_tier is None
     assert safe.model == "x\ufffdy" and safe.provider == "p\ufffd" and safe.key_id == "\ufffd"
     assert len(safe.request_id) == 64 and len(safe.account_id) == 36 and "\x00" not in safe.account_id
     assert safe.endpoint == "/v1/\ufffd" and len(safe.error_class) == 100
@@ -411,3 +423,76 @@ def test_health_is_degraded_while_flushes_keep_failing(gateway_db):
 
     asyncio.run(main())
     assert counts(gateway_db, account_id) == (1, 1, 999_000)
+
+
+def test_cached_parts_reach_the_log_the_sums_and_the_csv(gateway_db):
+    """A cached Claude turn (input 100, cache read 10,000, 5-min write 2,000, 1-h write 500) and a plain one."""
+    account_id, key_id = setup_account(gateway_db, 10**12)
+    when = datetime(2026, 11, 20, 10, 7, 30, tzinfo=timezone.utc)
+    sonnet = load_catalog(SHIPPED_PROVIDERS).models["claude-sonnet-4.5"]
+    cached = TokenUsage(input_tokens=100, cache_read_tokens=10_000, cache_write_tokens=2_000,
+                        cache_write_1h_tokens=500, output_tokens=300, reasoning_tokens=120)
+    turn = record(account_id, key_id, cost_micro_p(sonnet, cached), when)
+    turn.input_tokens, turn.output_tokens = cached.prompt_tokens, cached.output_tokens
+    turn.cache_read_tokens, turn.cache_write_tokens, turn.cache_write_1h_tokens = 10_000, 2_000, 500
+    turn.reasoning_tokens, turn.price_tier = 120, price_tier(sonnet, cached.prompt_tokens)
+    turn.saved_micro_p = saved_micro_p(sonnet, cached)
+    plain = record(account_id, key_id, 1_000, when)
+
+    async def main():
+        writer = BatchWriter(gateway_db, None)
+        writer.settle(turn, None)
+        writer.settle(plain, None)
+        await writer.flush()
+
+    asyncio.run(main())
+
+    def read(conn):
+        log = conn.execute(sa.select(request_log).where(request_log.c.request_id == turn.request_id)).one()
+        rows = query_requests(conn, RequestFilter(account_id=account_id), 10, None)
+        sums = [conn.execute(sa.select(table).where(table.c.account_id == account_id)).one()
+                for table in (usage_rollups, usage_days, usage_key_days)]
+        return log, rows, sums
+
+    log, rows, sums = gateway_db.read_sync(read)
+    # 100 × 3000 + 10,000 × 300 + 2,000 × 3750 + 500 × 6000 + 300 × 15000
+    assert log.cost_micro_p == 18_300_000
+    assert (log.input_tokens, log.cache_read_tokens, log.cache_write_tokens, log.cache_write_1h_tokens) == (12_600, 10_000, 2_000, 500)
+    assert (log.output_tokens, log.reasoning_tokens, log.price_tier) == (300, 120, None)
+    assert log.saved_micro_p == 10_000 * 2700 - 2_000 * 750 - 500 * 3000
+    for row in sums:
+        assert (row.requests, row.input_tokens, row.cache_read_tokens, row.cache_write_tokens) == (2, 12_700, 10_000, 2_500)
+        assert (row.reasoning_tokens, row.saved_micro_p, row.cost_micro_p) == (120, 24_000_000, 18_301_000)
+    by_id = {row.request_id: row for row in rows}
+    shown = request_dict(by_id[turn.request_id])
+    assert {k: shown[k] for k in ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+                                  "reasoning_tokens", "price_tier")} == {
+        "cache_read_tokens": 10_000, "cache_write_tokens": 2_000, "cache_write_1h_tokens": 500,
+        "reasoning_tokens": 120, "price_tier": None}
+    header, cached_line, plain_line = (next(csv.reader([line])) for line in csv_rows(
+        [CSV_COLUMNS, request_csv_values(by_id[turn.request_id]), request_csv_values(by_id[plain.request_id])]
+    ).splitlines())
+    assert header[-5:] == ["cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens", "price_tier"]
+    assert header[:3] == ["created_at", "request_id", "key_name"]  # the older columns keep their places
+    assert cached_line[-5:] == ["10000", "2000", "500", "120", ""]
+    assert plain_line[-5:] == ["0", "0", "0", "0", ""]
+
+
+def test_a_long_context_turn_logs_its_tier(gateway_db):
+    account_id, key_id = setup_account(gateway_db, 10**12)
+    sonnet = load_catalog(SHIPPED_PROVIDERS).models["claude-sonnet-4.5"]
+    usage = TokenUsage(input_tokens=1_000, cache_read_tokens=250_000, output_tokens=10)
+    turn = record(account_id, key_id, cost_micro_p(sonnet, usage))
+    turn.input_tokens, turn.cache_read_tokens = usage.prompt_tokens, 250_000
+    turn.price_tier = price_tier(sonnet, usage.prompt_tokens)
+
+    async def main():
+        writer = BatchWriter(gateway_db, None)
+        writer.settle(turn, None)
+        await writer.flush()
+
+    asyncio.run(main())
+    row = gateway_db.read_sync(lambda conn: query_requests(conn, RequestFilter(account_id=account_id), 1, None))[0]
+    assert request_dict(row)["price_tier"] == 200_000
+    assert request_csv_values(row)[-1] == 200_000
+    assert row.cost_micro_p == 1_000 * 6000 + 250_000 * 600 + 10 * 22500

@@ -38,6 +38,9 @@ def records(account_id: str, key_id: str, calls: list[tuple[datetime, str, int]]
             provider="p", endpoint="/v1/chat/completions", stream=False, input_tokens=10, output_tokens=1,
             cost_micro_p=cost, latency_ms=5, ttft_ms=None, status=200, error_class=None, estimated=False,
             created_at=when,
+            # Of the 10 input tokens 4 read from the cache and 3 written to it; the output was reasoning.
+            cache_read_tokens=4, cache_write_tokens=2, cache_write_1h_tokens=1, reasoning_tokens=1,
+            saved_micro_p=cost - 10,
         ), None)
         for when, model, cost in calls
     ]
@@ -145,9 +148,17 @@ def test_report_by_model_by_key_and_totals(gateway_db, kept):
         "Europe/Berlin", kept,
     )
     report = gateway_db.read_sync(usage.usage_report, account_id, date(2026, 5, 1), date(2026, 5, 31), ZoneInfo("Europe/Berlin"))
-    assert report["totals"] == {"requests": 3, "input_tokens": 30, "output_tokens": 3, "cost_micro_p": 62}
+    assert report["totals"] == {"requests": 3, "input_tokens": 30, "output_tokens": 3, "cost_micro_p": 62,
+                                "cache_read_tokens": 12, "cache_write_tokens": 9, "reasoning_tokens": 3,
+                                "saved_micro_p": 62 - 30}
     assert [(r["model"], r["cost_micro_p"], r["requests"]) for r in report["by_model"]] == [("b", 50, 1), ("a", 12, 2)]
     assert [(r["key_id"], r["cost_micro_p"], r["name"]) for r in report["by_key"]] == [(key_id, 62, "usage test")]
+    # Cached and reasoning parts, and what caching saved (negative when writes cost more), per row too.
+    parts = ("cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "saved_micro_p")
+    assert [tuple(r[p] for p in parts) for r in report["by_model"]] == [(4, 3, 1, 40), (8, 6, 2, -8)]
+    assert [tuple(r[p] for p in parts) for r in report["by_key"]] == [(12, 9, 3, 32)]
+    assert sorted((r["date"], r["model"], *(r[p] for p in parts)) for r in report["daily"]) == [
+        ("2026-05-01", "a", 4, 3, 1, -5), ("2026-05-02", "a", 4, 3, 1, -3), ("2026-05-02", "b", 4, 3, 1, 40)]
     assert [(r["date"], r["model"]) for r in report["daily"]] == [("2026-05-01", "a"), ("2026-05-02", "a"), ("2026-05-02", "b")]
 
 

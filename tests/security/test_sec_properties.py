@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.catalog import Model
-from gateway.accounting.pricing import cost_micro_p
+from gateway.accounting.pricing import TokenUsage, cost_micro_p
 from gateway.proxy.translate import requests as treq
 from gateway.proxy.translate import responses as tresp
 from portal.money import MICRO_PER_P, format_p, format_usd, p_amount, parse_p
@@ -107,9 +107,9 @@ token_counts = st.integers(0, 10**9)
 @given(prices, prices, token_counts, token_counts, token_counts)
 def test_cost_is_exact_integer_and_additive(input_price, output_price, a, b, out):
     model = Model("m", "p", "m", "chat", "g", input_price, output_price, 1000, 1000)
-    cost = cost_micro_p(model, a + b, out)
+    cost = cost_micro_p(model, TokenUsage(input_tokens=a + b, output_tokens=out))
     assert isinstance(cost, int)
-    assert cost == cost_micro_p(model, a, 0) + cost_micro_p(model, b, out)
+    assert cost == cost_micro_p(model, TokenUsage(input_tokens=a)) + cost_micro_p(model, TokenUsage(input_tokens=b, output_tokens=out))
     # Prices are P per 1M tokens, so micro-P per token: exact, with no rounding anywhere.
     assert Decimal(cost) / MICRO_PER_P == (Decimal(a + b) * input_price + Decimal(out) * output_price) / 10**6
 
