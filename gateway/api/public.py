@@ -24,7 +24,14 @@ from aiohttp import web
 
 from ..accounting.leases import InsufficientBalance, LimitReached, Reservation, Reserver
 from ..accounting.metering import BatchWriter, RequestRecord
-from ..accounting.pricing import TokenUsage, affordable_output_tokens, cost_micro_p, wants_1h_cache, worst_case_micro_p
+from ..accounting.pricing import (
+    TokenUsage,
+    affordable_output_tokens,
+    price_tier,
+    saved_micro_p,
+    wants_1h_cache,
+    worst_case_micro_p,
+)
 from ..appkeys import CATALOG, HTTP, KEYS, RESERVER, SETTINGS, WRITER
 from ..auth import KeyCache, KeyInfo
 from ..catalog import Catalog, Model, Provider
@@ -284,10 +291,18 @@ def _limit_error(exc: LimitReached, needed: int, output_tokens: int) -> ApiError
 
 
 def _settle(runtime: _Runtime, call: Call) -> None:
-    """Hand the request to the batch writer (which frees the reservation)."""
-    cost = 0
+    """Hand the request to the batch writer (which frees the reservation).
+
+    A billable call is charged exactly the cost its answer told the client
+    (``call.cost_micro_p``, priced from the checked usage); a failed one nothing.
+    """
+    usage = call.usage if call.billable else TokenUsage()
+    cost = call.cost_micro_p if call.billable else 0
+    tier = None
+    saved = 0
     if call.billable and call.model is not None:
-        cost = cost_micro_p(call.model, TokenUsage(input_tokens=call.input_tokens, output_tokens=call.output_tokens))
+        tier = price_tier(call.model, usage.prompt_tokens)
+        saved = saved_micro_p(call.model, usage)
     record = RequestRecord(
         request_id=call.request_id,
         account_id=call.account_id,
@@ -296,8 +311,14 @@ def _settle(runtime: _Runtime, call: Call) -> None:
         provider=call.provider,
         endpoint=call.endpoint,
         stream=call.stream,
-        input_tokens=call.input_tokens if call.billable else 0,
-        output_tokens=call.output_tokens if call.billable else 0,
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        price_tier=tier,
+        saved_micro_p=saved,
         cost_micro_p=cost,
         latency_ms=int((time.perf_counter() - call.started) * 1000),
         ttft_ms=None if call.ttft is None else int((call.ttft - call.started) * 1000),

@@ -13,6 +13,7 @@ from datetime import datetime
 import orjson
 
 from ..accounting.leases import Reservation
+from ..accounting.pricing import TokenUsage
 from ..catalog import Model, Provider
 from ..errors import ApiError, bad_request
 from . import tokens
@@ -43,8 +44,8 @@ class Call:
     provider: str = ""
     stream: bool = False
     reservation: Reservation | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
+    usage: TokenUsage = TokenUsage()  # the checked usage the call is charged for
+    cost_micro_p: int = 0  # what that usage costs, as charged to the ledger and told to the client
     estimated: bool = False
     billable: bool = False
     status: int = 200

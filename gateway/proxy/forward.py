@@ -15,13 +15,16 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from ..catalog import Model, Provider
+from ..accounting.pricing import TokenUsage, cost_micro_p
+from ..catalog import Provider
 from ..errors import ApiError
 from . import tokens
 from .call import CHAT, CLIENT_CLOSED, COMPLETIONS, EMBEDDINGS, MESSAGES, Call, Plan
 from .providers import read_json, send
 from .sse import SSESplitter
+from .translate.streams import Charge
 from .translate import responses as tresp
+from .translate import usage as tusage
 from .translate.relays import (
     ChatPassthrough,
     ChatToCompletionRelay,
@@ -36,18 +39,40 @@ from .upstream_errors import malformed_error, map_client_error
 from .usage_checks import check_usage
 
 
-def client_body(endpoint: str, upstream_api: str, raw: bytes, data: dict, model: Model) -> bytes:
-    """The client's answer from the upstream's: the raw bytes when formats match."""
-    model_id = model.id
-    if (endpoint in (CHAT, EMBEDDINGS) and upstream_api == "openai") or (
-        endpoint == MESSAGES and upstream_api == "anthropic"
+def client_body(call: Call, upstream_api: str, data: dict) -> bytes:
+    """The client's answer from the upstream's, with the charged usage and its cost.
+
+    When formats match, the provider's own usage fields stay as they are and ``cost``
+    joins them; otherwise the checked usage is written in the client's format.
+    """
+    model = call.model
+    cost = tusage.cost_p(call.cost_micro_p)
+    if (call.endpoint in (CHAT, EMBEDDINGS) and upstream_api == "openai") or (
+        call.endpoint == MESSAGES and upstream_api == "anthropic"
     ):
-        return rename_model(raw, model_renames(model.upstream, model.id))
-    if endpoint == MESSAGES:
-        return orjson.dumps(tresp.chat_to_messages_response(data, model_id))
-    chat = data if upstream_api == "openai" else tresp.messages_to_chat_response(data, model_id)
-    if endpoint == COMPLETIONS:
-        return orjson.dumps(tresp.chat_to_completion_response(chat, model_id))
+        if isinstance(data.get("usage"), dict):
+            data["usage"]["cost"] = cost
+        elif call.endpoint == MESSAGES:
+            data["usage"] = tusage.anthropic_usage(call.usage, call.cost_micro_p)
+        elif call.endpoint == EMBEDDINGS:
+            prompt = call.usage.prompt_tokens
+            data["usage"] = {"prompt_tokens": prompt, "total_tokens": prompt, "cost": cost}
+        else:
+            data["usage"] = tusage.openai_usage(call.usage, call.cost_micro_p)
+        return rename_model(orjson.dumps(data), model_renames(model.upstream, model.id))
+    if call.endpoint == MESSAGES:
+        return orjson.dumps(tresp.chat_to_messages_response(
+            data, model.id, tusage.anthropic_usage(call.usage, call.cost_micro_p)))
+    if upstream_api == "openai":
+        chat = data
+        if isinstance(chat.get("usage"), dict):
+            chat["usage"]["cost"] = cost
+        else:
+            chat["usage"] = tusage.openai_usage(call.usage, call.cost_micro_p)
+    else:
+        chat = tresp.messages_to_chat_response(data, model.id, tusage.openai_usage(call.usage, call.cost_micro_p))
+    if call.endpoint == COMPLETIONS:
+        return orjson.dumps(tresp.chat_to_completion_response(chat, model.id))
     return orjson.dumps(chat)
 
 
@@ -68,21 +93,22 @@ def answer_text(upstream_api: str, data: dict) -> str:
     return "".join(pieces)
 
 
-def meter_whole(call: Call, plan: Plan, raw: bytes, data: dict) -> tuple[bytes, tuple[int, int], bool]:
-    """(client body, (input, output) tokens, estimated) for a whole upstream answer."""
+def meter_whole(call: Call, plan: Plan, data: dict) -> bytes:
+    """Charge a whole upstream answer (its usage, or an estimate) and build the client's body."""
     if plan.upstream_api == "anthropic":
-        reported = tresp.anthropic_usage_tokens(data.get("usage"))
+        reported = tusage.from_anthropic(data.get("usage"))
         if call.endpoint != EMBEDDINGS and not isinstance(data.get("content"), list):
             raise ValueError("no content")
     else:
-        reported = tresp.openai_usage_tokens(data.get("usage"))
+        reported = tusage.from_openai(data.get("usage"))
         if call.endpoint != EMBEDDINGS and not isinstance(data.get("choices"), list):
             raise ValueError("no choices")
-    body = client_body(call.endpoint, plan.upstream_api, raw, data, call.model)
-    if reported is not None:
-        return body, reported, False
-    output = 0 if call.endpoint == EMBEDDINGS else tokens.count_text(answer_text(plan.upstream_api, data))
-    return body, (plan.estimated_input, output), True
+    if reported is None:
+        output = 0 if call.endpoint == EMBEDDINGS else tokens.count_text(answer_text(plan.upstream_api, data))
+        count_usage(call, plan, TokenUsage(input_tokens=plan.estimated_input, output_tokens=output), estimated=True)
+    else:
+        count_usage(call, plan, reported, estimated=False)
+    return client_body(call, plan.upstream_api, data)
 
 
 async def forward_whole(session: aiohttp.ClientSession, timeout: aiohttp.ClientTimeout, call: Call,
@@ -91,11 +117,10 @@ async def forward_whole(session: aiohttp.ClientSession, timeout: aiohttp.ClientT
     response = await send(session, provider.name, plan.url, plan.headers, plan.payload, timeout, secret)
     raw, data = await read_json(response, provider.name)
     try:
-        body, reported, estimated = meter_whole(call, plan, raw, data)
+        body = meter_whole(call, plan, data)
     except (AttributeError, TypeError, KeyError, ValueError):
         # Valid JSON of the wrong shape (a list where an object belongs, say).
         raise malformed_error(provider.name) from None
-    count_usage(call, plan, *reported, estimated=estimated)
     call.billable = True
     return web.Response(body=body, content_type="application/json", headers=answer_headers(call, plan))
 
@@ -123,23 +148,30 @@ def relay_for(call: Call, plan: Plan, provider: Provider) -> Relay:
                                completion=call.endpoint == COMPLETIONS)
 
 
+def stream_charge(call: Call, plan: Plan, relay: Relay) -> Charge:
+    """The relay's ``Charge``: its usage (or, when the upstream sent none, an estimate), checked and priced."""
+    def charge(usage: TokenUsage | None) -> tuple[TokenUsage, int]:
+        if usage is None:
+            count_usage(call, plan, relay.estimated_usage(plan.estimated_input), estimated=True)
+        else:
+            count_usage(call, plan, usage, estimated=False)
+        return call.usage, call.cost_micro_p
+
+    return charge
+
+
 def meter_stream(call: Call, plan: Plan, relay: Relay) -> None:
-    """Token counts of a finished stream: the upstream's usage, or an estimate."""
-    if not call.billable:
-        return
-    if relay.usage.reported:
-        count_usage(call, plan, relay.usage.input_tokens or 0, relay.usage.output_tokens or 0, estimated=False)
-    else:
-        count_usage(call, plan, relay.usage.input_tokens or plan.estimated_input, relay.output_tokens_estimate(),
-                    estimated=True)
+    """Charge a finished stream: the upstream's usage, or an estimate."""
+    if call.billable:
+        relay.charge(relay.usage.reported_usage)
 
 
-def count_usage(call: Call, plan: Plan, input_tokens: int, output_tokens: int, *, estimated: bool) -> None:
-    """Record the tokens the call is charged for, checked against what the request allowed."""
-    checked = check_usage(input_tokens, output_tokens, output_bound=plan.max_output,
-                          context_window=plan.context_window, estimated_input=plan.estimated_input)
-    call.input_tokens, call.output_tokens, call.flags = checked.input_tokens, checked.output_tokens, checked.flags
-    call.estimated = estimated
+def count_usage(call: Call, plan: Plan, usage: TokenUsage, *, estimated: bool) -> None:
+    """Record the usage the call is charged for, checked against what the request allowed, and its cost."""
+    checked = check_usage(usage, output_bound=plan.max_output, context_window=plan.context_window,
+                          estimated_input=plan.estimated_input)
+    call.usage, call.flags, call.estimated = checked.usage, checked.flags, estimated
+    call.cost_micro_p = cost_micro_p(call.model, checked.usage)
 
 
 async def forward_stream(session: aiohttp.ClientSession, timeout: aiohttp.ClientTimeout, drain_timeout: float,
@@ -148,6 +180,7 @@ async def forward_stream(session: aiohttp.ClientSession, timeout: aiohttp.Client
     """Relay an SSE stream event by event; keep reading after a disconnect until usage arrives."""
     upstream = await send(session, provider.name, plan.url, plan.headers, plan.payload, timeout, secret)
     relay = relay_for(call, plan, provider)
+    relay.charge = stream_charge(call, plan, relay)
     splitter = SSESplitter()
     out = web.StreamResponse(status=200, headers={
         "Content-Type": "text/event-stream",

@@ -98,7 +98,8 @@ def test_a_small_balance_is_served_with_a_lower_bound(gateway, fake_upstream):
     body = {"model": "claude-haiku-4.5", "max_tokens": 32000,
             "thinking": {"type": "enabled", "budget_tokens": 16000},
             "messages": [{"role": "user", "content": f"a small turn {marker}"}]}
-    prompt_cost = estimate_messages_prompt(body) * 800
+    # The worst case of a prompt is every token written to the cache (1,000 micro-P each for Haiku).
+    prompt_cost = estimate_messages_prompt(body) * 1000
     # Room for 2,000 output tokens at 4,000 micro-P each: far below the 32,000 asked for.
     customer = new_customer(gateway, balance_micro_p=prompt_cost + 2000 * 4000)
     answer = post(gateway.url, customer.key, "/v1/messages", body)

@@ -255,7 +255,8 @@ def test_anthropic_answer_becomes_chat_completion_with_tool_calls_and_usage():
         "id": "toolu_9", "type": "function",
         "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'},
     }]
-    assert out["usage"] == {"prompt_tokens": 25, "completion_tokens": 9, "total_tokens": 34}
+    assert out["usage"] == {"prompt_tokens": 25, "completion_tokens": 9, "total_tokens": 34,
+                            "prompt_tokens_details": {"cached_tokens": 5}}
 
 
 @pytest.mark.parametrize("stop_reason, finish", [
@@ -293,7 +294,8 @@ def test_chat_answer_becomes_anthropic_message_with_tool_use():
         {"type": "tool_use", "id": "call_5", "name": "get_weather", "input": {"city": "Bern"}},
     ]
     assert out["stop_reason"] == "tool_use"
-    assert out["usage"] == {"input_tokens": 30, "output_tokens": 12}
+    assert out["usage"] == {"input_tokens": 30, "output_tokens": 12,
+                            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 
 
 def test_chat_answer_becomes_text_completion():
@@ -336,7 +338,8 @@ def test_anthropic_stream_becomes_chat_chunks_with_tool_calls_and_usage():
     assert orjson.loads(arguments) == {"city": "Oslo"}
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
     assert chunks[-1]["choices"] == []
-    assert chunks[-1]["usage"] == {"prompt_tokens": 14, "completion_tokens": 21, "total_tokens": 35}
+    assert chunks[-1]["usage"] == {"prompt_tokens": 14, "completion_tokens": 21, "total_tokens": 35,
+                                   "prompt_tokens_details": {"cached_tokens": 0}}
     assert translator.usage.reported
     assert all(c["id"] == "chatcmpl-msg_s" and c["model"] == "claude-haiku-4.5" for c in chunks)
 
@@ -393,7 +396,8 @@ def test_chat_stream_becomes_anthropic_events_with_text_then_tool_use():
     assert events[6]["delta"] == {"type": "input_json_delta", "partial_json": '{"city": "Rome"}'}
     assert events[7] == {"type": "content_block_stop", "index": 1}
     assert events[8]["delta"]["stop_reason"] == "tool_use"
-    assert events[8]["usage"] == {"input_tokens": 40, "output_tokens": 15}
+    assert events[8]["usage"] == {"input_tokens": 40, "output_tokens": 15,
+                                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 
 
 def test_chat_stream_with_two_parallel_tool_calls_opens_two_blocks():

@@ -74,7 +74,8 @@ def test_passthrough_estimates_output_from_the_text_when_no_usage_came():
     relay = ChatPassthrough("deepseek", client_wants_usage=False)
     relay.event(_openai_event(TEXT_CHUNK))
     assert not relay.usage.reported
-    assert relay.output_tokens_estimate() == tokens.count_text("hello world")
+    estimate = relay.estimated_usage(12)
+    assert (estimate.input_tokens, estimate.output_tokens) == (12, tokens.count_text("hello world"))
 
 
 @pytest.mark.parametrize("raw", [b'data: {"usage": {broken\n\n', b"data: <html>\n\n"])

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gateway.accounting.leases import KEY_LIMIT, InsufficientBalance, KeyLimitReached, Reserver
 from gateway.accounting.ledger import create_account, post_entry
-from gateway.accounting.pricing import affordable_output_tokens, cost_micro_p
+from gateway.accounting.pricing import TokenUsage, affordable_output_tokens, cost_micro_p, worst_case_micro_p
 from gateway.auth import create_key
 from gateway.catalog import Catalog, Model, Provider
 from gateway.proxy.call import MESSAGES, CHAT, plan_request
@@ -127,11 +127,11 @@ def test_the_long_context_beta_opens_the_larger_window():
     estimate=st.integers(0, 10**6),
 )
 def test_checked_usage_is_never_negative_nor_beyond_the_request(input_tokens, output_tokens, bound, window, estimate):
-    checked = check_usage(input_tokens, output_tokens, output_bound=bound, context_window=window,
-                          estimated_input=estimate)
+    checked = check_usage(TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens), output_bound=bound,
+                          context_window=window, estimated_input=estimate)
     assert 0 <= checked.input_tokens <= window
     assert 0 <= checked.output_tokens <= bound
-    assert cost_micro_p(GPT, checked.input_tokens, checked.output_tokens) >= 0
+    assert cost_micro_p(GPT, checked.usage) >= 0
     unchanged = (checked.input_tokens, checked.output_tokens) == (input_tokens, output_tokens)
     clamps = {"negative_input", "negative_output", "output_above_bound", "input_above_window"}
     assert unchanged == (not clamps & set(checked.flags))
@@ -142,8 +142,8 @@ def test_checked_usage_is_never_negative_nor_beyond_the_request(input_tokens, ou
 def test_the_affordable_output_fits_the_amount(input_tokens, amount):
     tokens = affordable_output_tokens(GPT, input_tokens, amount)
     if tokens:
-        assert cost_micro_p(GPT, input_tokens, tokens) <= amount
-    assert cost_micro_p(GPT, input_tokens, tokens + 1) > amount
+        assert worst_case_micro_p(GPT, input_tokens, tokens) <= amount
+    assert worst_case_micro_p(GPT, input_tokens, tokens + 1) > amount
 
 
 def test_catalog_rejects_a_bad_long_context_window():

@@ -14,18 +14,21 @@ from functools import lru_cache
 
 import orjson
 
+from ...accounting.pricing import TokenUsage
 from ...errors import ApiError, anthropic_error_dict, openai_error_dict
 from ..upstream_errors import malformed_error
 from ..sse import parse_event
-from ..tokens import count_text
+from . import usage as tusage
 from .streams import (
     OPENAI_DONE,
+    Charge,
     ChatToCompletionStream,
     ChatToMessagesStream,
     MessagesToChatStream,
     Usage,
     anthropic_sse,
     chat_chunk_usage,
+    no_charge,
     openai_sse,
     upstream_stream_error,
 )
@@ -53,6 +56,12 @@ def rename_model(raw: bytes, renames: tuple[tuple[bytes, bytes], ...]) -> bytes:
     return raw
 
 
+def _with_data(raw: bytes, data: bytes) -> bytes:
+    """The SSE event ``raw`` with its data line replaced by ``data`` (its other lines kept)."""
+    lines = [line for line in raw.split(b"\n") if line and not line.startswith(b"data:")]
+    return b"\n".join([*lines, b"data: " + data]) + b"\n\n"
+
+
 def _load(data: bytes, provider_name: str) -> dict:
     try:
         value = orjson.loads(data)
@@ -64,12 +73,21 @@ def _load(data: bytes, provider_name: str) -> dict:
 
 
 class Relay(ABC):
-    """Base: OpenAI-shaped client stream (error events are ``data: {"error": ...}``)."""
+    """Base: OpenAI-shaped client stream (error events are ``data: {"error": ...}``).
+
+    ``charge`` (set by whoever meters the request) turns the upstream's usage into the
+    checked usage and its cost, which the event that ends the client's stream carries.
+    """
 
     def __init__(self, provider_name: str) -> None:
         self.provider_name = provider_name
         self.usage = Usage()
         self.complete = False
+        self.charge: Charge = no_charge
+
+    def _charge(self, usage: TokenUsage | None) -> tuple[TokenUsage, int | None]:
+        # Late-bound: translators made in __init__ see the charge set afterwards.
+        return self.charge(usage)
 
     @abstractmethod
     def event(self, raw: bytes) -> bytes:
@@ -83,9 +101,9 @@ class Relay(ABC):
         """An error reported inside the client's stream."""
         return openai_sse(openai_error_dict(error))
 
-    def output_tokens_estimate(self) -> int:
-        """Tokens of what was generated, for upstreams that sent no usage."""
-        return count_text("".join(self.usage.pieces))
+    def estimated_usage(self, estimated_input: int) -> TokenUsage:
+        """Usage for an upstream that sent none: what it reported so far, the rest counted."""
+        return self.usage.estimate(estimated_input)
 
 
 class ChatPassthrough(Relay):
@@ -113,16 +131,21 @@ class ChatPassthrough(Relay):
             raise malformed_error(self.provider_name)
         # Kept unparsed; read only if the upstream never reports usage.
         self._seen.append(data)
-        if b'"usage"' in data and b'"usage":null' not in data and b'"usage": null' not in data:
+        # A usage object may sit beside a null one (Kimi's, in its last choice).
+        if data.count(b'"usage"') > data.count(b'"usage":null') + data.count(b'"usage": null'):
             chunk = _load(data, self.provider_name)
             if isinstance(chunk.get("error"), dict):
                 raise upstream_stream_error(str(chunk["error"].get("message") or "unknown error"))
             usage = chat_chunk_usage(chunk)
             if usage is not None:
-                self.usage.input_tokens = int(usage.get("prompt_tokens") or 0)
-                self.usage.output_tokens = int(usage.get("completion_tokens") or 0)
+                self.usage.observe_usage(usage)
                 if not chunk.get("choices") and not self.client_wants_usage:
                     return b""
+                # The provider's own fields go through as they are; the cost joins them.
+                _, cost = self.charge(self.usage.reported_usage)
+                if cost is not None:
+                    usage["cost"] = tusage.cost_p(cost)
+                    return _with_data(raw, rename_model(orjson.dumps(chunk), self.renames))
             return rename_model(raw, self.renames)
         elif b'"error"' in data:
             chunk = _load(data, self.provider_name)
@@ -130,7 +153,7 @@ class ChatPassthrough(Relay):
                 raise upstream_stream_error(str(chunk["error"].get("message") or "unknown error"))
         return rename_model(raw, self.renames)
 
-    def output_tokens_estimate(self) -> int:
+    def estimated_usage(self, estimated_input: int) -> TokenUsage:
         for data in self._seen:
             try:
                 chunk = orjson.loads(data)
@@ -138,7 +161,8 @@ class ChatPassthrough(Relay):
                 continue
             if isinstance(chunk, dict):
                 self.usage.observe_chat_chunk(chunk)
-        return super().output_tokens_estimate()
+        self._seen.clear()
+        return super().estimated_usage(estimated_input)
 
     def finish(self) -> bytes:
         # The upstream's own [DONE] already went through.
@@ -166,6 +190,12 @@ class MessagesPassthrough(Relay):
             self.usage.observe_anthropic_event(event)
             if name == b"message_start":
                 return rename_model(raw, self.renames)
+            if name == b"message_delta" and isinstance(event.get("usage"), dict):
+                # The provider's own fields go through as they are; the cost joins them.
+                _, cost = self.charge(self.usage.reported_usage)
+                if cost is not None:
+                    event["usage"]["cost"] = tusage.cost_p(cost)
+                    return _with_data(raw, orjson.dumps(event))
         elif name == b"message_stop":
             self.complete = True
         return raw
@@ -182,7 +212,7 @@ class MessagesToChatRelay(Relay):
 
     def __init__(self, provider_name: str, model_id: str, include_usage: bool, completion: bool) -> None:
         super().__init__(provider_name)
-        self.translator = MessagesToChatStream(model_id, include_usage)
+        self.translator = MessagesToChatStream(model_id, include_usage, self._charge)
         self.usage = self.translator.usage
         self.completion = ChatToCompletionStream(model_id) if completion else None
 
@@ -204,7 +234,7 @@ class ChatToMessagesRelay(Relay):
 
     def __init__(self, provider_name: str, model_id: str, estimated_input_tokens: int) -> None:
         super().__init__(provider_name)
-        self.translator = ChatToMessagesStream(model_id, estimated_input_tokens)
+        self.translator = ChatToMessagesStream(model_id, estimated_input_tokens, self._charge)
         self.usage = self.translator.usage
 
     def event(self, raw: bytes) -> bytes:
@@ -241,6 +271,12 @@ class ChatToCompletionRelay(Relay):
         if isinstance(chunk.get("error"), dict):
             raise upstream_stream_error(str(chunk["error"].get("message") or "unknown error"))
         self.usage.observe_chat_chunk(chunk)
-        if not chunk.get("choices") and not self.client_wants_usage:
-            return b""
+        usage = chat_chunk_usage(chunk)
+        if usage is not None:
+            if not chunk.get("choices") and not self.client_wants_usage:
+                return b""
+            _, cost = self.charge(self.usage.reported_usage)
+            if cost is not None:
+                usage["cost"] = tusage.cost_p(cost)
+            chunk["usage"] = usage
         return b"".join(openai_sse(out) for out in self.translator.feed(chunk))

@@ -6,6 +6,8 @@ import time
 
 import orjson
 
+from . import usage as tusage
+
 # Anthropic stop_reason → OpenAI finish_reason.
 FINISH_FROM_STOP = {
     "end_turn": "stop",
@@ -23,34 +25,6 @@ STOP_FROM_FINISH = {
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
-
-
-def anthropic_usage_tokens(usage: dict | None) -> tuple[int, int] | None:
-    """(input, output) tokens from an Anthropic usage object; cache reads and writes are input."""
-    if not isinstance(usage, dict):
-        return None
-    input_tokens = (
-        (usage.get("input_tokens") or 0)
-        + (usage.get("cache_creation_input_tokens") or 0)
-        + (usage.get("cache_read_input_tokens") or 0)
-    )
-    return int(input_tokens), int(usage.get("output_tokens") or 0)
-
-
-def openai_usage_tokens(usage: dict | None) -> tuple[int, int] | None:
-    """(input, output) tokens from an OpenAI usage object."""
-    if not isinstance(usage, dict):
-        return None
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-
-
-def openai_usage(input_tokens: int, output_tokens: int) -> dict:
-    """An OpenAI usage object."""
-    return {
-        "prompt_tokens": input_tokens,
-        "completion_tokens": output_tokens,
-        "total_tokens": input_tokens + output_tokens,
-    }
 
 
 def assistant_message(blocks: list[dict]) -> dict:
@@ -77,10 +51,15 @@ def assistant_message(blocks: list[dict]) -> dict:
     return reply
 
 
-def messages_to_chat_response(message: dict, model_id: str) -> dict:
-    """An Anthropic message as an OpenAI chat.completion object."""
+def messages_to_chat_response(message: dict, model_id: str, usage: dict | None = None) -> dict:
+    """An Anthropic message as an OpenAI chat.completion object.
+
+    ``usage`` is the client's usage object when the caller has it (checked, with its
+    cost); otherwise the message's own usage is translated.
+    """
     reply = assistant_message(message.get("content") or [])
-    tokens = anthropic_usage_tokens(message.get("usage")) or (0, 0)
+    if usage is None:
+        usage = tusage.openai_usage(tusage.from_anthropic(message.get("usage")) or tusage.TokenUsage())
     return {
         "id": "chatcmpl-" + str(message.get("id") or ""),
         "object": "chat.completion",
@@ -92,7 +71,7 @@ def messages_to_chat_response(message: dict, model_id: str) -> dict:
             "finish_reason": FINISH_FROM_STOP.get(message.get("stop_reason"), "stop"),
             "logprobs": None,
         }],
-        "usage": openai_usage(*tokens),
+        "usage": usage,
     }
 
 
@@ -107,8 +86,12 @@ def _tool_input(arguments: object) -> dict:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def chat_to_messages_response(completion: dict, model_id: str) -> dict:
-    """An OpenAI chat.completion object as an Anthropic message."""
+def chat_to_messages_response(completion: dict, model_id: str, usage: dict | None = None) -> dict:
+    """An OpenAI chat.completion object as an Anthropic message.
+
+    ``usage`` is the client's usage object when the caller has it (checked, with its
+    cost); otherwise the completion's own usage is translated.
+    """
     choices = completion.get("choices") or [{}]
     choice = choices[0] or {}
     reply = choice.get("message") or {}
@@ -123,7 +106,8 @@ def chat_to_messages_response(completion: dict, model_id: str) -> dict:
             "name": function.get("name"),
             "input": _tool_input(function.get("arguments")),
         })
-    tokens = openai_usage_tokens(completion.get("usage")) or (0, 0)
+    if usage is None:
+        usage = tusage.anthropic_usage(tusage.from_openai(completion.get("usage")) or tusage.TokenUsage())
     return {
         "id": "msg_" + str(completion.get("id") or ""),
         "type": "message",
@@ -132,7 +116,7 @@ def chat_to_messages_response(completion: dict, model_id: str) -> dict:
         "content": content,
         "stop_reason": STOP_FROM_FINISH.get(choice.get("finish_reason"), "end_turn"),
         "stop_sequence": None,
-        "usage": {"input_tokens": tokens[0], "output_tokens": tokens[1]},
+        "usage": usage,
     }
 
 

@@ -9,11 +9,25 @@ collects what metering needs from either direction.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import orjson
 
+from ...accounting.pricing import TokenUsage
 from ...errors import ApiError
-from .responses import FINISH_FROM_STOP, STOP_FROM_FINISH, anthropic_usage_tokens, openai_usage
+from ..tokens import count_text
+from . import usage as tusage
+from .responses import FINISH_FROM_STOP, STOP_FROM_FINISH
+
+# What a stream's usage is charged: the reported usage (None when the upstream sent
+# none) in, the checked usage and its cost in micro-P out (None when nothing is charged,
+# as in a translator used on its own).
+Charge = Callable[[TokenUsage | None], tuple[TokenUsage, int | None]]
+
+
+def no_charge(usage: TokenUsage | None) -> tuple[TokenUsage, int | None]:
+    """A ``Charge`` that takes the usage as reported and charges nothing."""
+    return usage or TokenUsage(), None
 
 
 def chat_chunk_usage(chunk: dict) -> dict | None:
@@ -32,26 +46,51 @@ def chat_chunk_usage(chunk: dict) -> dict | None:
 
 
 class Usage:
-    """Token counts reported by the upstream, plus generated text for estimates."""
+    """Token usage reported by the upstream, plus generated text for estimates."""
 
-    __slots__ = ("input_tokens", "output_tokens", "pieces")
+    __slots__ = ("reported_usage", "start", "pieces")
 
     def __init__(self) -> None:
-        self.input_tokens: int | None = None
-        self.output_tokens: int | None = None
+        self.reported_usage: TokenUsage | None = None
+        self.start: dict | None = None  # Anthropic's message_start usage
         self.pieces: list[str] = []
 
     @property
     def reported(self) -> bool:
         """True once the upstream sent its output token count."""
-        return self.output_tokens is not None
+        return self.reported_usage is not None
+
+    @property
+    def input_tokens(self) -> int | None:
+        """Every prompt token the upstream has reported so far (None before any)."""
+        if self.reported_usage is not None:
+            return self.reported_usage.prompt_tokens
+        started = tusage.from_anthropic(self.start)
+        return None if started is None else started.prompt_tokens
+
+    @property
+    def output_tokens(self) -> int | None:
+        """The reported output tokens (None before the upstream reported them)."""
+        return None if self.reported_usage is None else self.reported_usage.output_tokens
+
+    def estimate(self, estimated_input: int) -> TokenUsage:
+        """Usage for a stream that ended without its output count: what was seen, the rest counted."""
+        output = count_text("".join(self.pieces))
+        started = tusage.from_anthropic(self.start)
+        if started is not None:
+            return TokenUsage(started.input_tokens, started.cache_read_tokens, started.cache_write_tokens,
+                              started.cache_write_1h_tokens, output)
+        return TokenUsage(input_tokens=estimated_input, output_tokens=output)
+
+    def observe_usage(self, usage: dict) -> None:
+        """Record an OpenAI-compatible usage object."""
+        self.reported_usage = tusage.from_openai(usage)
 
     def observe_chat_chunk(self, chunk: dict) -> None:
         """Record usage and generated text from one OpenAI chat (or completion) chunk."""
         usage = chat_chunk_usage(chunk)
         if usage is not None:
-            self.input_tokens = int(usage.get("prompt_tokens") or 0)
-            self.output_tokens = int(usage.get("completion_tokens") or 0)
+            self.observe_usage(usage)
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             text = delta.get("content") or choice.get("text")
@@ -71,18 +110,16 @@ class Usage:
         """Record usage (message_start, message_delta) and generated text from one Anthropic event."""
         kind = event.get("type")
         if kind == "message_start":
-            tokens = anthropic_usage_tokens((event.get("message") or {}).get("usage"))
-            if tokens:
-                self.input_tokens = tokens[0]
+            usage = (event.get("message") or {}).get("usage")
+            if isinstance(usage, dict):
+                tusage.from_anthropic(usage)  # refuses malformed counts now, not at the end
+                self.start = usage
         elif kind == "message_delta":
             usage = event.get("usage")
-            if isinstance(usage, dict):
-                # message_delta's output_tokens is cumulative; newer API versions
-                # repeat the input counts there too.
-                if usage.get("output_tokens") is not None:
-                    self.output_tokens = int(usage["output_tokens"])
-                if usage.get("input_tokens") is not None:
-                    self.input_tokens = anthropic_usage_tokens(usage)[0]
+            # message_delta's counts are cumulative; newer API versions repeat the
+            # input and cache counts there too.
+            if isinstance(usage, dict) and usage.get("output_tokens") is not None:
+                self.reported_usage = tusage.from_anthropic(tusage.merge_anthropic(self.start, usage))
         elif kind == "content_block_delta":
             delta = event.get("delta") or {}
             text = delta.get("text") or delta.get("partial_json") or delta.get("thinking")
@@ -102,9 +139,10 @@ def upstream_stream_error(message: str) -> ApiError:
 class MessagesToChatStream:
     """Anthropic Messages events → OpenAI chat.completion.chunk objects."""
 
-    def __init__(self, model_id: str, include_usage: bool) -> None:
+    def __init__(self, model_id: str, include_usage: bool, charge: Charge = no_charge) -> None:
         self.model_id = model_id
         self.include_usage = include_usage
+        self.charge = charge
         self.usage = Usage()
         self.id = "chatcmpl-"
         self.created = int(time.time())
@@ -157,13 +195,14 @@ class MessagesToChatStream:
         if kind == "message_stop":
             if not self.include_usage:
                 return []
+            charged, cost = self.charge(self.usage.reported_usage)
             return [{
                 "id": self.id,
                 "object": "chat.completion.chunk",
                 "created": self.created,
                 "model": self.model_id,
                 "choices": [],
-                "usage": openai_usage(self.usage.input_tokens or 0, self.usage.output_tokens or 0),
+                "usage": tusage.openai_usage(charged, cost),
             }]
         if kind == "error":
             error = event.get("error") or {}
@@ -179,9 +218,10 @@ class ChatToMessagesStream:
     final ``message_delta`` carries the upstream's real counts.
     """
 
-    def __init__(self, model_id: str, estimated_input_tokens: int) -> None:
+    def __init__(self, model_id: str, estimated_input_tokens: int, charge: Charge = no_charge) -> None:
         self.model_id = model_id
         self.estimated_input_tokens = estimated_input_tokens
+        self.charge = charge
         self.usage = Usage()
         self._started = False
         self._finished = False
@@ -265,14 +305,13 @@ class ChatToMessagesStream:
         self._finished = True
         events = [] if self._started else self._start("")
         events.extend(self._close_block())
-        input_tokens = self.usage.input_tokens
+        charged, cost = self.charge(self.usage.reported_usage)
+        if self.usage.reported_usage is None and cost is None:
+            charged = TokenUsage(input_tokens=self.estimated_input_tokens)
         events.append({
             "type": "message_delta",
             "delta": {"stop_reason": STOP_FROM_FINISH.get(self._finish_reason, "end_turn"), "stop_sequence": None},
-            "usage": {
-                "input_tokens": self.estimated_input_tokens if input_tokens is None else input_tokens,
-                "output_tokens": self.usage.output_tokens or 0,
-            },
+            "usage": tusage.anthropic_usage(charged, cost),
         })
         events.append({"type": "message_stop"})
         return events
