@@ -111,6 +111,8 @@ def with_admin_cache_prices(catalog: dict) -> dict:
     for change in catalog.get("changes") or []:
         for name in CACHE_PRICES:
             change[name] = _maybe_int(change.get(name))
+        # False for a version recorded before cache prices could be changed: it kept the file's.
+        change["cache_prices_set"] = change.get("cache_prices_set", True) is not False
     return catalog
 
 
