@@ -217,16 +217,27 @@ def test_request_log_shows_the_status_column_at_desktop_width(customer, product,
     customer.watch.assert_clean("reading the request log")
 
 
-def test_pricing_tables_do_not_scroll_sideways_on_a_phone(stranger, screenshots_dir):
-    page = stranger.page
-    page.set_viewport_size(PHONE)
-    page.goto(stranger.base + "/pricing")
-    page.wait_for_load_state("networkidle")
-    overflows = page.evaluate("""() => [...document.querySelectorAll('.price-table')].map(t => {
+def _price_table_overflows(page: Page) -> list[int]:
+    return page.evaluate("""() => [...document.querySelectorAll('.price-table')].map(t => {
         const wrap = t.closest('.table-wrap');
         return wrap.scrollWidth - wrap.clientWidth;
     })""")
-    assert overflows and max(overflows) <= 0, overflows
+
+
+def test_pricing_tables_do_not_scroll_sideways_on_a_phone_or_a_desktop(stranger, screenshots_dir):
+    page = stranger.page
+    page.set_viewport_size(DESKTOP)
+    page.goto(stranger.base + "/pricing")
+    page.wait_for_load_state("networkidle")
+    overflows = _price_table_overflows(page)
+    assert overflows and max(overflows) <= 0, f"price tables scroll sideways at 1280px: {overflows}"
+    page.screenshot(path=screenshots_dir / "out-pricing-wide-desktop.png", full_page=True)
+    last_price = page.locator('tr[data-model="claude-sonnet-4.5"] td').last
+    last_price.scroll_into_view_if_needed()
+    expect(last_price).to_be_in_viewport(ratio=1)
+    page.set_viewport_size(PHONE)
+    overflows = _price_table_overflows(page)
+    assert overflows and max(overflows) <= 0, f"price tables scroll sideways on a phone: {overflows}"
     cache_read = page.locator('tr[data-model="claude-sonnet-4.5"] td[data-label="Cache read"]')
     expect(cache_read).to_be_visible()
     expect(cache_read).to_contain_text("300 P")
