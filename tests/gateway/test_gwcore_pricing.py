@@ -41,6 +41,16 @@ def model(input_price=1000, output_price=4000, tiers=(), **cache) -> Model:
     ("deepseek-v3.2", TokenUsage(input_tokens=100, cache_read_tokens=10_000, output_tokens=50), 329_000),
     # A 1-hour write on Claude: twice the input price.
     ("claude-sonnet-4.5", TokenUsage(input_tokens=100, cache_write_1h_tokens=10_000, output_tokens=50), 61_050_000),
+    # The other providers' pages: Qwen's implicit hit 20% and explicit write 125%, MiniMax's read 10% and
+    # write 125%, Gemini's cached input 10%.
+    ("qwen-3.5-plus", TokenUsage(input_tokens=100, cache_read_tokens=10_000, cache_write_tokens=1_000, output_tokens=50),
+     100 * 220 + 10_000 * 44 + 1_000 * 275 + 50 * 1300),
+    ("minimax-m2.5", TokenUsage(input_tokens=100, cache_read_tokens=10_000, cache_write_tokens=1_000, output_tokens=50),
+     100 * 400 + 10_000 * 40 + 1_000 * 500 + 50 * 1100),
+    ("gemini-3.1-pro", TokenUsage(input_tokens=100, cache_read_tokens=10_000, output_tokens=50), 100 * 2000 + 10_000 * 200 + 50 * 12000),
+    # Unconfirmed cached rates: cached input at the input price.
+    ("kimi-k2.5", TokenUsage(input_tokens=100, cache_read_tokens=10_000, output_tokens=50), 10_100 * 450 + 50 * 2200),
+    ("glm-5", TokenUsage(input_tokens=100, cache_read_tokens=10_000, output_tokens=50), 10_100 * 700 + 50 * 2300),
 ])
 def test_cached_prompts_cost_what_the_provider_bills(model_id, usage, micro_p):
     assert cost_micro_p(SHIPPED[model_id], usage) == micro_p

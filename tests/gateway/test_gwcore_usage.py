@@ -285,3 +285,39 @@ def test_upgrading_sums_the_existing_buckets_into_utc_days(tmp_path):
     engine.dispose()
     assert by_model == {(day, "m"): 11, (day + 1, "m"): 100}
     assert by_key == {(day, "k1"): 1, (day, "k2"): 10, (day + 1, "k1"): 100}
+
+
+def test_upgrading_keeps_older_rows_right_with_no_cached_parts(tmp_path):
+    """Rows written before cached parts were kept read as zero parts; reports and new writes go on."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'before.db'}")
+    upgrade(engine, "0005_limits_and_flags")
+    account_id = str(uuid.uuid4())
+    march_9 = int(utc(2026, 3, 9).timestamp())
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO accounts (id, created_at, updated_at) VALUES (:id, :now, :now)"),
+                     {"id": account_id, "now": datetime(2026, 3, 1)})
+        conn.execute(sa.text(
+            "INSERT INTO request_log (request_id, account_id, model, provider, endpoint, stream, input_tokens, "
+            "output_tokens, cost_micro_p, latency_ms, status, estimated, created_at) "
+            "VALUES ('old', :a, 'm', 'p', '/v1/chat/completions', 0, 10, 1, 7, 5, 200, 0, :when)"),
+            {"a": account_id, "when": datetime(2026, 3, 9, 12)})
+        conn.execute(sa.text(
+            "INSERT INTO usage_rollups (account_id, key_id, model, bucket_start, requests, input_tokens, "
+            "output_tokens, cost_micro_p) VALUES (:a, '', 'm', :b, 1, 10, 1, 7)"), {"a": account_id, "b": march_9})
+        conn.execute(sa.text(
+            "INSERT INTO catalog_overrides (model_id, input_price, output_price, enabled, effective_from, created_at) "
+            "VALUES ('m', 1, 2, 1, :now, :now)"), {"now": datetime(2026, 3, 1)})
+    upgrade(engine)
+    with engine.begin() as conn:
+        old = conn.execute(sa.text("SELECT * FROM request_log WHERE request_id = 'old'")).one()
+        assert (old.cache_read_tokens, old.cache_write_tokens, old.cache_write_1h_tokens) == (0, 0, 0)
+        assert (old.reasoning_tokens, old.price_tier, old.saved_micro_p) == (0, None, 0)
+        change = conn.execute(sa.text("SELECT * FROM catalog_overrides")).one()
+        assert (change.cache_read_price, bool(change.cache_prices_set)) == (None, False)
+        write_batch(conn, records(account_id, "", [(utc(2026, 3, 9, 12, 5), "m", 5)]))
+        # London keeps UTC's offset in early March; the day rows are kept in UTC, so this reads the buckets.
+        report = usage.usage_report(conn, account_id, date(2026, 3, 9), date(2026, 3, 9), ZoneInfo("Europe/London"))
+    engine.dispose()
+    assert report["totals"] == {"requests": 2, "input_tokens": 20, "output_tokens": 2, "cost_micro_p": 12,
+                                "cache_read_tokens": 4, "cache_write_tokens": 3, "reasoning_tokens": 1,
+                                "saved_micro_p": -5}
