@@ -138,7 +138,7 @@ def relay_for(call: Call, plan: Plan, provider: Provider) -> Relay:
     if plan.upstream_api == "openai":
         if call.endpoint == CHAT:
             return ChatPassthrough(provider.name, plan.client_wants_usage,
-                                   model_renames(call.model.upstream, call.model.id))
+                                   model_renames(call.model.upstream, call.model.id), call.model_id)
         if call.endpoint == COMPLETIONS:
             return ChatToCompletionRelay(provider.name, call.model_id, plan.client_wants_usage)
         return ChatToMessagesRelay(provider.name, call.model_id, plan.estimated_input)

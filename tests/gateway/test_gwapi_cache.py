@@ -8,6 +8,7 @@ ledger charged, what the request log shows and the ``usage.cost`` the answer car
 
 from __future__ import annotations
 
+import json
 import tomllib
 import uuid
 from decimal import Decimal
@@ -200,3 +201,41 @@ def test_the_cost_is_written_as_an_exact_decimal(gateway, fake_upstream):
                            timeout=30, json={"model": "claude-sonnet-4.5", "max_tokens": 100,
                                              "messages": [{"role": "user", "content": "[[usage:100:50:10000]]"}]})
     assert b'"cost":4.05}' in answer.content or b'"cost":4.05,' in answer.content
+
+
+@pytest.mark.parametrize("client_format, model", [
+    ("openai", "deepseek-v3.2"), ("openai", "claude-haiku-4.5"), ("anthropic", "deepseek-v3.2"),
+])
+def test_a_stream_without_upstream_usage_ends_with_the_estimated_cost(gateway, fake_upstream, client_format, model):
+    customer = new_customer(gateway)
+    usage, cost = ask(customer, client_format, model, f"[[nousage]] {uuid.uuid4().hex}", stream=True)
+    customer.settled(1)
+    row = customer.log()[0]
+    assert row["estimated"] is True
+    assert micro(cost) == row["cost_micro_p"] > 0
+    assert usage["completion_tokens" if client_format == "openai" else "output_tokens"] == row["output_tokens"]
+
+
+def test_a_text_completion_stream_of_kimi_ends_with_its_usage_and_cost(gateway, fake_upstream):
+    customer = new_customer(gateway)
+    chunks = list(customer.openai().completions.create(
+        model="kimi-k2.5", prompt="[[usage:100:50:1000]] hi", max_tokens=100, stream=True,
+        stream_options={"include_usage": True}))
+    customer.settled(1)
+    assert chunks[-1].usage.prompt_tokens == 1100
+    assert micro(chunks[-1].usage.cost) == customer.log()[0]["cost_micro_p"] == expected_cost("kimi-k2.5", 100, 50, 1000)
+
+
+def test_an_anthropic_stream_without_upstream_usage_ends_with_the_estimated_cost(gateway, fake_upstream):
+    # Read as raw events: the SDK itself cannot take a message_start without usage.
+    customer = new_customer(gateway)
+    answer = requests.post(f"{gateway.url}/v1/messages", headers={"x-api-key": customer.key}, timeout=30, json={
+        "model": "claude-haiku-4.5", "max_tokens": 100, "stream": True,
+        "messages": [{"role": "user", "content": "[[nousage]] hi"}]})
+    events = [line[len("data: "):] for line in answer.text.splitlines() if line.startswith("data: ")]
+    delta = next(json.loads(event, parse_float=Decimal) for event in events if '"message_delta"' in event)
+    customer.settled(1)
+    row = customer.log()[0]
+    assert row["estimated"] is True
+    assert delta["usage"]["cost"] * 10**6 == row["cost_micro_p"] > 0
+    assert delta["usage"]["output_tokens"] == row["output_tokens"]

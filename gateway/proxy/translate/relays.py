@@ -114,17 +114,18 @@ class ChatPassthrough(Relay):
     """
 
     def __init__(self, provider_name: str, client_wants_usage: bool,
-                 renames: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+                 renames: tuple[tuple[bytes, bytes], ...] = (), model_id: str = "") -> None:
         super().__init__(provider_name)
         self.client_wants_usage = client_wants_usage
         self.renames = renames
+        self.model_id = model_id
         self._seen: list[bytes] = []
 
     def event(self, raw: bytes) -> bytes:
         _, data = parse_event(raw)
         if data == _DONE:
             self.complete = True
-            return raw
+            return self._estimated_usage_chunk() + raw
         # Only events carrying usage are parsed; the rest get a cheap shape check
         # that catches truncated or non-JSON events.
         if not (data.startswith(b"{") and data.endswith(b"}")):
@@ -152,6 +153,16 @@ class ChatPassthrough(Relay):
             if isinstance(chunk.get("error"), dict):
                 raise upstream_stream_error(str(chunk["error"].get("message") or "unknown error"))
         return rename_model(raw, self.renames)
+
+    def _estimated_usage_chunk(self) -> bytes:
+        """The usage chunk the client asked for, when the upstream sent none: estimated, with its cost."""
+        if self.usage.reported or not self.client_wants_usage:
+            return b""
+        charged, cost = self.charge(None)
+        if cost is None:
+            return b""
+        return openai_sse({"id": "", "object": "chat.completion.chunk", "created": 0, "model": self.model_id,
+                           "choices": [], "usage": tusage.openai_usage(charged, cost)})
 
     def estimated_usage(self, estimated_input: int) -> TokenUsage:
         for data in self._seen:
@@ -190,11 +201,15 @@ class MessagesPassthrough(Relay):
             self.usage.observe_anthropic_event(event)
             if name == b"message_start":
                 return rename_model(raw, self.renames)
-            if name == b"message_delta" and isinstance(event.get("usage"), dict):
+            if name == b"message_delta":
                 # The provider's own fields go through as they are; the cost joins them.
-                _, cost = self.charge(self.usage.reported_usage)
+                # Without them, the estimate the request is charged takes their place.
+                charged, cost = self.charge(self.usage.reported_usage)
                 if cost is not None:
-                    event["usage"]["cost"] = tusage.cost_p(cost)
+                    if isinstance(event.get("usage"), dict):
+                        event["usage"]["cost"] = tusage.cost_p(cost)
+                    else:
+                        event["usage"] = tusage.anthropic_usage(charged, cost)
                     return _with_data(raw, orjson.dumps(event))
         elif name == b"message_stop":
             self.complete = True
@@ -273,10 +288,13 @@ class ChatToCompletionRelay(Relay):
         self.usage.observe_chat_chunk(chunk)
         usage = chat_chunk_usage(chunk)
         if usage is not None:
-            if not chunk.get("choices") and not self.client_wants_usage:
-                return b""
-            _, cost = self.charge(self.usage.reported_usage)
-            if cost is not None:
-                usage["cost"] = tusage.cost_p(cost)
-            chunk["usage"] = usage
+            if not self.client_wants_usage:
+                if not chunk.get("choices"):
+                    return b""
+                chunk.pop("usage", None)
+            else:
+                _, cost = self.charge(self.usage.reported_usage)
+                if cost is not None:
+                    usage["cost"] = tusage.cost_p(cost)
+                chunk["usage"] = usage
         return b"".join(openai_sse(out) for out in self.translator.feed(chunk))

@@ -345,7 +345,7 @@ class ChatToCompletionStream:
                 "id": out_id, "object": "text_completion", "created": self.created,
                 "model": self.model_id, "choices": choices,
             })
-        if isinstance(chunk.get("usage"), dict) and not chunk.get("choices"):
+        if isinstance(chunk.get("usage"), dict):
             result.append({
                 "id": out_id, "object": "text_completion", "created": self.created,
                 "model": self.model_id, "choices": [], "usage": chunk["usage"],
