@@ -94,3 +94,14 @@ def test_cache_prices_left_out_of_the_form_keep_their_value(operator_client, gat
     assert operator_client.post(f"/operator/catalog/{MODEL}/price", data=data).status_code == 303
     state = {m["id"]: m for m in gateway.internal("GET", "/admin/catalog").json()["models"]}[MODEL]
     assert (state["input_price"], state["cache_read_price"], state["cache_write_1h_price"]) == (900, 80, 1600)
+
+
+def test_traffic_and_customer_logs_show_cache_parts_and_tier(operator_client, customer, gateway):
+    for model, text in (("claude-sonnet-4.5", "[[usage:100:50:10000:2000:1000]]"),
+                        ("gemini-3.1-pro", "[[usage:10000:50:195000]]")):
+        assert call_api(gateway, customer.key, model, text)["status"] == 200
+    wait_for_requests(gateway, customer.account_id, 2)
+    for path in (f"/operator/traffic?account_id={customer.account_id}", f"/operator/customers/{customer.account_id}"):
+        body = operator_client.get(path).get_data(as_text=True)
+        assert "cached 10,000" in body and "wrote 3,000" in body, path
+        assert "tier &gt; 200K" in body, path
