@@ -10,9 +10,13 @@ import re
 import uuid
 
 import pytest
+from flask import render_template
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fixtures.portal import call_api, login, wait_for_requests
 from portal import gateway_client
+from portal.filters import token_threshold
 
 # Fake-upstream usage phrases: IN:OUT:CACHE_READ:CACHE_WRITE_5M:CACHE_WRITE_1H:REASONING.
 CACHED_CLAUDE = "[[usage:100:50:10000:2000:1000]]"
@@ -198,3 +202,28 @@ def test_catalogue_models_default_to_input_price_and_sorted_tiers():
     assert model["tiers"][1]["cache_read_price"] is None
     unpriced = gateway_client.with_cache_prices({"input_price": None, "cache_read_price": None})
     assert unpriced["cache_write_price"] is None and unpriced["tiers"] == []
+
+
+_ANY_JSON = st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.text(max_size=5) | st.floats(allow_nan=False)
+
+
+# The app is only read (one template rendered), so sharing it across examples is safe.
+@settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(gateway_client.REQUEST_TOKEN_PARTS + ("price_tier",)), _ANY_JSON))
+def test_any_row_renders_its_token_cell(portal_app, given):
+    row = gateway_client.with_request_parts(dict(OLD_GATEWAY_ROW, **given))
+    for name in gateway_client.REQUEST_TOKEN_PARTS:
+        assert type(row[name]) is int
+    assert row["price_tier"] is None or type(row["price_tier"]) is int
+    with portal_app.test_request_context():
+        html = render_template("requests_log/_tokens_cell.html", r=row).strip()
+    assert html.startswith('<td class="num tokens-cell">12 / 3')
+    assert ("cached " in html) == any(row[name] for name in gateway_client.REQUEST_TOKEN_PARTS)
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(st.integers(1, 10**9))
+def test_tier_thresholds_read_back_to_the_same_number(tokens):
+    text = token_threshold(tokens)
+    multiplier = {"K": 1_000, "M": 1_000_000}.get(text[-1], 1)
+    assert int(text.rstrip("KM").replace(",", "")) * multiplier == tokens
