@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import tomllib
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -19,8 +21,10 @@ from gateway.accounting.pricing import (
     wants_1h_cache,
     worst_case_micro_p,
 )
-from gateway.catalog import Model, PriceTier, load_catalog, parse_catalog
+from gateway.accounting.leases import Reservation
+from gateway.catalog import Model, PriceTier, Provider, load_catalog, parse_catalog
 from gateway.config import ConfigError
+from gateway.proxy.call import MESSAGES, plan_request
 from fixtures.gateway import SHIPPED_PROVIDERS
 
 ONE_P = 1_000_000
@@ -218,3 +222,40 @@ def test_tiers_are_sorted_by_their_boundary():
         entry["tiers"] = [dict(entry["tiers"][0], above_input_tokens=500_000, input_price=9000), entry["tiers"][0]]
     tiers = parse_catalog(_with_sonnet(two_tiers)).models["claude-sonnet-4.5"].tiers
     assert [t.above_input_tokens for t in tiers] == [200_000, 500_000]
+
+
+class _RecordingReserver:
+    """Grants ``grant`` (or everything asked) and remembers what was asked."""
+
+    def __init__(self, grant: int | None = None) -> None:
+        self.grant = grant
+        self.asked: list[tuple[int, int]] = []
+
+    async def reserve_up_to(self, account_id, want, at_least, key_id=None):
+        self.asked.append((want, at_least))
+        return Reservation(account_id, want if self.grant is None else self.grant, "holder")
+
+
+def _reserve_for(body: dict, grant: int | None = None):
+    from gateway.api import public
+
+    anthropic = Provider("anthropic", "Anthropic", "https://api.anthropic.test", "ANTHROPIC_API_KEY", "anthropic")
+    plan = plan_request(MESSAGES, body, SONNET, anthropic, "secret", None)
+    runtime = SimpleNamespace(settings=SimpleNamespace(min_output_tokens=256), reserver=_RecordingReserver(grant))
+    key = SimpleNamespace(account_id="a", key_id="k", spend_limit_micro_p=None)
+    reservation = asyncio.run(public._reserve(runtime, key, SONNET, plan))
+    return plan, runtime.reserver.asked[0], reservation
+
+
+def test_a_reservation_sizes_the_prompt_at_the_cache_write_price_it_may_pay():
+    text = {"type": "text", "text": "a long system prompt"}
+    five_minutes = {"model": "claude-sonnet-4.5", "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}],
+                    "system": [dict(text, cache_control={"type": "ephemeral"})]}
+    one_hour = dict(five_minutes, system=[dict(text, cache_control={"type": "ephemeral", "ttl": "1h"})])
+    plan, (want, _), _ = _reserve_for(five_minutes)
+    assert want == plan.estimated_input * 3750 + 1000 * 15000
+    plan, (want, _), _ = _reserve_for(one_hour)
+    assert want == plan.estimated_input * 6000 + 1000 * 15000
+    # A smaller grant lowers the output bound to what is left after the 1-hour-priced prompt.
+    plan, _, reservation = _reserve_for(one_hour, grant=plan.estimated_input * 6000 + 400 * 15000 + 14_999)
+    assert plan.max_output == 400 and reservation.amount_micro_p < plan.estimated_input * 6000 + 401 * 15000
