@@ -22,7 +22,6 @@ from . import tokens
 from .call import CHAT, CLIENT_CLOSED, COMPLETIONS, EMBEDDINGS, MESSAGES, Call, Plan
 from .providers import read_json, send
 from .sse import SSESplitter
-from .translate.streams import Charge
 from .translate import responses as tresp
 from .translate import usage as tusage
 from .translate.relays import (
@@ -35,6 +34,7 @@ from .translate.relays import (
     model_renames,
     rename_model,
 )
+from .translate.streams import Charge
 from .upstream_errors import malformed_error, map_client_error
 from .usage_checks import check_usage
 
@@ -115,7 +115,7 @@ async def forward_whole(session: aiohttp.ClientSession, timeout: aiohttp.ClientT
                         plan: Plan, provider: Provider, secret: str) -> web.Response:
     """Forward a non-streamed request and answer with the (translated) upstream answer."""
     response = await send(session, provider.name, plan.url, plan.headers, plan.payload, timeout, secret)
-    raw, data = await read_json(response, provider.name)
+    _, data = await read_json(response, provider.name)
     try:
         body = meter_whole(call, plan, data)
     except (AttributeError, TypeError, KeyError, ValueError):

@@ -243,3 +243,13 @@ def test_an_anthropic_client_of_a_chat_upstream_gets_cache_reads_apart_from_inpu
     delta = next(event for event in events if event["type"] == "message_delta")
     assert delta["usage"] == {"input_tokens": 100, "cache_creation_input_tokens": 0,
                               "cache_read_input_tokens": 10_000, "output_tokens": 50, "cost": 2.625}
+
+
+def test_a_streamed_count_that_is_not_an_integer_is_refused_not_charged():
+    relay = MessagesPassthrough("anthropic")
+    relay.charge = _charge_at(1)
+    with pytest.raises(ValueError):  # the stream's malformed-answer error, not a 500
+        relay.event(b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":"50"}}\n\n')
+    passthrough = ChatPassthrough("openai", client_wants_usage=True)
+    with pytest.raises(ValueError):
+        passthrough.event(b'data: {"choices":[],"usage":{"prompt_tokens":1.5,"completion_tokens":1}}\n\n')

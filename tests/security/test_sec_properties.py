@@ -95,7 +95,8 @@ def test_answers_translate_both_ways_without_losing_text_calls_or_usage(texts, c
     again = tresp.chat_to_messages_response(chat, "claude-haiku-4.5")
     assert "".join(b["text"] for b in again["content"] if b["type"] == "text") == "".join(texts)
     assert [(b["id"], b["name"], b["input"]) for b in again["content"] if b["type"] == "tool_use"] == list(calls)
-    assert again["usage"] == {"input_tokens": tokens_in, "output_tokens": tokens_out}
+    assert again["usage"] == {"input_tokens": tokens_in, "output_tokens": tokens_out,
+                              "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
     # OpenAI has no "stopped at a stop sequence": both come back as a normal end of turn.
     assert again["stop_reason"] == ("end_turn" if stop == "stop_sequence" else stop)
 
