@@ -60,6 +60,18 @@ def relative_time(value) -> str:
     return local_date(value)
 
 
+def token_threshold(tokens: int | None) -> str:
+    """A tier's threshold as people write it: 200000 → "200K", 1000000 → "1M", 32768 → "32,768"."""
+    if tokens is None:
+        return ""
+    tokens = int(tokens)
+    if tokens and tokens % 1_000_000 == 0:
+        return f"{tokens // 1_000_000:,}M"
+    if tokens and tokens % 1_000 == 0:
+        return f"{tokens // 1_000:,}K"
+    return f"{tokens:,}"
+
+
 def register_filters(app: Flask) -> None:
     """Install the filters on the app's Jinja environment."""
     app.jinja_env.filters.update(
@@ -71,4 +83,5 @@ def register_filters(app: Flask) -> None:
         localtime=local_time,
         localdate=local_date,
         reltime=relative_time,
+        tokens_k=token_threshold,
     )

@@ -39,6 +39,83 @@ def _seg(value: str) -> str:
     return quote(str(value), safe="")
 
 
+# Fields newer gateways add, read with defaults so the pages work against an older gateway too.
+REQUEST_TOKEN_PARTS = ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens")
+USAGE_PARTS = ("cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "saved_micro_p")
+CACHE_PRICES = ("cache_read_price", "cache_write_price", "cache_write_1h_price")
+
+
+def _count(value: Any) -> int:
+    """An integer count from the gateway, 0 for anything else (missing, null, a string)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _maybe_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def with_request_parts(row: dict) -> dict:
+    """A request log row with its cache, reasoning and tier fields always present."""
+    for name in REQUEST_TOKEN_PARTS:
+        row[name] = _count(row.get(name))
+    row["price_tier"] = _maybe_int(row.get("price_tier"))
+    return row
+
+
+def with_usage_parts(report: dict) -> dict:
+    """A usage report whose totals, daily, by-model and by-key rows all carry the cache fields."""
+    rows = [report.setdefault("totals", {})]
+    for section in ("daily", "by_model", "by_key"):
+        rows.extend(report.get(section) or [])
+    for row in rows:
+        for name in USAGE_PARTS:
+            row[name] = _count(row.get(name))
+    return report
+
+
+def with_cache_prices(model: dict) -> dict:
+    """A catalogue model with its three cache prices and its tiers.
+
+    A gateway that does not list cache prices charges cached input at the input price, so
+    that is the default; tiers default to none.
+    """
+    base = _maybe_int(model.get("input_price"))
+    for name in CACHE_PRICES:
+        value = model.get(name, base)
+        model[name] = _maybe_int(value)
+    tiers = model.get("tiers")
+    clean: list[dict] = []
+    for tier in tiers if isinstance(tiers, list) else []:
+        if not isinstance(tier, dict) or _maybe_int(tier.get("above_input_tokens")) is None:
+            continue
+        entry = {"above_input_tokens": tier["above_input_tokens"]}
+        for name in ("input_price", "output_price") + CACHE_PRICES:
+            entry[name] = _maybe_int(tier.get(name))
+        clean.append(entry)
+    model["tiers"] = sorted(clean, key=lambda t: t["above_input_tokens"])
+    return model
+
+
+def with_admin_cache_prices(catalog: dict) -> dict:
+    """The admin catalogue with the cache prices (live, file's, and in each change) present.
+
+    ``cache_prices_editable`` says whether the gateway knows cache prices at all, so the
+    console only sends them to a gateway that takes them.
+    """
+    models = catalog.get("models") or []
+    catalog["cache_prices_editable"] = bool(models) and all("cache_read_price" in m for m in models)
+    for model in models:
+        for name in CACHE_PRICES:
+            model[name] = _maybe_int(model.get(name))
+            model[f"file_{name}"] = _maybe_int(model.get(f"file_{name}"))
+    for change in catalog.get("changes") or []:
+        for name in CACHE_PRICES:
+            change[name] = _maybe_int(change.get(name))
+        # False for a version recorded before cache prices could be changed: it kept the file's.
+        change["cache_prices_set"] = change.get("cache_prices_set", True) is not False
+    return catalog
+
+
 class GatewayClient:
     """Typed calls to ``$GATEWAY_URL/internal`` (see docs/internal-api.md)."""
 
@@ -97,7 +174,10 @@ class GatewayClient:
 
     def catalog(self) -> dict:
         """``GET /catalog``: providers and models with prices (P per 1M tokens or null)."""
-        return self._json("GET", "/catalog")
+        data = self._json("GET", "/catalog")
+        for model in data.get("models") or []:
+            with_cache_prices(model)
+        return data
 
     # -- accounts ---------------------------------------------------------------
 
@@ -154,14 +234,17 @@ class GatewayClient:
 
     def usage(self, account_id: str, start: str, end: str, tz: str) -> dict:
         """``GET /accounts/{id}/usage`` between two inclusive dates in ``tz``."""
-        return self._json("GET", f"/accounts/{_seg(account_id)}/usage",
-                          params={"start": start, "end": end, "tz": tz})
+        return with_usage_parts(self._json("GET", f"/accounts/{_seg(account_id)}/usage",
+                                           params={"start": start, "end": end, "tz": tz}))
 
     def requests_page(self, account_id: str, filters: dict, cursor: str | None = None,
                       limit: int = 50) -> dict:
         """``GET /accounts/{id}/requests``: one page, newest first, and ``next_cursor``."""
         params = dict(filters, cursor=cursor, limit=limit)
-        return self._json("GET", f"/accounts/{_seg(account_id)}/requests", params=params)
+        page = self._json("GET", f"/accounts/{_seg(account_id)}/requests", params=params)
+        for row in page.get("data") or []:
+            with_request_parts(row)
+        return page
 
     def requests_csv(self, account_id: str, filters: dict) -> Iterator[bytes]:
         """``GET /accounts/{id}/requests.csv`` as a stream of byte chunks.
@@ -197,7 +280,10 @@ class GatewayClient:
 
     def admin_requests_page(self, filters: dict, cursor: str | None = None, limit: int = 50) -> dict:
         """``GET /admin/requests``: every customer's log, newest first, and ``next_cursor``."""
-        return self._json("GET", "/admin/requests", params=dict(filters, cursor=cursor, limit=limit))
+        page = self._json("GET", "/admin/requests", params=dict(filters, cursor=cursor, limit=limit))
+        for row in page.get("data") or []:
+            with_request_parts(row)
+        return page
 
     def admin_daily(self, start: str, end: str, tz: str) -> dict:
         """``GET /admin/daily``: top-ups, refunds, adjustments and spend per local day."""
@@ -213,10 +299,11 @@ class GatewayClient:
 
     def admin_catalog(self) -> dict:
         """``GET /admin/catalog``: models as served, the file's prices, and the change history."""
-        return self._json("GET", "/admin/catalog")
+        return with_admin_cache_prices(self._json("GET", "/admin/catalog"))
 
     def admin_change_model(self, model_id: str, actor: str, reason: str, **changes: Any) -> dict:
-        """``POST /admin/catalog/{model_id}``: a new version of the model's prices or switch."""
+        """``POST /admin/catalog/{model_id}``: a new version of the model's prices or switch
+        (``input_price``, ``output_price``, the three cache prices, ``enabled``, ``effective_from``)."""
         return self._json("POST", f"/admin/catalog/{_seg(model_id)}", json=dict(changes, actor=actor, reason=reason))
 
 

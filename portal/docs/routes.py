@@ -10,6 +10,7 @@ from ..catalog_view import load_catalog
 from ..gateway_client import gateway
 from ..gateway_views import calling_gateway
 from ..htmx import render
+from .cache_billing import cache_example
 from .examples import ENDPOINTS, ERRORS, KEY_PATTERN, build_examples, key_hint
 
 bp = Blueprint("docs", __name__)
@@ -49,7 +50,8 @@ def api_docs():
     """The public API reference; Supported Models come from the live catalogue."""
     catalog = load_catalog()
     return render("docs/api_docs.html", examples=_examples(catalog), catalog=catalog,
-                  endpoints=ENDPOINTS, errors=ERRORS, key_pattern=KEY_PATTERN)
+                  endpoints=ENDPOINTS, errors=ERRORS, key_pattern=KEY_PATTERN,
+                  cache_example=cache_example(catalog.models if catalog else []))
 
 
 @bp.route("/models")

@@ -80,6 +80,10 @@ class PriceForm(FlaskForm):
         InputRequired("Enter the input price as a whole number of P per 1M tokens."), NumberRange(0, 10**9)])
     output_price = WholeNumberField("Output (P per 1M)", validators=[
         InputRequired("Enter the output price as a whole number of P per 1M tokens."), NumberRange(0, 10**9)])
+    # Empty: the model's cached input is charged at its input price.
+    cache_read_price = WholeNumberField("Cache read (P per 1M)", validators=[Optional(), NumberRange(0, 10**9)])
+    cache_write_price = WholeNumberField("Cache write 5 min (P per 1M)", validators=[Optional(), NumberRange(0, 10**9)])
+    cache_write_1h_price = WholeNumberField("Cache write 1 h (P per 1M)", validators=[Optional(), NumberRange(0, 10**9)])
     # Empty: in force at once. Otherwise a later moment, in the operator's time zone.
     effective_from = DateTimeLocalField("In force from", format="%Y-%m-%dT%H:%M", validators=[Optional()])
     reason = _reason()

@@ -292,7 +292,9 @@ def change_price(model_id: str):
     form = PriceForm()
     if not form.validate_on_submit():
         return _catalog_page(422, {model_id: form})
-    changes: dict[str, Any] = {"input_price": form.input_price.data, "output_price": form.output_price.data}
+    # A cache price sent empty goes back to the input price; one not sent at all keeps its value.
+    changes: dict[str, Any] = {name: getattr(form, name).data for name in service.PRICE_FIELDS
+                               if name not in service.CACHE_PRICE_FIELDS or getattr(form, name).raw_data}
     if form.effective_from.data is not None:
         starts = form.effective_from.data.replace(tzinfo=zone(current_user.tz)).astimezone(timezone.utc)
         if starts <= datetime.now(timezone.utc):

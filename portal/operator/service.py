@@ -175,18 +175,33 @@ def adjust_balance(actor: User, account_id: str, amount_micro_p: int, reason: st
 
 # --- catalogue ---------------------------------------------------------------------------
 
+PRICE_FIELDS = ("input_price", "output_price", "cache_read_price", "cache_write_price", "cache_write_1h_price")
+CACHE_PRICE_FIELDS = PRICE_FIELDS[2:]
+
+
 def change_model(actor: User, model_id: str, reason: str, **changes: Any) -> dict:
-    """Record a new catalogue version for one model (price or switch) and audit it."""
+    """Record a new catalogue version for one model (price or switch) and audit it.
+
+    Cache prices (None: charged at the input price) are sent only to a gateway whose
+    catalogue lists them; to an older one, a cache price that is set is refused here.
+    """
     catalog = gateway().admin_catalog()
     models = {m["id"]: m for m in catalog["models"]}
     if model_id not in models:
         raise OperatorError("No such model in the catalogue.")
-    before = {k: models[model_id][k] for k in ("input_price", "output_price", "enabled")}
+    prices = PRICE_FIELDS
+    if not catalog.get("cache_prices_editable"):
+        if any(changes.get(name) is not None for name in CACHE_PRICE_FIELDS):
+            raise OperatorError("The gateway does not take cache prices yet; leave them empty.")
+        changes = {k: v for k, v in changes.items() if k not in CACHE_PRICE_FIELDS}
+        prices = PRICE_FIELDS[:2]
+    audited = [*prices, "enabled"]
+    before = {k: models[model_id][k] for k in audited}
     try:
         change = gateway().admin_change_model(model_id, actor.email, reason, **changes)["change"]
     except GatewayError as exc:
         raise OperatorError(exc.message) from None
-    after = {k: change[k] for k in ("input_price", "output_price", "enabled")}
+    after = {k: change.get(k) for k in audited}
     after.update(version=change["version"], effective_from=change["effective_from"])
     action = "model.price" if "input_price" in changes else ("model.enable" if changes.get("enabled") else "model.disable")
     record_audit(actor, action, "model", model_id, before, after, reason)

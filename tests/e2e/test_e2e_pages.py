@@ -86,7 +86,8 @@ def customer(product, browser):
                                json={"model": model, "messages": [{"role": "user", "content": "Hi"}]})
         assert answer.status_code == 200, answer.text
     _wait_for_requests(product, account_id_of(page), 3)
-    visitor = Visitor(page, PageWatch(base).attach(page), base, {"key": key_id, "session": session_id})
+    visitor = Visitor(page, PageWatch(base).attach(page), base,
+                      {"key": key_id, "session": session_id, "api_key": key, "account": account_id_of(page)})
     yield visitor
     context.close()
 
@@ -186,3 +187,60 @@ def test_injected_inline_script_is_refused_and_reported(stranger):
     assert page.evaluate("window.__injected === undefined")
     assert any("Content Security Policy" in problem for problem in watch.problems), watch.problems
     watch.reset()
+
+
+def test_request_log_shows_the_status_column_at_desktop_width(customer, product, screenshots_dir):
+    # The widest rows there are: cache reads and writes, reasoning and a price tier; a failed call.
+    page = customer.page
+    for text, ok in (("[[usage:10000:50:195000:3000:1000:777]]", True), ("[[error:500]]", False)):
+        answer = requests.post(f"{product.gateway_url}/v1/chat/completions", timeout=30,
+                               headers={"Authorization": f"Bearer {customer.values['api_key']}"},
+                               json={"model": "gemini-3.1-pro", "messages": [{"role": "user", "content": text}]})
+        assert (answer.status_code == 200) is ok, answer.text
+    _wait_for_requests(product, customer.values["account"], 5)
+    page.set_viewport_size(DESKTOP)
+    page.goto(customer.base + "/requests")
+    expect(page.locator("[data-testid=price-tier]").first).to_have_text("> 200K")
+    expect(page.locator(".token-parts").first).to_contain_text("cached 195,000")
+    wrap = page.locator("#log-table .table-wrap")
+    scroll_width, client_width = wrap.evaluate("w => [w.scrollWidth, w.clientWidth]")
+    assert scroll_width <= client_width, f"the log scrolls sideways by {scroll_width - client_width}px at 1280px"
+    status_head = page.locator("#log-table thead th").last
+    expect(status_head).to_have_text("Status")
+    expect(page.locator("#log-rows .badge-error")).to_have_count(1)
+    for cell in (status_head, page.locator("#log-rows tr.log-row td:last-child").first,
+                 page.locator("#log-rows .badge-error")):
+        expect(cell).to_be_in_viewport(ratio=1)
+        box = cell.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= DESKTOP["width"]
+    page.screenshot(path=screenshots_dir / "in-requests-cached-desktop.png")
+    customer.watch.assert_clean("reading the request log")
+
+
+def _price_table_overflows(page: Page) -> list[int]:
+    return page.evaluate("""() => [...document.querySelectorAll('.price-table')].map(t => {
+        const wrap = t.closest('.table-wrap');
+        return wrap.scrollWidth - wrap.clientWidth;
+    })""")
+
+
+def test_pricing_tables_do_not_scroll_sideways_on_a_phone_or_a_desktop(stranger, screenshots_dir):
+    page = stranger.page
+    page.set_viewport_size(DESKTOP)
+    page.goto(stranger.base + "/pricing")
+    page.wait_for_load_state("networkidle")
+    overflows = _price_table_overflows(page)
+    assert overflows and max(overflows) <= 0, f"price tables scroll sideways at 1280px: {overflows}"
+    page.screenshot(path=screenshots_dir / "out-pricing-wide-desktop.png", full_page=True)
+    last_price = page.locator('tr[data-model="claude-sonnet-4.5"] td').last
+    last_price.scroll_into_view_if_needed()
+    expect(last_price).to_be_in_viewport(ratio=1)
+    page.set_viewport_size(PHONE)
+    overflows = _price_table_overflows(page)
+    assert overflows and max(overflows) <= 0, f"price tables scroll sideways on a phone: {overflows}"
+    cache_read = page.locator('tr[data-model="claude-sonnet-4.5"] td[data-label="Cache read"]')
+    expect(cache_read).to_be_visible()
+    expect(cache_read).to_contain_text("300 P")
+    page.screenshot(path=screenshots_dir / "out-pricing-stacked-phone.png", full_page=True)
+    page.set_viewport_size(DESKTOP)
+    stranger.watch.assert_clean("reading prices on a phone")

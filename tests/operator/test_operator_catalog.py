@@ -42,7 +42,8 @@ def test_a_new_price_is_charged_shown_on_pricing_and_audited(operator_client, po
     assert row["cost_micro_p"] == PROMPT_TOKENS * 600 + COMPLETION_TOKENS * 3100
     entry = audit_rows(portal_app, "model.price", "kimi-k2.5")[0]
     assert entry.actor_email == operator.email and entry.reason == "CNY rate moved"
-    assert entry.before == {"input_price": 450, "output_price": 2200, "enabled": True}
+    assert entry.before == {"input_price": 450, "output_price": 2200, "cache_read_price": None,
+                            "cache_write_price": None, "cache_write_1h_price": None, "enabled": True}
     assert (entry.after["input_price"], entry.after["output_price"]) == (600, 3100)
     history = operator_client.get("/operator/catalog").get_data(as_text=True)
     assert f"v{entry.after['version']}" in history and "CNY rate moved" in history
