@@ -135,7 +135,7 @@ def _error_response(error: ApiError, anthropic: bool, request_id: str) -> web.Re
     body = anthropic_error_body(error) if anthropic else openai_error_body(error)
     return web.Response(
         body=body, status=error.status, content_type="application/json",
-        headers={"x-request-id": request_id},
+        headers={**error.headers, "x-request-id": request_id},
     )
 
 
