@@ -38,7 +38,7 @@ from ..catalog import Catalog, Model, Provider
 from ..config import Settings
 from ..errors import ApiError, anthropic_error_body, bad_request, openai_error_body
 from ..proxy import tokens
-from ..proxy.call import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, Call, Plan, plan_request
+from ..proxy.call import CHAT, COMPLETIONS, EMBEDDINGS, LONG_CONTEXT_BETA, MESSAGES, Call, Plan, plan_request
 from ..proxy.forward import forward_stream, forward_whole
 from ..proxy.translate import validate
 from . import guards
@@ -209,8 +209,17 @@ async def _read_body(request: web.Request, limit: int) -> tuple[dict, int]:
     return body, len(raw)
 
 
-def _resolve_model(catalog: Catalog, model_id: str, endpoint: str) -> tuple[Model, Provider]:
-    model = catalog.models.get(model_id)
+# Claude Code's way of asking for a model's long context window: "claude-sonnet-4-5[1m]".
+LONG_CONTEXT_SUFFIX = "[1m]"
+# Anthropic's beta flag that opens the 1M-token window (it contains call.LONG_CONTEXT_BETA).
+LONG_CONTEXT_FLAG = "context-1m-2025-08-07"
+
+
+def _resolve_model(catalog: Catalog, model_id: str, endpoint: str) -> tuple[Model, Provider, bool]:
+    """The model and provider a client's id names (an alias included), and whether it asks for the long window."""
+    base = model_id.removesuffix(LONG_CONTEXT_SUFFIX)
+    long_context = base != model_id
+    model = catalog.resolve(base)
     if model is None:
         raise ApiError(404, f"The model '{model_id[:MAX_LOGGED_MODEL]}' does not exist. GET /v1/models lists them.",
                        code="model_not_found", param="model")
@@ -228,7 +237,16 @@ def _resolve_model(catalog: Catalog, model_id: str, endpoint: str) -> tuple[Mode
     provider = catalog.provider_of(model)
     if wants_embedding and provider.api != "openai":
         raise bad_request(f"The model '{model.id}' does not offer embeddings.", "model", "wrong_model_kind")
-    return model, provider
+    return model, provider, long_context
+
+
+def _anthropic_beta(beta: str | None, model: Model, provider: Provider, long_context: bool) -> str | None:
+    """The anthropic-beta to forward: the client's, plus the long-window flag its model id asked for."""
+    if not (long_context and model.long_context_window and provider.api == "anthropic"):
+        return beta
+    if beta and LONG_CONTEXT_BETA in beta:
+        return beta
+    return f"{beta},{LONG_CONTEXT_FLAG}" if beta else LONG_CONTEXT_FLAG
 
 
 def _provider_key(settings: Settings, provider: Provider) -> str:
@@ -347,12 +365,14 @@ async def _serve(request: web.Request, endpoint: str) -> web.StreamResponse:
         body, size = await _read_body(request, runtime.settings.max_body_bytes)
         call.model_id = validate.check_model(body)
         call.stream = bool(body.get("stream")) and endpoint != EMBEDDINGS
-        model, provider = _resolve_model(runtime.catalog, call.model_id, endpoint)
+        model, provider, long_context = _resolve_model(runtime.catalog, call.model_id, endpoint)
+        # Logged and answered under the canonical id, whichever alias the client sent.
+        call.model_id = model.id
         call.model = model
         call.provider = provider.name
         _CHECKS[endpoint](body)
         secret = _provider_key(runtime.settings, provider)
-        beta = request.headers.get("anthropic-beta")
+        beta = _anthropic_beta(request.headers.get("anthropic-beta"), model, provider, long_context)
         if size > LARGE_BODY_BYTES:
             # Tokenizing megabytes takes a good fraction of a second: keep it off the event loop.
             plan = await asyncio.get_running_loop().run_in_executor(
@@ -423,7 +443,7 @@ async def get_model(request: web.Request) -> web.Response:
     if response.status != 200:
         return response
     runtime = _runtime(request)
-    model = runtime.catalog.models.get(request.match_info["model_id"])
+    model = runtime.catalog.resolve(request.match_info["model_id"].removesuffix(LONG_CONTEXT_SUFFIX))
     if model is None or not model.enabled:
         error = ApiError(404, "The model does not exist. GET /v1/models lists them.", code="model_not_found",
                          param="model")
