@@ -9,7 +9,7 @@ request once its prompt passes a size (accounting/pricing.py applies them).
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ConfigError
@@ -72,6 +72,8 @@ class Model:
     cache_write_1h_price: int | None = None
     # Long-context tiers, sorted by above_input_tokens.
     tiers: tuple[PriceTier, ...] = ()
+    # Other ids clients send for this same upstream model (dated and dashed forms).
+    aliases: tuple[str, ...] = ()
 
     @property
     def priced(self) -> bool:
@@ -80,13 +82,21 @@ class Model:
 
 @dataclass(frozen=True)
 class Catalog:
-    """Providers and models by id, in file order."""
+    """Providers and models by id, in file order; ``aliases`` maps each alias to its model's id."""
 
     providers: dict[str, Provider]
     models: dict[str, Model]
+    aliases: dict[str, str] = field(default_factory=dict)
 
     def provider_of(self, model: Model) -> Provider:
         return self.providers[model.provider]
+
+    def resolve(self, model_id: str) -> Model | None:
+        """The model a client's id names: its own id or one of its aliases."""
+        model = self.models.get(model_id)
+        if model is None and model_id in self.aliases:
+            model = self.models.get(self.aliases[model_id])
+        return model
 
 
 def _price(where: str, entry: dict, name: str) -> int | None:
@@ -181,10 +191,31 @@ def parse_catalog(data: dict) -> Catalog:
             long_context_window=_tokens(where, entry, "long_context_window"),
             **{name: _price(where, entry, name) for name in CACHE_PRICES},
             tiers=_tiers(where, entry, input_price is not None and output_price is not None),
+            aliases=_aliases(where, entry),
         )
     if not models:
         raise ConfigError("PROVIDERS_FILE: defines no models")
-    return Catalog(providers=providers, models=models)
+    return Catalog(providers=providers, models=models, aliases=_alias_map(models))
+
+
+def _aliases(where: str, entry: dict) -> tuple[str, ...]:
+    raw = entry.get("aliases", [])
+    if not isinstance(raw, list) or not all(isinstance(a, str) and a.strip() == a and a for a in raw):
+        raise ConfigError(f"PROVIDERS_FILE: {where}.aliases must be a list of model ids")
+    return tuple(raw)
+
+
+def _alias_map(models: dict[str, Model]) -> dict[str, str]:
+    """Every alias → its model's id; an alias is unique and never another model's id."""
+    aliases: dict[str, str] = {}
+    for model in models.values():
+        for alias in model.aliases:
+            if alias in models:
+                raise ConfigError(f"PROVIDERS_FILE: alias {alias!r} of {model.id!r} is a model id")
+            if alias in aliases:
+                raise ConfigError(f"PROVIDERS_FILE: alias {alias!r} is given to {aliases[alias]!r} and {model.id!r}")
+            aliases[alias] = model.id
+    return aliases
 
 
 def load_catalog(path: Path) -> Catalog:

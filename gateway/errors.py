@@ -18,8 +18,10 @@ _OPENAI_TYPES = {
     403: "permission_error",
     404: "invalid_request_error",
     413: "invalid_request_error",
+    422: "invalid_request_error",
     431: "invalid_request_error",
     429: "rate_limit_error",
+    500: "server_error",
     502: "upstream_error",
     503: "service_unavailable",
     504: "timeout_error",
@@ -33,19 +35,32 @@ _ANTHROPIC_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
+    422: "invalid_request_error",
     431: "invalid_request_error",
     429: "rate_limit_error",
+    500: "api_error",
     502: "api_error",
     503: "api_error",
     504: "timeout_error",
+    529: "overloaded_error",
 }
+
+# Every error type Anthropic documents, and every type OpenAI's API answers with: an
+# upstream's type is passed on only to a client of a format that knows it.
+ANTHROPIC_ERROR_TYPES = frozenset(_ANTHROPIC_TYPES.values()) | {"overloaded_error"}
+OPENAI_ERROR_TYPES = frozenset({
+    "invalid_request_error", "authentication_error", "permission_error", "not_found_error",
+    "rate_limit_error", "insufficient_quota", "server_error", "api_error", "overloaded_error",
+})
 
 
 class ApiError(Exception):
     """A request the gateway answers with an error status and a clear message.
 
     ``error_class`` is what the request log records (for example
-    ``upstream_timeout``); it defaults to the error code.
+    ``upstream_timeout``); it defaults to the error code. ``anthropic_type``
+    overrides the Anthropic error type the status implies (an upstream's own
+    type, passed on); ``headers`` go out with the error answer (``retry-after``).
     """
 
     def __init__(
@@ -57,6 +72,8 @@ class ApiError(Exception):
         param: str | None = None,
         type: str | None = None,
         error_class: str | None = None,
+        anthropic_type: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -65,6 +82,8 @@ class ApiError(Exception):
         self.param = param
         self.type = type or _OPENAI_TYPES.get(status, "api_error")
         self.error_class = error_class or code
+        self.anthropic_type = anthropic_type
+        self.headers = headers or {}
 
 
 def openai_error_dict(error: ApiError) -> dict:
@@ -89,7 +108,7 @@ def anthropic_error_dict(error: ApiError) -> dict:
     return {
         "type": "error",
         "error": {
-            "type": _ANTHROPIC_TYPES.get(error.status, "api_error"),
+            "type": error.anthropic_type or _ANTHROPIC_TYPES.get(error.status, "api_error"),
             "message": error.message,
         },
     }

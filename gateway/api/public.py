@@ -38,15 +38,22 @@ from ..catalog import Catalog, Model, Provider
 from ..config import Settings
 from ..errors import ApiError, anthropic_error_body, bad_request, openai_error_body
 from ..proxy import tokens
-from ..proxy.call import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, Call, Plan, plan_request
+from ..proxy.call import CHAT, COMPLETIONS, EMBEDDINGS, LONG_CONTEXT_BETA, MESSAGES, Call, Plan, plan_request
 from ..proxy.forward import forward_stream, forward_whole
+from ..proxy.providers import anthropic as anthropic_wire
+from ..proxy.providers import read_json, send
+from ..proxy.upstream_errors import malformed_error
 from ..proxy.translate import validate
 from . import guards
 
 log = logging.getLogger("samalink.gateway.public_api")
 
 MODELS = "/v1/models"
-POST_PATHS = (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES)
+COUNT_TOKENS = "/v1/messages/count_tokens"
+POST_PATHS = (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, COUNT_TOKENS)
+# Messages fields Anthropic's count_tokens refuses; they do not change the prompt's size.
+NOT_COUNTED = ("max_tokens", "stream", "temperature", "top_p", "top_k", "stop_sequences", "metadata",
+               "service_tier")
 # When the catalogue models were first offered; /v1/models needs a "created" time.
 CATALOG_CREATED = 1767225600
 # Bodies above this size are translated and tokenized in a worker thread.
@@ -135,7 +142,7 @@ def _error_response(error: ApiError, anthropic: bool, request_id: str) -> web.Re
     body = anthropic_error_body(error) if anthropic else openai_error_body(error)
     return web.Response(
         body=body, status=error.status, content_type="application/json",
-        headers={"x-request-id": request_id},
+        headers={**error.headers, "x-request-id": request_id},
     )
 
 
@@ -209,8 +216,17 @@ async def _read_body(request: web.Request, limit: int) -> tuple[dict, int]:
     return body, len(raw)
 
 
-def _resolve_model(catalog: Catalog, model_id: str, endpoint: str) -> tuple[Model, Provider]:
-    model = catalog.models.get(model_id)
+# Claude Code's way of asking for a model's long context window: "claude-sonnet-4-5[1m]".
+LONG_CONTEXT_SUFFIX = "[1m]"
+# Anthropic's beta flag that opens the 1M-token window (it contains call.LONG_CONTEXT_BETA).
+LONG_CONTEXT_FLAG = "context-1m-2025-08-07"
+
+
+def _resolve_model(catalog: Catalog, model_id: str, endpoint: str) -> tuple[Model, Provider, bool]:
+    """The model and provider a client's id names (an alias included), and whether it asks for the long window."""
+    base = model_id.removesuffix(LONG_CONTEXT_SUFFIX)
+    long_context = base != model_id
+    model = catalog.resolve(base)
     if model is None:
         raise ApiError(404, f"The model '{model_id[:MAX_LOGGED_MODEL]}' does not exist. GET /v1/models lists them.",
                        code="model_not_found", param="model")
@@ -228,7 +244,16 @@ def _resolve_model(catalog: Catalog, model_id: str, endpoint: str) -> tuple[Mode
     provider = catalog.provider_of(model)
     if wants_embedding and provider.api != "openai":
         raise bad_request(f"The model '{model.id}' does not offer embeddings.", "model", "wrong_model_kind")
-    return model, provider
+    return model, provider, long_context
+
+
+def _anthropic_beta(beta: str | None, model: Model, provider: Provider, long_context: bool) -> str | None:
+    """The anthropic-beta to forward: the client's, plus the long-window flag its model id asked for."""
+    if not (long_context and model.long_context_window and provider.api == "anthropic"):
+        return beta
+    if beta and LONG_CONTEXT_BETA in beta:
+        return beta
+    return f"{beta},{LONG_CONTEXT_FLAG}" if beta else LONG_CONTEXT_FLAG
 
 
 def _provider_key(settings: Settings, provider: Provider) -> str:
@@ -347,12 +372,14 @@ async def _serve(request: web.Request, endpoint: str) -> web.StreamResponse:
         body, size = await _read_body(request, runtime.settings.max_body_bytes)
         call.model_id = validate.check_model(body)
         call.stream = bool(body.get("stream")) and endpoint != EMBEDDINGS
-        model, provider = _resolve_model(runtime.catalog, call.model_id, endpoint)
+        model, provider, long_context = _resolve_model(runtime.catalog, call.model_id, endpoint)
+        # Logged and answered under the canonical id, whichever alias the client sent.
+        call.model_id = model.id
         call.model = model
         call.provider = provider.name
         _CHECKS[endpoint](body)
         secret = _provider_key(runtime.settings, provider)
-        beta = request.headers.get("anthropic-beta")
+        beta = _anthropic_beta(request.headers.get("anthropic-beta"), model, provider, long_context)
         if size > LARGE_BODY_BYTES:
             # Tokenizing megabytes takes a good fraction of a second: keep it off the event loop.
             plan = await asyncio.get_running_loop().run_in_executor(
@@ -400,6 +427,70 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return await _serve(request, MESSAGES)
 
 
+async def count_tokens(request: web.Request) -> web.Response:
+    """POST /v1/messages/count_tokens: a Messages body's input tokens, free of charge.
+
+    Claude models are counted by Anthropic (same headers as messages); the others with
+    the gateway's tokenizer. Authenticated and checked as /v1/messages; logged at no cost.
+    """
+    runtime = _runtime(request)
+    now = datetime.now(timezone.utc)
+    call = Call(uuid.uuid4().hex, COUNT_TOKENS, time.perf_counter(), now)
+    try:
+        key = await _authenticate(runtime, request)
+        call.account_id = key.account_id
+        call.key_id = key.key_id
+        refusal = key.refusal(now)
+        if refusal is not None:
+            raise _REFUSALS[refusal]
+        body, size = await _read_body(request, runtime.settings.max_body_bytes)
+        call.model_id = validate.check_model(body)
+        model, provider, long_context = _resolve_model(runtime.catalog, call.model_id, MESSAGES)
+        call.model_id = model.id
+        call.model = model
+        call.provider = provider.name
+        validate.check_messages(body)
+        if provider.api == "anthropic":
+            beta = _anthropic_beta(request.headers.get("anthropic-beta"), model, provider, long_context)
+            counted = await _count_upstream(runtime, body, model, provider, beta)
+        elif size > LARGE_BODY_BYTES:
+            counted = await asyncio.get_running_loop().run_in_executor(None, tokens.estimate_messages_prompt, body)
+        else:
+            counted = tokens.estimate_messages_prompt(body)
+        call.billable = True
+        return web.Response(body=orjson.dumps({"input_tokens": counted}), content_type="application/json",
+                            headers={"x-request-id": call.request_id})
+    except ApiError as error:
+        call.fail(error)
+        return _error_response(error, True, call.request_id)
+    except Exception as exc:  # noqa: BLE001 - no input may produce a traceback for the client
+        log.error("unexpected %s on %s: %s", type(exc).__name__, COUNT_TOKENS,
+                  "".join(traceback.format_tb(exc.__traceback__)).strip())
+        error = ApiError(500, "The gateway could not process this request.", code="internal_error",
+                         type="api_error", error_class="internal_error")
+        call.fail(error)
+        return _error_response(error, True, call.request_id)
+    finally:
+        if call.account_id is not None:
+            # Nothing is charged: the usage stays zero, so the cost is zero.
+            _settle(runtime, call)
+
+
+async def _count_upstream(runtime: _Runtime, body: dict, model: Model, provider: Provider, beta: str | None) -> int:
+    """Anthropic's count of ``body``'s input tokens; its errors follow the upstream error rule."""
+    secret = _provider_key(runtime.settings, provider)
+    upstream = {name: value for name, value in body.items() if name not in NOT_COUNTED}
+    upstream["model"] = model.upstream
+    response = await send(runtime.http, provider.name, anthropic_wire.count_tokens_url(provider),
+                          anthropic_wire.headers(secret, False, beta), orjson.dumps(upstream),
+                          runtime.whole_timeout, secret, anthropic_client=True, upstream_anthropic=True)
+    _, data = await read_json(response, provider.name)
+    counted = data.get("input_tokens")
+    if isinstance(counted, bool) or not isinstance(counted, int) or counted < 0:
+        raise malformed_error(provider.name)
+    return counted
+
+
 async def list_models(request: web.Request) -> web.Response:
     """GET /v1/models: the catalogue in OpenAI's list format, for any valid key."""
     runtime = _runtime(request)
@@ -423,7 +514,7 @@ async def get_model(request: web.Request) -> web.Response:
     if response.status != 200:
         return response
     runtime = _runtime(request)
-    model = runtime.catalog.models.get(request.match_info["model_id"])
+    model = runtime.catalog.resolve(request.match_info["model_id"].removesuffix(LONG_CONTEXT_SUFFIX))
     if model is None or not model.enabled:
         error = ApiError(404, "The model does not exist. GET /v1/models lists them.", code="model_not_found",
                          param="model")
@@ -436,7 +527,7 @@ async def get_model(request: web.Request) -> web.Response:
 async def unknown_endpoint(request: web.Request) -> web.Response:
     """Any other /v1 path or method: a JSON error instead of a bare HTML page."""
     path = request.path.rstrip("/")
-    anthropic_shape = path == MESSAGES
+    anthropic_shape = path in (MESSAGES, COUNT_TOKENS)
     if path in POST_PATHS:
         error = ApiError(405, f"{request.method} is not allowed on {path}; use POST.",
                          code="method_not_allowed", type="invalid_request_error")
@@ -469,6 +560,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post(COMPLETIONS, completions)
     app.router.add_post(EMBEDDINGS, embeddings)
     app.router.add_post(MESSAGES, messages)
+    app.router.add_post(COUNT_TOKENS, count_tokens)
     app.router.add_get(MODELS, list_models)
     app.router.add_get(MODELS + "/{model_id}", get_model)
     app.router.add_route("*", "/v1/{tail:.*}", unknown_endpoint)

@@ -114,7 +114,8 @@ def meter_whole(call: Call, plan: Plan, data: dict) -> bytes:
 async def forward_whole(session: aiohttp.ClientSession, timeout: aiohttp.ClientTimeout, call: Call,
                         plan: Plan, provider: Provider, secret: str) -> web.Response:
     """Forward a non-streamed request and answer with the (translated) upstream answer."""
-    response = await send(session, provider.name, plan.url, plan.headers, plan.payload, timeout, secret)
+    response = await send(session, provider.name, plan.url, plan.headers, plan.payload, timeout, secret,
+                          **error_formats(call, plan))
     _, data = await read_json(response, provider.name)
     try:
         body = meter_whole(call, plan, data)
@@ -123,6 +124,11 @@ async def forward_whole(session: aiohttp.ClientSession, timeout: aiohttp.ClientT
         raise malformed_error(provider.name) from None
     call.billable = True
     return web.Response(body=body, content_type="application/json", headers=answer_headers(call, plan))
+
+
+def error_formats(call: Call, plan: Plan) -> dict[str, bool]:
+    """Which formats an upstream error is read in and answered in (see ``upstream_errors.status_error``)."""
+    return {"anthropic_client": call.endpoint == MESSAGES, "upstream_anthropic": plan.upstream_api == "anthropic"}
 
 
 def answer_headers(call: Call, plan: Plan) -> dict[str, str]:
@@ -178,7 +184,8 @@ async def forward_stream(session: aiohttp.ClientSession, timeout: aiohttp.Client
                          request: web.Request, call: Call, plan: Plan, provider: Provider,
                          secret: str) -> web.StreamResponse:
     """Relay an SSE stream event by event; keep reading after a disconnect until usage arrives."""
-    upstream = await send(session, provider.name, plan.url, plan.headers, plan.payload, timeout, secret)
+    upstream = await send(session, provider.name, plan.url, plan.headers, plan.payload, timeout, secret,
+                          **error_formats(call, plan))
     relay = relay_for(call, plan, provider)
     relay.charge = stream_charge(call, plan, relay)
     splitter = SSESplitter()

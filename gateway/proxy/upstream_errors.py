@@ -9,12 +9,16 @@ on only after ``sanitise`` has removed anything that looks like a key.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+from dataclasses import dataclass
 
 import aiohttp
 import orjson
 
-from ..errors import ApiError
+from ..errors import ANTHROPIC_ERROR_TYPES, OPENAI_ERROR_TYPES, ApiError
+
+log = logging.getLogger("samalink.gateway.upstream")
 
 # Anything key-shaped: SAMALink keys, "sk-..." style provider keys, bearer tokens.
 _KEY_PATTERN = re.compile(
@@ -55,19 +59,129 @@ def upstream_message(body: bytes) -> str:
     return "no details"
 
 
-def status_error(provider_name: str, status: int, body: bytes, secret: str | None) -> ApiError:
-    """The client-facing error for an upstream's non-2xx answer (429 stays 429, the rest 502)."""
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the client is answered for an upstream's error status, and whose fault it is.
+
+    ``channel_failure`` is true when the provider (or the gateway's account with it)
+    failed rather than the request: another channel may serve the same request.
+    ``passes_on`` is true when the provider's own type and message reach the client.
+    ``operator`` is true when the operator's key or configuration is at fault.
+    """
+
+    status: int
+    channel_failure: bool
+    passes_on: bool = False
+    operator: bool = False
+
+
+# The request itself is wrong (too long, malformed for this model): the client's to fix.
+CLIENT_STATUSES = frozenset({400, 413, 422})
+# The provider refused the gateway, not the customer: a wrong key, account or model name.
+OPERATOR_STATUSES = frozenset({401, 402, 403, 404})
+OVERLOADED = 529
+
+
+def classify(status: int, anthropic_client: bool) -> Verdict:
+    """The one rule for an upstream's non-2xx ``status``, for a client of either format.
+
+    400, 413 and 422 reach the client as they are. 429 and every 5xx are the channel's
+    failures and, with no other channel left, reach the client unchanged; 529
+    (Anthropic's "overloaded") only where the client speaks Anthropic's format, since
+    OpenAI clients do not know it: they get 503 with the type ``overloaded_error``.
+    401-404 mean the operator's key or configuration is wrong: 502. Any other status
+    (redirects, other 4xx) is the channel's failure, answered 502.
+    """
+    if status in CLIENT_STATUSES:
+        return Verdict(status, channel_failure=False, passes_on=True)
+    if status == OVERLOADED:
+        return Verdict(OVERLOADED if anthropic_client else 503, channel_failure=True, passes_on=True)
+    if status == 429 or 500 <= status <= 599:
+        return Verdict(status, channel_failure=True, passes_on=True)
+    if status in OPERATOR_STATUSES:
+        return Verdict(502, channel_failure=True, operator=True)
+    return Verdict(502, channel_failure=True)
+
+
+class UpstreamStatusError(ApiError):
+    """An upstream's error status, as the client is answered; ``verdict`` says whose fault it was."""
+
+    def __init__(self, status: int, message: str, verdict: Verdict, **fields) -> None:
+        super().__init__(verdict.status, message, **fields)
+        self.upstream_status = status
+        self.verdict = verdict
+
+
+def upstream_error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
+    """The error ``type``, ``code`` and ``param`` of an upstream error body, where it has them."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None, None
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return None, None, None
+
+    def short(name: str) -> str | None:
+        value = error.get(name)
+        return value if isinstance(value, str) and _WORD.fullmatch(value) else None
+
+    return short("type"), short("code"), short("param")
+
+
+_WORD = re.compile(r"[A-Za-z0-9_.\[\]-]{1,100}")
+_OPERATOR_MESSAGES = {
+    401: "provider {name} refused the gateway's credentials; the operator has been told",
+    402: "provider {name} refused the gateway's account (billing); the operator has been told",
+    403: "provider {name} refused the gateway's credentials; the operator has been told",
+    404: "provider {name} does not know what the gateway asked for; the operator has been told",
+}
+
+
+def status_error(provider_name: str, status: int, body: bytes, secret: str | None, *,
+                 anthropic_client: bool = False, upstream_anthropic: bool = False,
+                 retry_after: str | None = None) -> UpstreamStatusError:
+    """The client-facing error for an upstream's non-2xx answer, by the rule of ``classify``.
+
+    The provider's type is kept when the client speaks the provider's format, and
+    otherwise replaced by the type the status has in the client's format; the
+    provider's message is always sanitised.
+    """
+    verdict = classify(status, anthropic_client)
     message = sanitise(upstream_message(body), secret)
     error_class = f"upstream_http_{status}"
+    if verdict.operator:
+        log.warning("provider %s answered %d: %s (check its key and the providers file)",
+                    provider_name, status, message)
+        return UpstreamStatusError(status, _OPERATOR_MESSAGES[status].format(name=provider_name), verdict,
+                                   code="upstream_refused_gateway", error_class=error_class)
+    if not verdict.passes_on:
+        return UpstreamStatusError(status, f"provider {provider_name} answered {status}: {message}", verdict,
+                                   code="upstream_error", error_class=error_class)
+    kind, code, param = upstream_error_fields(body)
+    same_format = anthropic_client == upstream_anthropic
+    known = ANTHROPIC_ERROR_TYPES if anthropic_client else OPENAI_ERROR_TYPES
+    if not same_format or kind not in known:
+        # Translated: the type the status has in the client's format.
+        kind = None
+    if status == OVERLOADED:
+        kind = "overloaded_error"
     if status == 429:
-        return ApiError(
-            429, f"provider {provider_name} is rate limiting requests: {message}",
-            code="upstream_rate_limited", error_class=error_class,
-        )
-    return ApiError(
-        502, f"provider {provider_name} answered {status}: {message}",
-        code="upstream_error", error_class=error_class,
+        message = f"provider {provider_name} is rate limiting requests: {message}"
+        code = code or "upstream_rate_limited"
+    elif status >= 500:
+        message = f"provider {provider_name} answered {status}: {message}"
+        code = code or ("upstream_overloaded" if status == OVERLOADED else "upstream_error")
+    headers = {"retry-after": retry_after} if retry_after and _RETRY_AFTER.fullmatch(retry_after) else None
+    return UpstreamStatusError(
+        status, message, verdict, code=code,
+        param=param if same_format else None, type=None if anthropic_client else kind,
+        anthropic_type=kind if anthropic_client else None, error_class=error_class, headers=headers,
     )
+
+
+# A delay in seconds or an HTTP date: nothing else is passed on.
+_RETRY_AFTER = re.compile(r"[0-9]{1,9}|[A-Za-z]{3}, [0-9]{2} [A-Za-z]{3} [0-9]{4} [0-9:]{8} GMT")
 
 
 def timeout_error(provider_name: str) -> ApiError:

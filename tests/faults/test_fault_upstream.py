@@ -13,7 +13,7 @@ import json
 import pytest
 from fault_common import ONE_P, assert_ledger_sums, chat, logged_requests, wait_until
 
-FAULTS = [("[[hang]]", 504, "upstream_timeout"), ("[[error:500]]", 502, None), ("[[cut]]", 502, None),
+FAULTS = [("[[hang]]", 504, "upstream_timeout"), ("[[error:500]]", 500, None), ("[[cut]]", 502, None),
           ("[[malformed]]", 502, None)]
 
 

@@ -16,7 +16,7 @@ from fixtures.upstream import COMPLETION_TOKENS, REPLY_TEXT, UNCONFIGURED_KEY_EN
 ANTHROPIC_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 402: "billing_error", 403: "permission_error",
     404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 502: "api_error",
-    503: "api_error", 504: "timeout_error",
+    500: "api_error", 503: "api_error", 504: "timeout_error",
 }
 
 
@@ -238,7 +238,7 @@ def test_unconfigured_provider_names_its_variable(gateway, customer):
 
 
 @pytest.mark.parametrize("phrase, status", [
-    ("[[error:400]]", 502), ("[[error:500]]", 502), ("[[error:429]]", 429),
+    ("[[error:400]]", 400), ("[[error:500]]", 500), ("[[error:429]]", 429),
     ("[[hang]]", 504), ("[[malformed]]", 502), ("[[cut]]", 502),
 ])
 @pytest.mark.parametrize("model", ["deepseek-v3.2", "claude-haiku-4.5"])
@@ -294,7 +294,7 @@ def test_failed_requests_release_their_reservations(gateway):
     reservation = estimate_chat_prompt(body) * 280 + 1000 * 420
     customer = new_customer(gateway, balance_micro_p=reservation)
     for _ in range(6):
-        assert post(gateway, "/v1/chat/completions", customer.key, body).status_code == 502
+        assert post(gateway, "/v1/chat/completions", customer.key, body).status_code == 500
     good = dict(body, messages=[{"role": "user", "content": "[[error:999]] leak check"}])
     good["messages"][0]["content"] = "fine now, leak check"
     answer = post(gateway, "/v1/chat/completions", customer.key, good)

@@ -132,7 +132,8 @@ def test_upstream_errors_map_to_gateway_statuses():
     assert (limited.status, limited.error_class) == (429, "upstream_http_429")
     assert "slow down" in limited.message
     failed = status_error("deepseek", 500, b"<html>oops</html>", None)
-    assert failed.status == 502
+    assert (failed.status, failed.message) == (500, "provider deepseek answered 500: <html>oops</html>")
+    assert status_error("deepseek", 302, b"", None).status == 502
     assert upstream_message(orjson.dumps({"type": "error", "error": {"type": "x", "message": "anthropic says"}})) == "anthropic says"
 
 

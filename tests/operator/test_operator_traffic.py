@@ -15,7 +15,7 @@ def test_traffic_lists_every_customer_and_filters_by_customer_and_provider(opera
     other_key = gateway.create_key(other.account_id)["key"]
     assert call_api(gateway, customer.key)["status"] == 200
     assert call_api(gateway, other_key, model="claude-haiku-4.5")["status"] == 200
-    assert call_api(gateway, customer.key, text="[[error:500]]")["status"] == 502
+    assert call_api(gateway, customer.key, text="[[error:500]]")["status"] == 500
     wait_for_requests(gateway, customer.account_id, 2)
     wait_for_requests(gateway, other.account_id, 1)
 

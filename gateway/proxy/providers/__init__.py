@@ -24,10 +24,15 @@ async def send(
     body: bytes,
     timeout: aiohttp.ClientTimeout,
     secret: str,
+    *,
+    anthropic_client: bool = False,
+    upstream_anthropic: bool = False,
 ) -> aiohttp.ClientResponse:
     """POST ``body`` and return the open 2xx response; any failure raises ``ApiError``.
 
-    The caller reads (or streams) the response and must release it.
+    An error status is answered by ``status_error``'s rule, in the client's format
+    (``anthropic_client``) from the upstream's (``upstream_anthropic``). The caller
+    reads (or streams) the response and must release it.
     """
     try:
         response = await session.post(url, data=body, headers=headers, timeout=timeout)
@@ -40,7 +45,9 @@ async def send(
             error_body = b""
         finally:
             response.release()
-        raise status_error(provider_name, response.status, error_body, secret)
+        raise status_error(provider_name, response.status, error_body, secret,
+                           anthropic_client=anthropic_client, upstream_anthropic=upstream_anthropic,
+                           retry_after=response.headers.get("retry-after"))
     return response
 
 

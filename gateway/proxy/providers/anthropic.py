@@ -10,12 +10,18 @@ from __future__ import annotations
 from ...catalog import Provider
 
 MESSAGES_PATH = "/v1/messages"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 API_VERSION = "2023-06-01"
 
 
 def messages_url(provider: Provider) -> str:
     """Where Messages requests go."""
     return provider.base_url + MESSAGES_PATH
+
+
+def count_tokens_url(provider: Provider) -> str:
+    """Where token counts of a Messages body are asked for (same headers as messages)."""
+    return provider.base_url + COUNT_TOKENS_PATH
 
 
 def headers(api_key: str, stream: bool, beta: str | None = None) -> dict[str, str]:
