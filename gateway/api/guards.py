@@ -34,7 +34,8 @@ PARSER_LIMIT_BYTES = 64 * 1024
 PARSER_LIMITS = {"max_field_size": PARSER_LIMIT_BYTES, "max_line_size": PARSER_LIMIT_BYTES}
 # Headers whose value must be printable ASCII: keys, and what goes upstream.
 ASCII_HEADERS = ("Authorization", "x-api-key", "anthropic-beta", "anthropic-version")
-MESSAGES_PATH = "/v1/messages"
+# Paths that answer in Anthropic's error shape.
+ANTHROPIC_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
 
 
 def _printable_ascii(value: str) -> bool:
@@ -77,7 +78,7 @@ def query_problem(query) -> ApiError | None:
 def error_answer(path: str, error: ApiError) -> web.Response:
     """``error`` in the shape of the endpoint at ``path``: Anthropic, OpenAI or the internal API's."""
     if path.startswith("/v1/"):
-        body = anthropic_error_body(error) if path.rstrip("/") == MESSAGES_PATH else openai_error_body(error)
+        body = anthropic_error_body(error) if path.rstrip("/") in ANTHROPIC_PATHS else openai_error_body(error)
         return web.Response(body=body, status=error.status, content_type="application/json")
     return error_response(error.status, error.message, error.code or "invalid_request", error.type)
 

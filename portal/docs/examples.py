@@ -81,14 +81,16 @@ ENDPOINTS = (
     ("POST", "/v1/completions", "Text completions; translated to chat where the provider has no completions API."),
     ("POST", "/v1/embeddings", "Embeddings with the embedding models."),
     ("POST", "/v1/messages", "Anthropic Messages format, streaming or not. Every chat model."),
-    ("GET", "/v1/models", "The model catalogue in OpenAI list format."),
+    ("POST", "/v1/messages/count_tokens", "Anthropic's token count for a Messages body. Free; every chat model."),
+    ("GET", "/v1/models", "The model catalogue in OpenAI list format; your client's own model ids work too."),
 )
 
 ERRORS = (
-    ("400", "The request body is invalid."),
+    ("400 / 413 / 422", "The request is invalid, here or at the provider (its message is passed on)."),
     ("401", "The API key is missing, unknown, revoked or expired."),
     ("402", "Your balance is used up, or the key reached its spending limit. Top up in Billing."),
     ("404", "The model does not exist."),
-    ("429", "Rate limited; retry after a short wait."),
-    ("502 / 504", "The upstream provider failed or timed out. Failed calls are not charged."),
+    ("429", "Rate limited; retry after the retry-after header's wait."),
+    ("500 / 503 / 529", "The provider failed or is overloaded (529 on /v1/messages, 503 elsewhere); retry later."),
+    ("502 / 504", "The provider could not be reached, refused the gateway, or timed out. Failed calls are not charged."),
 )

@@ -158,3 +158,9 @@ def test_browser_time_zone_is_taken_only_once(portal_app, make_user):
     client.post("/settings/timezone/detect", data={"timezone": "Europe/Berlin"})
     body = client.get("/settings").get_data(as_text=True)
     assert '<option selected value="Australia/Adelaide">' in body and "data-tz-detect" not in body
+
+
+def test_api_docs_list_count_tokens_and_the_upstream_error_rule(client):
+    body = client.get("/docs").get_data(as_text=True)
+    assert "/v1/messages/count_tokens" in body
+    assert "529 on /v1/messages" in body and "retry-after" in body

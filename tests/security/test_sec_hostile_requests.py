@@ -23,12 +23,13 @@ from hostile_bodies import hostile_body
 CREDIT = 100 * 1_000_000
 MESSAGES = "/v1/messages"
 CHAT = "/v1/chat/completions"
+COUNT_TOKENS = "/v1/messages/count_tokens"
 FAST = settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def assert_error_shape(status: int, body: dict, path: str) -> None:
     assert 400 <= status < 500, (status, body)
-    if path == MESSAGES:
+    if path in (MESSAGES, COUNT_TOKENS):
         assert body["type"] == "error" and set(body["error"]) == {"type", "message"}
     elif path.startswith("/v1/"):
         assert set(body) == {"error"} and {"message", "type", "param", "code"} <= set(body["error"])
@@ -93,7 +94,7 @@ def test_scalar_fields_of_the_wrong_type_are_400(gateway, customer, path, field,
     assert field in answer.json()["error"]["message"] or answer.json()["error"].get("param") == field
 
 
-@pytest.mark.parametrize("path", [CHAT, MESSAGES])
+@pytest.mark.parametrize("path", [CHAT, MESSAGES, COUNT_TOKENS])
 def test_an_oversized_authorization_header_is_431_json_and_never_echoed_or_logged(gateway, customer, path):
     _, key = customer
     value = b"Bearer " + key.encode() + b"x" * 9000
