@@ -4,14 +4,20 @@ their translation for OpenAI-wire upstreams, and thinking carried across formats
 from __future__ import annotations
 
 import copy
+import uuid
 from pathlib import Path
 
 import orjson
 import pytest
+import requests
+from gwapi_helpers import ONE_P, cost, new_customer
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_gwapi_translate import DEEPSEEK, GPT
 
+from fixtures.upstream import REPLY_TEXT
 from gateway.errors import ApiError
+from gateway.proxy.translate import requests as treq
 from gateway.proxy.translate import validate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "claude_code"
@@ -128,3 +134,134 @@ def test_metadata_output_config_and_context_management_are_type_checked():
     assert refused(base(output_config="high")) == "output_config"
     assert refused(base(output_config={"effort": 3})) == "output_config.effort"
     assert refused(base(context_management=[1])) == "context_management"
+
+
+# --- translation for OpenAI-wire upstreams ---------------------------------------------
+
+def test_a_mid_conversation_system_message_stays_in_place_for_openai_wire_upstreams():
+    body = base(system=[{"type": "text", "text": "Top.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+                messages=[
+                    {"role": "user", "content": [{"type": "text", "text": "one", "cache_control": {"type": "ephemeral"}}]},
+                    {"role": "assistant", "content": [
+                        {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                        {"type": "redacted_thinking", "data": "xyz"},
+                        {"type": "text", "text": "two"},
+                    ]},
+                    {"role": "system", "content": [{"type": "text", "text": "Mid."}]},
+                    {"role": "user", "content": "three"},
+                    {"role": "system", "content": "Last."},
+                ],
+                thinking={"type": "adaptive"}, output_config={"effort": "low"},
+                context_management={"edits": []}, metadata={"user_id": "device-1"}, unknown_field=1)
+    out = treq.messages_to_chat_request(body, DEEPSEEK, "deepseek")
+    assert out["messages"] == [
+        {"role": "system", "content": "Top."},
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "two"},
+        {"role": "system", "content": "Mid."},
+        {"role": "user", "content": "three"},
+        {"role": "system", "content": "Last."},
+    ]
+    assert set(out) == {"model", "messages", "max_tokens"}  # no reasoning_effort: DeepSeek's chat has none
+    gpt = treq.messages_to_chat_request(body, GPT, "openai")
+    assert gpt["reasoning_effort"] == "low"
+    assert [m["role"] for m in gpt["messages"]] == ["system", "user", "assistant", "system", "user", "system"]
+
+
+@pytest.mark.parametrize("thinking, output_config, effort", [
+    ({"type": "enabled", "budget_tokens": 1024}, None, "low"),
+    ({"type": "enabled", "budget_tokens": 8000}, None, "medium"),
+    ({"type": "enabled", "budget_tokens": 31999}, None, "high"),
+    ({"type": "adaptive"}, {"effort": "max"}, "high"),
+    ({"type": "adaptive"}, None, "medium"),
+    ({"type": "disabled"}, None, None),
+])
+def test_thinking_becomes_reasoning_effort_only_where_the_model_has_it(thinking, output_config, effort):
+    body = base(thinking=thinking, **({"output_config": output_config} if output_config else {}))
+    assert treq.messages_to_chat_request(body, GPT, "openai").get("reasoning_effort") == effort
+    assert "reasoning_effort" not in treq.messages_to_chat_request(body, DEEPSEEK, "deepseek")
+
+
+def test_server_tools_are_left_out_for_openai_wire_upstreams_unless_forced():
+    tools = [{"name": "Bash", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"}},
+             {"type": "web_search_20250305", "name": "web_search"}]
+    out = treq.messages_to_chat_request(base(tools=tools), DEEPSEEK, "deepseek")
+    assert [t["function"]["name"] for t in out["tools"]] == ["Bash"]
+    assert "cache_control" not in orjson.dumps(out).decode()
+    with pytest.raises(ApiError) as caught:
+        treq.messages_to_chat_request(base(tools=tools, tool_choice={"type": "tool", "name": "web_search"}),
+                                      DEEPSEEK, "deepseek")
+    assert caught.value.status == 400 and caught.value.param == "tool_choice.name"
+
+
+def test_system_messages_become_user_turns_in_place_for_anthropic():
+    body = base(messages=[{"role": "user", "content": "a"}, {"role": "system", "content": "Mid."},
+                          {"role": "assistant", "content": "b"}])
+    out = treq.system_messages_as_user_turns(body)
+    assert [m["role"] for m in out["messages"]] == ["user", "user", "assistant"]
+    assert out["messages"][1]["content"] == [{"type": "text", "text": "<system-reminder>\nMid.\n</system-reminder>"}]
+    assert body["messages"][1]["role"] == "system"  # the client's body is left alone
+
+
+# --- recorded bodies through the real gateway --------------------------------------------
+
+REPLAY_MODELS = ("claude-haiku-4.5", "deepseek-v3.2", "gpt-5.2")
+OPENAI_FIELDS = {"model", "messages", "max_tokens", "max_completion_tokens", "stream", "stream_options", "tools",
+                 "tool_choice", "parallel_tool_calls", "reasoning_effort", "temperature", "top_p", "stop"}
+
+
+@pytest.fixture
+def customer(gateway, fake_upstream):
+    return new_customer(gateway)
+
+
+def _replay(gateway, customer, fixture: dict, model: str, stream: bool, marker: str) -> str:
+    body = copy.deepcopy(fixture["body"])
+    body["model"] = model
+    body["stream"] = stream
+    first = body["messages"][0]["content"]
+    first.append({"type": "text", "text": marker})
+    headers = dict(fixture["headers"], **{"x-api-key": customer.key, "content-type": "application/json"})
+    answer = requests.post(gateway.url + fixture["path"], data=orjson.dumps(body), headers=headers,
+                           timeout=30, stream=stream)
+    assert answer.status_code == 200, answer.text
+    if not stream:
+        message = answer.json()
+        assert message["type"] == "message"
+        return "".join(block.get("text", "") for block in message["content"])
+    text = []
+    for line in answer.iter_lines():
+        if line.startswith(b"data: "):
+            event = orjson.loads(line[6:])
+            if event.get("type") == "content_block_delta" and event["delta"].get("type") == "text_delta":
+                text.append(event["delta"]["text"])
+    return "".join(text)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("model", REPLAY_MODELS)
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
+def test_recorded_claude_code_bodies_get_an_answer_and_are_billed(gateway, fake_upstream, customer, path, model,
+                                                                   stream):
+    fixture = orjson.loads(path.read_bytes())
+    assert "?beta=true" in fixture["path"]
+    marker = f"replay-{uuid.uuid4().hex}"
+    assert _replay(gateway, customer, fixture, model, stream, marker) == REPLY_TEXT
+
+    sent = fake_upstream.last(marker)
+    roles = [m["role"] for m in fixture["body"]["messages"]]
+    if model.startswith("claude"):
+        assert sent.headers["anthropic-beta"] == fixture["headers"]["anthropic-beta"]
+        assert [m["role"] for m in sent.body["messages"]] == ["user" if r == "system" else r for r in roles]
+        assert sent.body["thinking"] == fixture["body"]["thinking"]
+        assert sent.body["context_management"] == fixture["body"]["context_management"]
+    else:
+        assert "anthropic-beta" not in {name.lower() for name in sent.headers}
+        assert set(sent.body) <= OPENAI_FIELDS
+        assert [m["role"] for m in sent.body["messages"]] == ["system", *roles]  # in place, never moved up
+        assert not any(word.encode() in sent.raw for word in ("cache_control", "defer_loading", "context_management"))
+        assert ("reasoning_effort" in sent.body) == (model == "gpt-5.2")
+        assert all(set(t) == {"type", "function"} for t in sent.body["tools"])
+
+    customer.settled(1)
+    assert customer.ledger_sum() == 1000 * ONE_P - cost(model)
