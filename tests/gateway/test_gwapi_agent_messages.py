@@ -18,6 +18,8 @@ from test_gwapi_translate import DEEPSEEK, GPT
 from fixtures.upstream import REPLY_TEXT
 from gateway.errors import ApiError
 from gateway.proxy.translate import requests as treq
+from gateway.proxy.translate import responses as tresp
+from gateway.proxy.translate import streams
 from gateway.proxy.translate import validate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "claude_code"
@@ -265,3 +267,67 @@ def test_recorded_claude_code_bodies_get_an_answer_and_are_billed(gateway, fake_
 
     customer.settled(1)
     assert customer.ledger_sum() == 1000 * ONE_P - cost(model)
+
+
+# --- thinking across formats --------------------------------------------------------------
+
+
+def test_deepseek_reasoning_content_becomes_a_thinking_block_for_anthropic_clients():
+    completion = {"id": "c1", "choices": [{"index": 0, "finish_reason": "stop", "message": {
+        "role": "assistant", "reasoning_content": "Let me think.", "content": "Hi!"}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3}}
+    message = tresp.chat_to_messages_response(completion, "deepseek-v3.2")
+    assert message["content"] == [{"type": "thinking", "thinking": "Let me think.", "signature": ""},
+                                  {"type": "text", "text": "Hi!"}]
+
+
+def test_anthropic_thinking_becomes_reasoning_content_for_openai_clients():
+    message = {"id": "m1", "stop_reason": "end_turn", "usage": {"input_tokens": 5, "output_tokens": 3}, "content": [
+        {"type": "thinking", "thinking": "Let me think.", "signature": "sig"},
+        {"type": "redacted_thinking", "data": "opaque"},
+        {"type": "text", "text": "Hi!"}]}
+    reply = tresp.messages_to_chat_response(message, "claude-haiku-4.5")["choices"][0]["message"]
+    assert reply == {"role": "assistant", "content": "Hi!", "reasoning_content": "Let me think."}
+    plain = dict(message, content=[{"type": "text", "text": "Hi!"}])
+    assert "reasoning_content" not in tresp.messages_to_chat_response(plain, "claude-haiku-4.5")["choices"][0]["message"]
+
+
+def _chunk(delta: dict, finish: str | None = None) -> dict:
+    return {"id": "c1", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def test_streamed_reasoning_content_becomes_thinking_deltas_before_the_text():
+    stream = streams.ChatToMessagesStream("deepseek-v3.2", 10)
+    events = []
+    for chunk in (_chunk({"role": "assistant", "reasoning_content": "Hmm"}), _chunk({"reasoning_content": ", ok."}),
+                  _chunk({"content": "Hi"}), _chunk({}, "stop")):
+        events.extend(stream.feed(chunk))
+    events.extend(stream.finish())
+    kinds = [(e["type"], e.get("index"), (e.get("delta") or e.get("content_block") or {}).get("type")) for e in events]
+    assert kinds == [
+        ("message_start", None, None),
+        ("content_block_start", 0, "thinking"), ("content_block_delta", 0, "thinking_delta"),
+        ("content_block_delta", 0, "thinking_delta"), ("content_block_stop", 0, None),
+        ("content_block_start", 1, "text"), ("content_block_delta", 1, "text_delta"), ("content_block_stop", 1, None),
+        ("message_delta", None, None), ("message_stop", None, None),
+    ]
+    assert events[1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
+    assert events[2]["delta"]["thinking"] + events[3]["delta"]["thinking"] == "Hmm, ok."
+
+
+def test_streamed_anthropic_thinking_becomes_reasoning_content_chunks():
+    stream = streams.MessagesToChatStream("claude-haiku-4.5", include_usage=False)
+    events = [
+        {"type": "message_start", "message": {"id": "m1", "usage": {"input_tokens": 5, "output_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Hmm."}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "redacted_thinking", "data": "x"}},
+        {"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "Hi"}},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}},
+        {"type": "message_stop"},
+    ]
+    deltas = [chunk["choices"][0]["delta"] for event in events for chunk in stream.feed(event) if chunk["choices"]]
+    assert deltas == [{"role": "assistant", "content": ""}, {"reasoning_content": "Hmm."}, {"content": "Hi"}, {}]
