@@ -355,7 +355,8 @@ def messages_to_chat_request(body: dict, model: Model, provider_name: str) -> di
     if tools:
         out["tools"] = tools
     choice, parallel = _openai_tool_choice(body.get("tool_choice"))
-    if choice is not None and (tools or choice == "none"):
+    # A tool_choice without tools is refused by OpenAI-wire APIs (all of them may be server tools).
+    if choice is not None and tools:
         out["tool_choice"] = choice
     if parallel is not None and tools:
         out["parallel_tool_calls"] = parallel
