@@ -190,6 +190,8 @@ def test_server_tools_are_left_out_for_openai_wire_upstreams_unless_forced():
     out = treq.messages_to_chat_request(base(tools=tools), DEEPSEEK, "deepseek")
     assert [t["function"]["name"] for t in out["tools"]] == ["Bash"]
     assert "cache_control" not in orjson.dumps(out).decode()
+    only_server = treq.messages_to_chat_request(base(tools=tools[1:], tool_choice={"type": "auto"}), GPT, "openai")
+    assert "tools" not in only_server and "tool_choice" not in only_server  # OpenAI refuses a choice without tools
     with pytest.raises(ApiError) as caught:
         treq.messages_to_chat_request(base(tools=tools, tool_choice={"type": "tool", "name": "web_search"}),
                                       DEEPSEEK, "deepseek")
@@ -240,6 +242,20 @@ def _replay(gateway, customer, fixture: dict, model: str, stream: bool, marker: 
     return "".join(text)
 
 
+def _chat_roles(body: dict) -> list[str]:
+    """The chat roles a Messages conversation becomes: system messages where they were, tool results as tool."""
+    roles = []
+    for message in body["messages"]:
+        content = message["content"]
+        if message["role"] != "user" or isinstance(content, str):
+            roles.append(message["role"])
+            continue
+        roles.extend("tool" for block in content if block["type"] == "tool_result")
+        if any(block["type"] != "tool_result" for block in content):
+            roles.append("user")
+    return roles
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 @pytest.mark.parametrize("model", REPLAY_MODELS)
 @pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
@@ -260,10 +276,11 @@ def test_recorded_claude_code_bodies_get_an_answer_and_are_billed(gateway, fake_
     else:
         assert "anthropic-beta" not in {name.lower() for name in sent.headers}
         assert set(sent.body) <= OPENAI_FIELDS
-        assert [m["role"] for m in sent.body["messages"]] == ["system", *roles]  # in place, never moved up
+        assert [m["role"] for m in sent.body["messages"]] == ["system", *_chat_roles(fixture["body"])]
         assert not any(word.encode() in sent.raw for word in ("cache_control", "defer_loading", "context_management"))
         assert ("reasoning_effort" in sent.body) == (model == "gpt-5.2")
         assert all(set(t) == {"type", "function"} for t in sent.body["tools"])
+        assert all(set(m) <= {"role", "content", "tool_calls", "tool_call_id"} for m in sent.body["messages"])
 
     customer.settled(1)
     assert customer.ledger_sum() == 1000 * ONE_P - cost(model)
