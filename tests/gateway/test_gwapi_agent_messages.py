@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_gwapi_translate import DEEPSEEK, GPT
 
-from fixtures.upstream import REPLY_TEXT
+from fixtures.upstream import REPLY_TEXT, THINKING_TEXT
 from gateway.errors import ApiError
 from gateway.proxy.translate import requests as treq
 from gateway.proxy.translate import responses as tresp
@@ -348,3 +348,38 @@ def test_streamed_anthropic_thinking_becomes_reasoning_content_chunks():
     ]
     deltas = [chunk["choices"][0]["delta"] for event in events for chunk in stream.feed(event) if chunk["choices"]]
     assert deltas == [{"role": "assistant", "content": ""}, {"reasoning_content": "Hmm."}, {"content": "Hi"}, {}]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_deepseek_reasoning_reaches_an_anthropic_client_as_thinking(gateway, fake_upstream, customer, stream):
+    client = customer.anthropic()
+    request = {"model": "deepseek-v3.2", "max_tokens": 2000, "thinking": {"type": "enabled", "budget_tokens": 1024},
+               "messages": [{"role": "user", "content": "hello [[think]]"}]}
+    if stream:
+        with client.messages.stream(**request) as events:
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(**request)
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    assert message.content[0].thinking == THINKING_TEXT
+    assert message.content[1].text == REPLY_TEXT
+    assert "reasoning_effort" not in fake_upstream.last("[[think]]").body
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_claude_thinking_reaches_an_openai_client_as_reasoning_content(gateway, fake_upstream, customer, stream):
+    answer = requests.post(f"{gateway.url}/v1/chat/completions", headers={"Authorization": f"Bearer {customer.key}"},
+                           json={"model": "claude-haiku-4.5", "stream": stream,
+                                 "messages": [{"role": "user", "content": "hello [[think]]"}]},
+                           timeout=30, stream=stream)
+    assert answer.status_code == 200, answer.text
+    if not stream:
+        reply = answer.json()["choices"][0]["message"]
+        reasoning, text = reply["reasoning_content"], reply["content"]
+    else:
+        deltas = [orjson.loads(line[6:])["choices"] for line in answer.iter_lines()
+                  if line.startswith(b"data: {")]
+        deltas = [choices[0]["delta"] for choices in deltas if choices]
+        reasoning = "".join(d.get("reasoning_content", "") for d in deltas)
+        text = "".join(d.get("content") or "" for d in deltas)
+    assert (reasoning, text) == (THINKING_TEXT, REPLY_TEXT)
