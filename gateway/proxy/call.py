@@ -150,9 +150,11 @@ def plan_request(endpoint: str, body: dict, model: Model, provider: Provider, se
         estimated = tokens.estimate_messages_prompt(body)
         max_output = body.get("max_tokens") or model.max_output_tokens
         if provider.api == "anthropic":
-            upstream = dict(body, model=model.upstream)
+            # Every field goes on, unknown ones included: Anthropic judges its own API.
+            upstream = dict(treq.system_messages_as_user_turns(body), model=model.upstream)
             return Plan(anthropic_wire.messages_url(provider), anthropic_wire.headers(secret, stream, beta),
                         upstream, stream, "anthropic", estimated, max_output, False, window)
+        # The client's anthropic-beta is not sent on: it means nothing to another API.
         upstream = treq.messages_to_chat_request(body, model, provider.name)
         return Plan(openai_wire.chat_url(provider), openai_wire.headers(secret, stream),
                     upstream, stream, "openai", estimated, max_output, False, window)

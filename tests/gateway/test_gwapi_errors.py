@@ -210,7 +210,7 @@ def test_bad_fields_are_400_naming_the_field(gateway, customer, path, body, para
 
 def test_bad_fields_on_messages_use_the_anthropic_shape(gateway, customer):
     error = assert_anthropic_error(post(gateway, "/v1/messages", customer.key,
-                                        {"model": "deepseek-v3.2", "messages": [{"role": "system", "content": "x"}]}), 400)
+                                        {"model": "deepseek-v3.2", "messages": [{"role": "tool", "content": "x"}]}), 400)
     assert "messages.0.role" in error["message"]
 
 

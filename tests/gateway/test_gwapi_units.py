@@ -160,7 +160,7 @@ def test_error_bodies_have_the_openai_and_anthropic_shapes():
     (validate.check_completion, {"prompt": "a", "echo": True}, "echo"),
     (validate.check_embedding, {"input": ""}, "input"),
     (validate.check_embedding, {"input": [1, "a"]}, "input"),
-    (validate.check_messages, {"messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
+    (validate.check_messages, {"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
     (validate.check_messages, {"messages": [{"role": "user"}]}, "messages.0.content"),
     (validate.check_messages, {"messages": [{"role": "user", "content": "x"}], "temperature": 1.5}, "temperature"),
 ])

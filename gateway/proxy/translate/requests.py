@@ -17,6 +17,13 @@ from .responses import assistant_message
 ANTHROPIC_MAX_TEMPERATURE = 1.0
 # OpenAI's own default for a text completion without max_tokens.
 COMPLETION_DEFAULT_MAX_TOKENS = 16
+# Chat APIs that take ``reasoning_effort`` for every model the catalogue routes to them
+# (OpenAI's GPT-5 family); other OpenAI-compatible providers refuse or ignore it.
+REASONING_EFFORT_PROVIDERS = ("openai",)
+# Anthropic's output_config.effort → OpenAI's reasoning_effort ("max" has no OpenAI twin).
+REASONING_EFFORT = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
+# An enabled thinking budget → reasoning_effort, by the smallest budget of each step.
+BUDGET_EFFORT = ((16_000, "high"), (4_000, "medium"), (0, "low"))
 
 
 # --------------------------------------------------------------------------
@@ -237,11 +244,51 @@ def _openai_tool_choice(choice: dict | None) -> tuple[object, bool | None]:
     raise bad_request("tool_choice.type must be auto, any, tool or none", "tool_choice.type")
 
 
+def _reasoning_effort(body: dict) -> str | None:
+    """The OpenAI ``reasoning_effort`` an Anthropic ``thinking`` asks for (None: leave it out)."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict):
+        return None
+    kind = thinking.get("type")
+    if kind == "adaptive":
+        effort = (body.get("output_config") or {}).get("effort")
+        return REASONING_EFFORT.get(effort, "medium")
+    if kind == "enabled":
+        budget = thinking.get("budget_tokens") or 0
+        return next(effort for floor, effort in BUDGET_EFFORT if budget >= floor)
+    return None
+
+
+def _openai_tools(tools: list[dict], choice: object) -> list[dict]:
+    """Custom tools as functions; Anthropic's server tools, which no OpenAI-wire upstream runs, are left out."""
+    out = []
+    for tool in tools:
+        if tool.get("type") not in (None, "custom"):
+            if isinstance(choice, dict) and choice.get("type") == "tool" and choice.get("name") == tool.get("name"):
+                raise bad_request(f"tool_choice.name: the server tool {tool.get('name')!r} is not available "
+                                  "for this model", "tool_choice.name")
+            continue
+        out.append({
+            "type": "function",
+            "function": {
+                "name": tool.get("name"),
+                "description": tool.get("description") or "",
+                "parameters": tool.get("input_schema") or {"type": "object", "properties": {}},
+            },
+        })
+    return out
+
+
 def messages_to_chat_request(body: dict, model: Model, provider_name: str) -> dict:
     """An Anthropic Messages request as an OpenAI chat request for ``model``.
 
     OpenAI's own models take ``max_completion_tokens``; the other
-    OpenAI-compatible providers still read ``max_tokens``.
+    OpenAI-compatible providers still read ``max_tokens``. A system message
+    inside ``messages`` stays a system message at its place: moving it to the
+    top would change the prompt prefix the upstream caches on every turn.
+    Anthropic-only fields (``cache_control``, ``context_management``,
+    ``output_config``, ``thinking`` blocks in the history, server tools, and
+    any field the gateway does not know) are left out.
     """
     messages: list[dict] = []
     system = _system_text(body.get("system"))
@@ -250,11 +297,21 @@ def messages_to_chat_request(body: dict, model: Model, provider_name: str) -> di
     for index, message in enumerate(body["messages"]):
         role = message["role"]
         content = message["content"]
+        if role == "system":
+            text = _system_text(content)
+            if text:
+                messages.append({"role": "system", "content": text})
+            continue
         if isinstance(content, str):
             messages.append({"role": role, "content": content})
             continue
         if role == "assistant":
-            messages.append(assistant_message(content))
+            reply = assistant_message(content)
+            if reply["content"] == "" and not reply.get("tool_calls") and not any(
+                block.get("type") in ("text", "tool_use") for block in content
+            ):
+                continue  # only thinking blocks: nothing the other API can carry
+            messages.append(reply)
             continue
         parts: list[dict] = []
         for block_index, block in enumerate(content):
@@ -273,6 +330,8 @@ def messages_to_chat_request(body: dict, model: Model, provider_name: str) -> di
             elif kind == "image":
                 source = block.get("source") or {}
                 parts.append({"type": "image_url", "image_url": {"url": _image_url(source, f"{where}.source")}})
+            elif kind in ("thinking", "redacted_thinking"):
+                continue
             else:
                 raise bad_request(f"{where}.type: content block type {kind!r} is not supported for this model",
                                   f"{where}.type")
@@ -292,27 +351,45 @@ def messages_to_chat_request(body: dict, model: Model, provider_name: str) -> di
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
-    if body.get("tools"):
-        out["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": tool.get("name"),
-                    "description": tool.get("description") or "",
-                    "parameters": tool.get("input_schema") or {"type": "object", "properties": {}},
-                },
-            }
-            for tool in body["tools"]
-        ]
+    tools = _openai_tools(body.get("tools") or [], body.get("tool_choice"))
+    if tools:
+        out["tools"] = tools
     choice, parallel = _openai_tool_choice(body.get("tool_choice"))
-    if choice is not None:
+    # A tool_choice without tools is refused by OpenAI-wire APIs (all of them may be server tools).
+    if choice is not None and tools:
         out["tool_choice"] = choice
-    if parallel is not None:
+    if parallel is not None and tools:
         out["parallel_tool_calls"] = parallel
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        out["user"] = metadata["user_id"]
+    effort = _reasoning_effort(body)
+    if effort is not None and provider_name in REASONING_EFFORT_PROVIDERS:
+        out["reasoning_effort"] = effort
+    # metadata.user_id is Anthropic's to see: Claude Code fills it with a device id that
+    # another provider has no use for, so it is not passed on as ``user``.
     return out
+
+
+def system_messages_as_user_turns(body: dict) -> dict:
+    """A Messages body whose in-conversation system messages are user turns at the same place.
+
+    Not every Claude model takes ``role: system`` inside ``messages``; a user turn
+    holding the same text wrapped in ``<system-reminder>`` (as Claude Code itself
+    does for such models) is accepted by all of them, and it stays where it was so
+    the cached prefix does not change.
+    """
+    if not any(message.get("role") == "system" for message in body["messages"]):
+        return body
+    messages = []
+    for message in body["messages"]:
+        if message.get("role") != "system":
+            messages.append(message)
+            continue
+        content = message["content"]
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        messages.append({"role": "user", "content": [
+            dict(block, text=f"<system-reminder>\n{block.get('text') or ''}\n</system-reminder>")
+            for block in blocks
+        ]})
+    return dict(body, messages=messages)
 
 
 # --------------------------------------------------------------------------

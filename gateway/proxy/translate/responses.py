@@ -27,14 +27,22 @@ STOP_FROM_FINISH = {
 }
 
 
-def assistant_message(blocks: list[dict]) -> dict:
-    """Anthropic assistant content blocks as one OpenAI assistant message (text and tool calls)."""
+def assistant_message(blocks: list[dict], with_reasoning: bool = False) -> dict:
+    """Anthropic assistant content blocks as one OpenAI assistant message (text and tool calls).
+
+    With ``with_reasoning`` (an answer for a client), thinking blocks become the
+    ``reasoning_content`` DeepSeek-style chat APIs use; redacted thinking has no
+    readable text and is left out.
+    """
     texts = []
     calls = []
+    thoughts = []
     for block in blocks:
         kind = block.get("type")
         if kind == "text":
             texts.append(block.get("text") or "")
+        elif kind == "thinking" and with_reasoning:
+            thoughts.append(block.get("thinking") or "")
         elif kind == "tool_use":
             calls.append({
                 "id": block.get("id"),
@@ -48,6 +56,8 @@ def assistant_message(blocks: list[dict]) -> dict:
     reply: dict = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         reply["tool_calls"] = calls
+    if thoughts:
+        reply["reasoning_content"] = "".join(thoughts)
     return reply
 
 
@@ -57,7 +67,7 @@ def messages_to_chat_response(message: dict, model_id: str, usage: dict | None =
     ``usage`` is the client's usage object when the caller has it (checked, with its
     cost); otherwise the message's own usage is translated.
     """
-    reply = assistant_message(message.get("content") or [])
+    reply = assistant_message(message.get("content") or [], with_reasoning=True)
     if usage is None:
         usage = tusage.openai_usage(tusage.from_anthropic(message.get("usage")) or tusage.TokenUsage())
     return {
@@ -96,6 +106,9 @@ def chat_to_messages_response(completion: dict, model_id: str, usage: dict | Non
     choice = choices[0] or {}
     reply = choice.get("message") or {}
     content: list[dict] = []
+    if isinstance(reply.get("reasoning_content"), str) and reply["reasoning_content"]:
+        # No signature exists for another provider's reasoning; Anthropic clients take an empty one.
+        content.append({"type": "thinking", "thinking": reply["reasoning_content"], "signature": ""})
     if reply.get("content"):
         content.append({"type": "text", "text": reply["content"]})
     for call in reply.get("tool_calls") or ():

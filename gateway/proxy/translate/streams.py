@@ -182,6 +182,8 @@ class MessagesToChatStream:
             delta = event.get("delta") or {}
             if delta.get("type") == "text_delta":
                 return [self._chunk({"content": delta.get("text") or ""})]
+            if delta.get("type") == "thinking_delta" and delta.get("thinking"):
+                return [self._chunk({"reasoning_content": delta["thinking"]})]
             if delta.get("type") == "input_json_delta":
                 tool_index = self._tool_indexes.get(event.get("index", 0), 0)
                 return [self._chunk({"tool_calls": [{
@@ -225,7 +227,7 @@ class ChatToMessagesStream:
         self.usage = Usage()
         self._started = False
         self._finished = False
-        self._open: tuple[str, int] | None = None  # ("text", -1) or ("tool", openai index)
+        self._open: tuple[str, int] | None = None  # ("text", -1), ("thinking", -1) or ("tool", openai index)
         self._next_block = 0
         self._finish_reason: str | None = None
 
@@ -269,6 +271,15 @@ class ChatToMessagesStream:
             return events
         choice = choices[0] or {}
         delta = choice.get("delta") or {}
+        reasoning = delta.get("reasoning_content")
+        if isinstance(reasoning, str) and reasoning:
+            if self._open != ("thinking", -1):
+                events.extend(self._open_block(("thinking", -1), {"type": "thinking", "thinking": "", "signature": ""}))
+            events.append({
+                "type": "content_block_delta",
+                "index": self._next_block - 1,
+                "delta": {"type": "thinking_delta", "thinking": reasoning},
+            })
         text = delta.get("content")
         if text:
             if self._open != ("text", -1):

@@ -6,7 +6,10 @@ field and whose message starts with it (Anthropic's error body has no
 reads, translates or forwards is checked against the type its API documents:
 the translators and the token estimates rely on these checks and never see a
 number where a string belongs. Fields the gateway knows nothing about are the
-upstream's to judge.
+upstream's to judge: a Messages body goes to Anthropic with every field it holds
+(Anthropic adds fields often, and Claude Code sends them at once), while a
+translated request carries only what the other API has, so an unknown field is
+left out there rather than refused.
 
 Field paths follow each API's own spelling: ``messages[1].content[0].text``
 for OpenAI, ``messages.1.content.0.text`` for Anthropic.
@@ -17,7 +20,12 @@ from __future__ import annotations
 from ...errors import ApiError, bad_request
 
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
-ANTHROPIC_ROLES = ("user", "assistant")
+# Anthropic now takes system messages anywhere in the conversation (Claude Code sends them).
+ANTHROPIC_ROLES = ("user", "assistant", "system")
+# Anthropic's smallest thinking budget.
+MIN_THINKING_BUDGET = 1024
+THINKING_TYPES = ("enabled", "disabled", "adaptive")
+CACHE_TTLS = ("5m", "1h")
 # A generous ceiling: no model produces more, and it bounds the reservation.
 MAX_OUTPUT_TOKENS = 1_000_000
 # OpenAI takes at most four stop sequences; Anthropic documents no count.
@@ -382,9 +390,22 @@ def _tool_result_content(content: object, param: str) -> None:
         _anthropic_block(block, where)
 
 
+def _cache_control(holder: dict, param: str) -> None:
+    """A prompt-cache breakpoint: ``{"type": "ephemeral", "ttl": "5m" | "1h"}`` (ttl optional)."""
+    control = holder.get("cache_control")
+    if control is None:
+        return
+    where = f"{param}.cache_control"
+    if not isinstance(control, dict) or control.get("type") != "ephemeral":
+        raise _fail(where, "must be an object whose type is ephemeral")
+    if control.get("ttl") is not None and control["ttl"] not in CACHE_TTLS:
+        raise _fail(f"{where}.ttl", f"must be one of {', '.join(CACHE_TTLS)}")
+
+
 def _anthropic_block(block: dict, param: str) -> None:
     """One content block of a type the gateway reads; other types are the upstream's to judge."""
     kind = block["type"]
+    _cache_control(block, param)
     if kind == "text":
         _required_string(block, "text", f"{param}.text")
     elif kind == "image":
@@ -434,8 +455,19 @@ def _anthropic_tools(body: dict) -> None:
             raise _fail(where, "each tool needs a name")
         _optional_string(tool, "type", f"{where}.type")
         _optional_string(tool, "description", f"{where}.description")
-        if tool.get("input_schema") is not None and not isinstance(tool["input_schema"], dict):
+        _cache_control(tool, where)
+        # A custom tool (no type, or "custom") is described by its schema; Anthropic's
+        # server tools (web_search_…, bash_…) carry a versioned type and their own fields.
+        if is_custom_tool(tool):
+            if not isinstance(tool.get("input_schema"), dict):
+                raise _fail(f"{where}.input_schema", "is required and must be a JSON schema object")
+        elif tool.get("input_schema") is not None and not isinstance(tool["input_schema"], dict):
             raise _fail(f"{where}.input_schema", "must be a JSON schema object")
+
+
+def is_custom_tool(tool: dict) -> bool:
+    """True for a tool the client runs itself (no type, or type custom)."""
+    return tool.get("type") in (None, "custom")
 
 
 def _anthropic_tool_choice(body: dict) -> None:
@@ -461,11 +493,12 @@ def check_messages(body: dict) -> None:
         param = f"messages.{index}"
         if not isinstance(message, dict):
             raise _fail(param, "each message must be an object")
-        if message.get("role") not in ANTHROPIC_ROLES:
-            raise _fail(f"{param}.role", "must be user or assistant")
+        role = message.get("role")
+        if role not in ANTHROPIC_ROLES:
+            raise _fail(f"{param}.role", "must be user, assistant or system")
         if "content" not in message:
             raise _fail(f"{param}.content", "field required")
-        _anthropic_content(message["content"], f"{param}.content")
+        _anthropic_content(message["content"], f"{param}.content", text_only=role == "system")
     if body.get("system") is not None:
         _anthropic_content(body["system"], "system", text_only=True)
     _positive_int(body, "max_tokens")
@@ -482,11 +515,26 @@ def check_messages(body: dict) -> None:
         if not isinstance(metadata, dict):
             raise _fail("metadata", "must be an object")
         _optional_string(metadata, "user_id", "metadata.user_id")
-    thinking = body.get("thinking")
-    if thinking is not None:
-        if not isinstance(thinking, dict) or not isinstance(thinking.get("type"), str):
-            raise _fail("thinking", "must be an object with a type")
-        budget = thinking.get("budget_tokens")
-        if budget is not None and not (_is_int(budget) and 1 <= budget <= MAX_OUTPUT_TOKENS):
-            raise _fail("thinking.budget_tokens", f"must be an integer between 1 and {MAX_OUTPUT_TOKENS}")
+    _thinking(body)
+    output_config = body.get("output_config")
+    if output_config is not None:
+        if not isinstance(output_config, dict):
+            raise _fail("output_config", "must be an object")
+        _optional_string(output_config, "effort", "output_config.effort")
+    _object(body, "context_management")
     _string(body, "service_tier")
+
+
+def _thinking(body: dict) -> None:
+    """``thinking``: enabled with a budget of at least 1,024 tokens, disabled, or adaptive."""
+    thinking = body.get("thinking")
+    if thinking is None:
+        return
+    if not isinstance(thinking, dict) or thinking.get("type") not in THINKING_TYPES:
+        raise _fail("thinking", f"must be an object whose type is {', '.join(THINKING_TYPES)}")
+    budget = thinking.get("budget_tokens")
+    if thinking["type"] == "enabled" or budget is not None:
+        if not (_is_int(budget) and MIN_THINKING_BUDGET <= budget <= MAX_OUTPUT_TOKENS):
+            raise _fail("thinking.budget_tokens",
+                        f"must be an integer between {MIN_THINKING_BUDGET} and {MAX_OUTPUT_TOKENS}")
+    _optional_string(thinking, "display", "thinking.display")
