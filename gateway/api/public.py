@@ -395,16 +395,23 @@ async def _serve(request: web.Request, endpoint: str) -> web.StreamResponse:
         call.fail(error)
         return _error_response(error, anthropic_shape, call.request_id)
     except Exception as exc:  # noqa: BLE001 - no input may produce a traceback for the client
-        # Only the exception's type and code location: its message may quote the request.
-        log.error("unexpected %s on %s: %s", type(exc).__name__, endpoint,
-                  "".join(traceback.format_tb(exc.__traceback__)).strip())
-        error = ApiError(500, "The gateway could not process this request.", code="internal_error",
-                         type="api_error", error_class="internal_error")
+        error = _unexpected(exc, endpoint)
         call.fail(error)
         return _error_response(error, anthropic_shape, call.request_id)
     finally:
         if call.account_id is not None:
             _settle(runtime, call)
+
+
+def _unexpected(exc: Exception, endpoint: str) -> ApiError:
+    """The 500 for a failure no input should cause, logged by type and place only.
+
+    The exception's message is not logged: it may quote the request.
+    """
+    log.error("unexpected %s on %s: %s", type(exc).__name__, endpoint,
+              "".join(traceback.format_tb(exc.__traceback__)).strip())
+    return ApiError(500, "The gateway could not process this request.", code="internal_error",
+                    type="api_error", error_class="internal_error")
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -464,10 +471,7 @@ async def count_tokens(request: web.Request) -> web.Response:
         call.fail(error)
         return _error_response(error, True, call.request_id)
     except Exception as exc:  # noqa: BLE001 - no input may produce a traceback for the client
-        log.error("unexpected %s on %s: %s", type(exc).__name__, COUNT_TOKENS,
-                  "".join(traceback.format_tb(exc.__traceback__)).strip())
-        error = ApiError(500, "The gateway could not process this request.", code="internal_error",
-                         type="api_error", error_class="internal_error")
+        error = _unexpected(exc, COUNT_TOKENS)
         call.fail(error)
         return _error_response(error, True, call.request_id)
     finally:
