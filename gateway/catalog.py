@@ -28,6 +28,8 @@ class Provider:
     base_url: str
     api_key_env: str
     api: str
+    # An OpenAI-wire provider whose API has /responses: Responses API requests pass through.
+    responses: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,12 +155,18 @@ def parse_catalog(data: dict) -> Catalog:
                 raise ConfigError(f"PROVIDERS_FILE: {where}.{required} is missing")
         if entry["api"] not in WIRE_APIS:
             raise ConfigError(f"PROVIDERS_FILE: {where}.api must be one of {', '.join(WIRE_APIS)}")
+        responses = entry.get("responses", False)
+        if not isinstance(responses, bool):
+            raise ConfigError(f"PROVIDERS_FILE: {where}.responses must be true or false")
+        if responses and entry["api"] != "openai":
+            raise ConfigError(f"PROVIDERS_FILE: {where}.responses is only for providers whose api is openai")
         providers[name] = Provider(
             name=name,
             display_name=entry.get("display_name", name.title()),
             base_url=entry["base_url"].rstrip("/"),
             api_key_env=entry["api_key_env"],
             api=entry["api"],
+            responses=responses,
         )
     models: dict[str, Model] = {}
     for index, entry in enumerate(data.get("models") or []):

@@ -38,19 +38,29 @@ from ..catalog import Catalog, Model, Provider
 from ..config import Settings
 from ..errors import ApiError, anthropic_error_body, bad_request, openai_error_body
 from ..proxy import tokens
-from ..proxy.call import CHAT, COMPLETIONS, EMBEDDINGS, LONG_CONTEXT_BETA, MESSAGES, Call, Plan, plan_request
+from ..proxy.call import (
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
+    LONG_CONTEXT_BETA,
+    MESSAGES,
+    RESPONSES,
+    Call,
+    Plan,
+    plan_request,
+)
 from ..proxy.forward import forward_stream, forward_whole
 from ..proxy.providers import anthropic as anthropic_wire
 from ..proxy.providers import read_json, send
 from ..proxy.upstream_errors import malformed_error
-from ..proxy.translate import validate
+from ..proxy.translate import responses_api_checks, validate
 from . import guards
 
 log = logging.getLogger("samalink.gateway.public_api")
 
 MODELS = "/v1/models"
 COUNT_TOKENS = "/v1/messages/count_tokens"
-POST_PATHS = (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, COUNT_TOKENS)
+POST_PATHS = (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, COUNT_TOKENS, RESPONSES)
 # Messages fields Anthropic's count_tokens refuses; they do not change the prompt's size.
 NOT_COUNTED = ("max_tokens", "stream", "temperature", "top_p", "top_k", "stop_sequences", "metadata",
                "service_tier")
@@ -65,6 +75,7 @@ _CHECKS = {
     COMPLETIONS: validate.check_completion,
     EMBEDDINGS: validate.check_embedding,
     MESSAGES: validate.check_messages,
+    RESPONSES: responses_api_checks.check_responses,
 }
 
 
@@ -434,6 +445,11 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return await _serve(request, MESSAGES)
 
 
+async def responses(request: web.Request) -> web.StreamResponse:
+    """POST /v1/responses (OpenAI's Responses API; any chat model, passed through or translated)."""
+    return await _serve(request, RESPONSES)
+
+
 async def count_tokens(request: web.Request) -> web.Response:
     """POST /v1/messages/count_tokens: a Messages body's input tokens, free of charge.
 
@@ -565,6 +581,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post(EMBEDDINGS, embeddings)
     app.router.add_post(MESSAGES, messages)
     app.router.add_post(COUNT_TOKENS, count_tokens)
+    app.router.add_post(RESPONSES, responses)
     app.router.add_get(MODELS, list_models)
     app.router.add_get(MODELS + "/{model_id}", get_model)
     app.router.add_route("*", "/v1/{tail:.*}", unknown_endpoint)

@@ -20,11 +20,15 @@ from . import tokens
 from .providers import anthropic as anthropic_wire
 from .providers import openai as openai_wire
 from .translate import requests as treq
+from .translate import responses_api_requests as tresponses
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 EMBEDDINGS = "/v1/embeddings"
 MESSAGES = "/v1/messages"
+RESPONSES = "/v1/responses"
+# The upstream_api of a Responses request passed through to a provider that has the API.
+RESPONSES_WIRE = "responses"
 # Logged for a stream whose client hung up before the end (nginx's convention).
 CLIENT_CLOSED = 499
 
@@ -87,6 +91,8 @@ class Plan:
     choices: int = 1
     output_field: str = "max_tokens"  # where an OpenAI-wire body without a bound gets one
     payload: bytes = b""
+    # A Responses API request: what its answer echoes and which tools were left out.
+    responses: tresponses.ResponsesRequest | None = None
 
     def __post_init__(self) -> None:
         if self.max_output:
@@ -146,6 +152,8 @@ def plan_request(endpoint: str, body: dict, model: Model, provider: Provider, se
         upstream = dict(body, model=model.upstream)
         return Plan(openai_wire.embeddings_url(provider), openai_wire.headers(secret, False), upstream, False,
                     "openai", tokens.estimate_embedding_input(body["input"]), 0, False, window)
+    if endpoint == RESPONSES:
+        return _plan_responses(body, model, provider, secret, stream, window)
     if endpoint == MESSAGES:
         estimated = tokens.estimate_messages_prompt(body)
         max_output = body.get("max_tokens") or model.max_output_tokens
@@ -180,3 +188,25 @@ def plan_request(endpoint: str, body: dict, model: Model, provider: Provider, se
     field = "max_completion_tokens" if provider.name == "openai" else "max_tokens"
     return Plan(openai_wire.chat_url(provider), openai_wire.headers(secret, stream),
                 upstream, stream, "openai", estimated, max_output, client_wants_usage, window, choices, field)
+
+
+def _plan_responses(body: dict, model: Model, provider: Provider, secret: str, stream: bool, window: int) -> Plan:
+    """A Responses API request: passed through where the provider has the API, else translated."""
+    passthrough = provider.api == "openai" and provider.responses
+    tools = tresponses.split_tools(body, passthrough)
+    estimated = tokens.estimate_responses_prompt(body)
+    max_output = body.get("max_output_tokens") or model.max_output_tokens
+    request = tresponses.ResponsesRequest(body, tools)
+    if passthrough:
+        upstream = tresponses.passthrough_request(body, model, tools)
+        return Plan(openai_wire.responses_url(provider), openai_wire.headers(secret, stream), upstream, stream,
+                    RESPONSES_WIRE, estimated, max_output, False, window, output_field="max_output_tokens",
+                    responses=request)
+    if provider.api == "anthropic":
+        upstream = tresponses.responses_to_messages_request(body, model, tools)
+        return Plan(anthropic_wire.messages_url(provider), anthropic_wire.headers(secret, stream), upstream, stream,
+                    "anthropic", estimated, max_output, False, window, responses=request)
+    upstream = tresponses.responses_to_chat_request(body, model, provider.name, tools)
+    field_name = "max_completion_tokens" if provider.name == "openai" else "max_tokens"
+    return Plan(openai_wire.chat_url(provider), openai_wire.headers(secret, stream), upstream, stream,
+                "openai", estimated, max_output, False, window, output_field=field_name, responses=request)

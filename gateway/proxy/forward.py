@@ -19,10 +19,12 @@ from ..accounting.pricing import TokenUsage, cost_micro_p
 from ..catalog import Provider
 from ..errors import ApiError
 from . import tokens
-from .call import CHAT, CLIENT_CLOSED, COMPLETIONS, EMBEDDINGS, MESSAGES, Call, Plan
+from .call import CHAT, CLIENT_CLOSED, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES, RESPONSES_WIRE, Call, Plan
 from .providers import read_json, send
 from .sse import SSESplitter
 from .translate import responses as tresp
+from .translate import responses_api_answers as tanswers
+from .translate import responses_api_stream as tresponses_stream
 from .translate import usage as tusage
 from .translate.relays import (
     ChatPassthrough,
@@ -37,6 +39,22 @@ from .translate.relays import (
 from .translate.streams import Charge
 from .upstream_errors import malformed_error, map_client_error
 from .usage_checks import check_usage
+
+
+def responses_client_body(call: Call, plan: Plan, data: dict) -> bytes:
+    """A Responses API client's answer: the provider's own (pass-through, with ``cost``) or translated."""
+    model = call.model
+    usage = tusage.responses_usage(call.usage, call.cost_micro_p)
+    request = plan.responses
+    if plan.upstream_api == RESPONSES_WIRE:
+        if isinstance(data.get("usage"), dict):
+            data["usage"]["cost"] = tusage.cost_p(call.cost_micro_p)
+        else:
+            data["usage"] = usage
+        return rename_model(orjson.dumps(data), model_renames(model.upstream, model.id))
+    if plan.upstream_api == "anthropic":
+        return orjson.dumps(tanswers.messages_to_response(data, model.id, request.body, usage, request.tools.kept))
+    return orjson.dumps(tanswers.chat_to_response(data, model.id, request.body, usage, request.tools.kept))
 
 
 def client_body(call: Call, upstream_api: str, data: dict) -> bytes:
@@ -95,7 +113,11 @@ def answer_text(upstream_api: str, data: dict) -> str:
 
 def meter_whole(call: Call, plan: Plan, data: dict) -> bytes:
     """Charge a whole upstream answer (its usage, or an estimate) and build the client's body."""
-    if plan.upstream_api == "anthropic":
+    if plan.upstream_api == RESPONSES_WIRE:
+        reported = tusage.from_responses(data.get("usage"))
+        if not isinstance(data.get("output"), list):
+            raise ValueError("no output")
+    elif plan.upstream_api == "anthropic":
         reported = tusage.from_anthropic(data.get("usage"))
         if call.endpoint != EMBEDDINGS and not isinstance(data.get("content"), list):
             raise ValueError("no content")
@@ -104,10 +126,17 @@ def meter_whole(call: Call, plan: Plan, data: dict) -> bytes:
         if call.endpoint != EMBEDDINGS and not isinstance(data.get("choices"), list):
             raise ValueError("no choices")
     if reported is None:
-        output = 0 if call.endpoint == EMBEDDINGS else tokens.count_text(answer_text(plan.upstream_api, data))
+        if call.endpoint == EMBEDDINGS:
+            output = 0
+        elif plan.upstream_api == RESPONSES_WIRE:
+            output = tokens.count_text(tanswers.passthrough_text(data))
+        else:
+            output = tokens.count_text(answer_text(plan.upstream_api, data))
         count_usage(call, plan, TokenUsage(input_tokens=plan.estimated_input, output_tokens=output), estimated=True)
     else:
         count_usage(call, plan, reported, estimated=False)
+    if call.endpoint == RESPONSES:
+        return responses_client_body(call, plan, data)
     return client_body(call, plan.upstream_api, data)
 
 
@@ -136,11 +165,15 @@ def answer_headers(call: Call, plan: Plan) -> dict[str, str]:
     headers = {"x-request-id": call.request_id}
     if plan.max_output:
         headers["x-samalink-max-tokens"] = str(plan.output_bound)
+    if plan.responses is not None:
+        headers.update(plan.responses.answer_headers())
     return headers
 
 
 def relay_for(call: Call, plan: Plan, provider: Provider) -> Relay:
     """The stream relay for this (client format, upstream wire API) pair."""
+    if call.endpoint == RESPONSES:
+        return responses_relay(call, plan, provider)
     if plan.upstream_api == "openai":
         if call.endpoint == CHAT:
             return ChatPassthrough(provider.name, plan.client_wants_usage,
@@ -152,6 +185,18 @@ def relay_for(call: Call, plan: Plan, provider: Provider) -> Relay:
         return MessagesPassthrough(provider.name, model_renames(call.model.upstream, call.model.id))
     return MessagesToChatRelay(provider.name, call.model_id, plan.client_wants_usage,
                                completion=call.endpoint == COMPLETIONS)
+
+
+def responses_relay(call: Call, plan: Plan, provider: Provider) -> Relay:
+    """The stream relay of a Responses API client: pass-through, or translated from chat or Messages."""
+    if plan.upstream_api == RESPONSES_WIRE:
+        return tresponses_stream.ResponsesPassthrough(provider.name, model_renames(call.model.upstream, call.model.id))
+    request = plan.responses
+    events = tresponses_stream.ResponseEvents(call.model_id, request.body, request.tools.kept,
+                                              tanswers.wants_encrypted_reasoning(request.body))
+    if plan.upstream_api == "anthropic":
+        return tresponses_stream.MessagesToResponsesRelay(provider.name, events)
+    return tresponses_stream.ChatToResponsesRelay(provider.name, events)
 
 
 def stream_charge(call: Call, plan: Plan, relay: Relay) -> Charge:

@@ -89,6 +89,32 @@ def estimate_messages_prompt(body: dict) -> int:
     return total
 
 
+def estimate_responses_prompt(body: dict) -> int:
+    """Estimated prompt tokens of a Responses API request (instructions, input items, tools)."""
+    total = 3 + count_text(body.get("instructions") if isinstance(body.get("instructions"), str) else "")
+    items = body.get("input")
+    if isinstance(items, str):
+        return total + MESSAGE_OVERHEAD + count_text(items) + _json_tokens(body.get("tools"))
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, dict):
+            continue
+        total += MESSAGE_OVERHEAD
+        content = item.get("content")
+        if isinstance(content, list):
+            for part in content:
+                if not isinstance(part, dict):
+                    continue
+                if part.get("type") in ("input_image", "input_file"):
+                    total += IMAGE_TOKENS
+                else:
+                    total += count_text(str(part.get("text") or part.get("refusal") or ""))
+        elif isinstance(content, str):
+            total += count_text(content)
+        else:
+            total += _json_tokens({name: value for name, value in item.items() if name != "type"})
+    return total + _json_tokens(body.get("tools"))
+
+
 def estimate_embedding_input(value: object) -> int:
     """Estimated tokens of an embeddings ``input`` (text, texts, or token arrays)."""
     if isinstance(value, str):

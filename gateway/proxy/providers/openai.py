@@ -1,6 +1,7 @@
 """The OpenAI-compatible wire API (OpenAI, DeepSeek, Qwen, Kimi, GLM, MiniMax, Gemini).
 
-Requests go to ``base_url`` + ``/chat/completions`` or ``/embeddings`` with
+Requests go to ``base_url`` + ``/chat/completions``, ``/embeddings`` or (for providers
+flagged ``responses = true``) ``/responses`` with
 ``Authorization: Bearer <provider key>``; streams are OpenAI SSE chunks ending
 with ``data: [DONE]``.
 """
@@ -11,12 +12,18 @@ from ...catalog import Provider
 
 CHAT_PATH = "/chat/completions"
 EMBEDDINGS_PATH = "/embeddings"
+RESPONSES_PATH = "/responses"
 DONE = b"[DONE]"
 
 
 def chat_url(provider: Provider) -> str:
     """Where chat completions go."""
     return provider.base_url + CHAT_PATH
+
+
+def responses_url(provider: Provider) -> str:
+    """Where Responses API requests go (providers flagged ``responses = true``)."""
+    return provider.base_url + RESPONSES_PATH
 
 
 def embeddings_url(provider: Provider) -> str:

@@ -160,3 +160,35 @@ def anthropic_usage(usage: TokenUsage, cost_micro_p: int | None = None) -> dict:
     if cost_micro_p is not None:
         out["cost"] = cost_p(cost_micro_p)
     return out
+
+
+def from_responses(usage: object) -> TokenUsage | None:
+    """A Responses API usage object: ``input_tokens`` is the whole prompt, its cached part in the details.
+
+    ``output_tokens`` includes ``output_tokens_details.reasoning_tokens``. As with chat
+    usage, the cached part never exceeds the prompt the provider says it read.
+    """
+    if not isinstance(usage, dict):
+        return None
+    prompt = count(usage.get("input_tokens"))
+    cached = min(count(_details(usage, "input_tokens_details").get("cached_tokens")), max(prompt, 0))
+    return TokenUsage(
+        input_tokens=prompt - max(cached, 0),
+        cache_read_tokens=cached,
+        output_tokens=count(usage.get("output_tokens")),
+        reasoning_tokens=count(_details(usage, "output_tokens_details").get("reasoning_tokens")),
+    )
+
+
+def responses_usage(usage: TokenUsage, cost_micro_p: int | None = None) -> dict:
+    """``usage`` in the Responses API's format: ``input_tokens`` is every input token, cache reads in its details."""
+    out: dict = {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cache_read_tokens},
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "total_tokens": usage.prompt_tokens + usage.output_tokens,
+    }
+    if cost_micro_p is not None:
+        out["cost"] = cost_p(cost_micro_p)
+    return out
