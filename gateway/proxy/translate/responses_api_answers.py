@@ -14,6 +14,9 @@ import uuid
 import orjson
 
 INCLUDE_ENCRYPTED_REASONING = "reasoning.encrypted_content"
+# Marks a reasoning item's encrypted content as a Claude thinking signature, so that only
+# Claude's own thinking goes back to Claude (another provider's would be refused there).
+CLAUDE_SIGNATURE_PREFIX = "claude-thinking:"
 
 
 def new_id(prefix: str) -> str:
@@ -128,8 +131,8 @@ def messages_to_response(message: dict, model_id: str, body: dict, usage: dict, 
             continue
         flush()
         if kind == "thinking":
-            output.append(reasoning_item(str(block.get("thinking") or ""),
-                                         str(block.get("signature") or "") if encrypted else None))
+            signature = CLAUDE_SIGNATURE_PREFIX + str(block.get("signature") or "")
+            output.append(reasoning_item(str(block.get("thinking") or ""), signature if encrypted else None))
         elif kind == "tool_use":
             output.append(function_call_item(str(block.get("id") or new_id("call")), str(block.get("name") or ""),
                                              orjson.dumps(block.get("input") or {}).decode()))

@@ -88,6 +88,8 @@ def _content_parts(content: object, param: str) -> None:
         for name in fields:
             _typed(part, name, str, "must be a string", f"{where}.{name}")
         if not any(isinstance(part.get(name), str) for name in fields):
+            if len(fields) == 1:
+                raise _fail(f"{where}.{fields[0]}", "is required and must be a string")
             raise _fail(where, f"a {part['type']} part needs {' or '.join(fields)}")
         _typed(part, "detail", str, "must be a string", f"{where}.detail")
 

@@ -21,6 +21,7 @@ import orjson
 
 from ...catalog import Model
 from ...errors import bad_request
+from .responses_api_answers import CLAUDE_SIGNATURE_PREFIX
 
 # Answer header naming the tools a request carried that its upstream was not sent.
 OMITTED_TOOLS_HEADER = "x-samalink-omitted-tools"
@@ -330,9 +331,13 @@ def _add(messages: list[dict], role: str, blocks: list[dict]) -> None:
 
 
 def _thinking_blocks(turn: Turn) -> list[dict]:
-    """Reasoning items that carry a thinking signature (from an earlier Claude answer) as thinking blocks."""
-    return [{"type": "thinking", "thinking": text, "signature": signature}
-            for text, signature in turn.reasoning or () if signature]
+    """Reasoning items that carry a thinking signature (from an earlier Claude answer) as thinking blocks.
+
+    Other reasoning (another provider's encrypted content, or none) has nothing Claude
+    would accept, and is left out.
+    """
+    return [{"type": "thinking", "thinking": text, "signature": signature.removeprefix(CLAUDE_SIGNATURE_PREFIX)}
+            for text, signature in turn.reasoning or () if signature.startswith(CLAUDE_SIGNATURE_PREFIX)]
 
 
 def _anthropic_tool_choice(choice: object, parallel: object) -> dict | None:

@@ -20,6 +20,7 @@ from ..upstream_errors import malformed_error
 from . import usage as tusage
 from .relays import Relay, _load, _with_data, rename_model
 from .responses_api_answers import (
+    CLAUDE_SIGNATURE_PREFIX,
     function_call_item,
     message_item,
     new_id,
@@ -108,7 +109,7 @@ class ResponseEvents:
     def signature(self, signature: str) -> None:
         """The open thinking block's signature, kept as the reasoning item's encrypted content."""
         if self.open is not None and self.open["type"] == "reasoning" and self.encrypted:
-            self.open["encrypted_content"] = (self.open.get("encrypted_content") or "") + signature
+            self.open["encrypted_content"] = (self.open.get("encrypted_content") or CLAUDE_SIGNATURE_PREFIX) + signature
 
     def function_call(self, call_id: str, name: str) -> list[dict]:
         """Open a ``function_call`` item."""
@@ -135,7 +136,8 @@ class ResponseEvents:
             events.append(self._event("response.content_part.done", **where, content_index=0,
                                       part=done["content"][0]))
         elif item["type"] == "reasoning":
-            done = reasoning_item(text, item.get("encrypted_content", "") if self.encrypted else None, item["id"])
+            # Only Claude's thinking has something to send back; other reasoning carries none.
+            done = reasoning_item(text, item.get("encrypted_content") if self.encrypted else None, item["id"])
             events.append(self._event("response.reasoning_summary_text.done", **where, summary_index=0, text=text))
             events.append(self._event("response.reasoning_summary_part.done", **where, summary_index=0,
                                       part={"type": "summary_text", "text": text}))
