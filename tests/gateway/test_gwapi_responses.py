@@ -13,6 +13,8 @@ import orjson
 import pytest
 import requests
 from gwapi_helpers import ONE_P, new_customer
+from openapi_core import OpenAPI
+from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
 from fixtures.upstream import PROVIDERS_TOML, REPLY_TEXT, THINKING_TEXT, TOOL_ARGUMENTS
 from gateway.accounting.pricing import TokenUsage, cost_micro_p
@@ -234,3 +236,20 @@ def test_the_output_bound_is_lowered_to_what_the_balance_pays_for(gateway, fake_
     bound = int(raw.headers["x-samalink-max-tokens"])
     assert 1024 <= bound < CATALOG.models["claude-sonnet-4.5"].max_output_tokens
     assert fake_upstream.last(mark).body["max_tokens"] == bound
+
+
+SPEC = OpenAPI.from_file_path(str(PROVIDERS_TOML.parent / "openapi.yaml"))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_answers_and_errors_are_as_openapi_yaml_documents_them(gateway, fake_upstream, customer, model):
+    headers = {"Authorization": f"Bearer {customer.key}"}
+    for body in ({"model": model, "input": "hi [[think]]"}, {"model": model, "input": []},
+                 {"model": model, "input": "hi", "previous_response_id": "resp_1"}):
+        answer = requests.post(f"{gateway.url}/v1/responses", json=body, headers=headers, timeout=30)
+        assert answer.status_code == (200 if body["input"] == "hi [[think]]" else 400)
+        SPEC.validate_response(RequestsOpenAPIRequest(answer.request), RequestsOpenAPIResponse(answer))
+    counted = requests.post(f"{gateway.url}/v1/messages/count_tokens", headers=headers, timeout=30,
+                            json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    assert counted.status_code == 200
+    SPEC.validate_response(RequestsOpenAPIRequest(counted.request), RequestsOpenAPIResponse(counted))
