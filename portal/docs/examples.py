@@ -1,4 +1,4 @@
-"""Code examples (curl, Python openai SDK, Anthropic format) filled with the Base URL and key."""
+"""Code examples (curl, Python openai SDK, the Responses API, Anthropic format) filled with the Base URL and key."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def key_hint(prefix: str | None) -> str:
 
 
 def build_examples(base_url: str, key: str, model: str, claude_model: str = "claude-sonnet-4.5") -> list[Example]:
-    """The three quick start examples."""
+    """The quick start examples."""
     curl = (
         f'export SAMA_API_KEY="{key}"\n\n'
         f"curl {base_url}/chat/completions \\\n"
@@ -54,6 +54,22 @@ def build_examples(base_url: str, key: str, model: str, claude_model: str = "cla
         ")\n"
         "print(response.choices[0].message.content)"
     )
+    responses = (
+        "# pip install openai\n"
+        "import os\n"
+        "from openai import OpenAI\n\n"
+        "client = OpenAI(\n"
+        f'    base_url="{base_url}",\n'
+        f'    api_key=os.environ["SAMA_API_KEY"],  # {key}\n'
+        ")\n\n"
+        "# The Responses API, streamed or not, works with every chat model.\n"
+        "response = client.responses.create(\n"
+        f'    model="{model}",\n'
+        '    instructions="Answer in one sentence.",\n'
+        '    input="Hello!",\n'
+        ")\n"
+        "print(response.output_text)"
+    )
     anthropic = (
         "# pip install anthropic\n"
         "import os\n"
@@ -72,6 +88,7 @@ def build_examples(base_url: str, key: str, model: str, claude_model: str = "cla
     return [
         Example("curl", "curl", "bash", curl),
         Example("python", "Python (openai)", "python", python),
+        Example("responses", "Responses API", "python", responses),
         Example("anthropic", "Anthropic format", "python", anthropic),
     ]
 
@@ -80,6 +97,9 @@ ENDPOINTS = (
     ("POST", "/v1/chat/completions", "Chat completions in OpenAI format, streaming (SSE) or not. Every chat model."),
     ("POST", "/v1/completions", "Text completions; translated to chat where the provider has no completions API."),
     ("POST", "/v1/embeddings", "Embeddings with the embedding models."),
+    ("POST", "/v1/responses", "OpenAI's Responses API (Codex CLI, openai-agents), streaming or not. Every chat "
+     "model. Nothing is stored, so previous_response_id is refused; built-in tools such as web_search are left out "
+     "and named in the x-samalink-omitted-tools header."),
     ("POST", "/v1/messages", "Anthropic Messages format, streaming or not. Every chat model."),
     ("POST", "/v1/messages/count_tokens", "Anthropic's token count for a Messages body. Free; every chat model."),
     ("GET", "/v1/models", "The model catalogue in OpenAI list format; your client's own model ids work too."),

@@ -164,3 +164,17 @@ def test_api_docs_list_count_tokens_and_the_upstream_error_rule(client):
     body = client.get("/docs").get_data(as_text=True)
     assert "/v1/messages/count_tokens" in body
     assert "529 on /v1/messages" in body and "retry-after" in body
+
+
+def test_api_docs_list_the_responses_api_and_count_tokens(client):
+    body = html.unescape(client.get("/docs").get_data(as_text=True))
+    assert "/v1/responses" in body and "/v1/messages/count_tokens" in body
+    assert "x-samalink-omitted-tools" in body
+
+
+def test_quickstart_has_a_responses_api_example_with_the_customers_base_url(logged_in_client, gateway):
+    body = html.unescape(logged_in_client.get("/quickstart").get_data(as_text=True))
+    panel = re.search(r'id="qs-panel-responses".*?</pre>', body, re.S).group(0)
+    assert "client.responses.create(" in panel
+    assert 'base_url="' + gateway.url + '/v1"' in panel
+    assert "print(response.output_text)" in panel
