@@ -19,6 +19,7 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAP
 from fixtures.upstream import PROVIDERS_TOML, REPLY_TEXT, THINKING_TEXT, TOOL_ARGUMENTS
 from gateway.accounting.pricing import TokenUsage, cost_micro_p
 from gateway.catalog import parse_catalog
+from gateway.config import ConfigError
 
 CATALOG = parse_catalog(tomllib.loads(PROVIDERS_TOML.read_text()))
 MODELS = ("gpt-5.2", "deepseek-v3.2", "claude-sonnet-4.5")
@@ -253,3 +254,72 @@ def test_answers_and_errors_are_as_openapi_yaml_documents_them(gateway, fake_ups
                             json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
     assert counted.status_code == 200
     SPEC.validate_response(RequestsOpenAPIRequest(counted.request), RequestsOpenAPIResponse(counted))
+
+
+# --- the providers file's flag ---------------------------------------------------------------
+
+
+def _providers(**openai_fields) -> dict:
+    data = tomllib.loads(PROVIDERS_TOML.read_text())
+    data["providers"]["openai"] = dict(data["providers"]["openai"], **openai_fields)
+    return data
+
+
+def test_only_openai_has_the_responses_api_in_the_shipped_catalogue():
+    assert [name for name, provider in CATALOG.providers.items() if provider.responses] == ["openai"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"responses": "yes"}, "providers.openai.responses must be true or false"),
+    ({"responses": True, "api": "anthropic"}, "providers.openai.responses is only for providers whose api is openai"),
+])
+def test_a_wrong_responses_flag_stops_the_gateway_from_starting(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_catalog(_providers(**fields))
+
+
+def test_without_the_flag_openai_is_served_through_chat_completions():
+    catalog = parse_catalog(_providers(responses=False))
+    assert catalog.providers["openai"].responses is False
+
+
+# --- usage is checked, not trusted; failures mid-stream -----------------------------------------
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_usage_beyond_the_output_bound_is_clamped_and_flagged(gateway, fake_upstream, customer, model):
+    response = customer.openai().responses.create(model=model, max_output_tokens=100,
+                                                  input=f"[[usage:-50:999999]] {marker()}")
+    # Passed through, the provider's own counts stay as it sent them (as on chat); the cost is what was charged.
+    if model != "gpt-5.2":
+        assert response.usage.output_tokens == 100 and response.usage.input_tokens == 0
+    assert round(response.usage.model_extra["cost"] * ONE_P) == charged(model, 0, 100)
+    customer.settled(1)
+    assert customer.ledger_sum() == START - charged(model, 0, 100)
+    assert set(customer.log()[0]["flags"]) >= {"negative_input", "output_above_bound"}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_stream_without_usage_is_billed_an_estimate(gateway, fake_upstream, customer, model):
+    response, _ = create(customer.openai(), "stream", model=model, input=f"[[nousage]] {marker()}")
+    assert response.output_text == REPLY_TEXT
+    customer.settled(1)
+    log = customer.log()[0]
+    assert log["estimated"] is True and log["output_tokens"] > 0 and log["cost_micro_p"] > 0
+    assert customer.ledger_sum() == START - log["cost_micro_p"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_stream_cut_off_ends_with_an_error_event_and_costs_nothing(gateway, fake_upstream, customer, model):
+    answer = requests.post(f"{gateway.url}/v1/responses", headers={"Authorization": f"Bearer {customer.key}"},
+                           json={"model": model, "input": "[[cut]]", "stream": True}, timeout=30, stream=True)
+    assert answer.status_code == 200
+    events = [orjson.loads(line[6:]) for line in answer.iter_lines() if line.startswith(b"data: ")]
+    errors = [event for event in events if event["type"] == "error"]
+    assert [error["code"] for error in errors] == ["upstream_broken_stream"]
+    assert events[-1]["type"] in ("error", "response.failed")
+    assert "response.completed" not in [event["type"] for event in events]
+    with pytest.raises(openai.APIError):
+        list(customer.openai().responses.create(model=model, input="[[cut]]", stream=True))
+    customer.settled(2)
+    assert customer.ledger_sum() == START
