@@ -261,3 +261,21 @@ def test_no_body_gets_a_5xx_from_the_gateway(gateway, fake_upstream, customer, b
     if answer.status_code == 400:
         error = answer.json()["error"]
         assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
+
+
+def test_only_openais_own_reasoning_goes_back_to_openai():
+    body = base(input=[
+        {"role": "user", "content": "hi"},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAB-openai"},
+        {"type": "reasoning", "id": "rs_2", "summary": [{"type": "summary_text", "text": "DeepSeek thought"}]},
+        {"type": "reasoning", "id": "rs_3", "summary": [], "encrypted_content": "claude-thinking:c2ln"},
+        {"role": "assistant", "content": "hello"},
+    ])
+    check_responses(body)
+    out = treq.passthrough_request(body, GPT, treq.split_tools(body, True))
+    assert [item.get("id") for item in out["input"]] == [None, "rs_1", None]
+    assert out["store"] is False and out["model"] == "gpt-5.2"
+    claude = treq.responses_to_messages_request(dict(body, reasoning={"effort": "low"}), CLAUDE,
+                                                treq.split_tools(body, False))
+    assert claude["messages"][1]["content"] == [{"type": "thinking", "thinking": "", "signature": "c2ln"},
+                                                {"type": "text", "text": "hello"}]

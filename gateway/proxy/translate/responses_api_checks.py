@@ -49,9 +49,9 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _typed(holder: dict, name: str, kind: type | tuple[type, ...], what: str, param: str | None = None) -> None:
+def _typed(holder: dict, name: str, kind: type, what: str, param: str | None = None) -> None:
     value = holder.get(name)
-    if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and kind is not bool):
+    if value is not None and not isinstance(value, kind):
         raise _fail(param or name, what)
 
 

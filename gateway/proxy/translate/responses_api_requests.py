@@ -83,14 +83,25 @@ def passthrough_request(body: dict, model: Model, tools: Tools) -> dict:
 
     Nothing is stored at the provider: the gateway offers no way to read a stored
     response back, so storing one would only keep the customer's data for nothing.
+    Hence reasoning items go on only with OpenAI's own encrypted content: without it
+    (DeepSeek's reasoning) or with a Claude signature, OpenAI would refuse the request.
     """
     out = dict(body, model=model.upstream, store=False)
+    if isinstance(body["input"], list):
+        out["input"] = [item for item in body["input"] if not _foreign_reasoning(item)]
     if "tools" in body:
         out["tools"] = tools.kept
         if not tools.kept:
             out.pop("tools")
             out.pop("tool_choice", None)
     return out
+
+
+def _foreign_reasoning(item: dict) -> bool:
+    if item.get("type") != "reasoning":
+        return False
+    encrypted = item.get("encrypted_content")
+    return not encrypted or encrypted.startswith(CLAUDE_SIGNATURE_PREFIX)
 
 
 # --------------------------------------------------------------------------
