@@ -323,3 +323,28 @@ def test_a_stream_cut_off_ends_with_an_error_event_and_costs_nothing(gateway, fa
         list(customer.openai().responses.create(model=model, input="[[cut]]", stream=True))
     customer.settled(2)
     assert customer.ledger_sum() == START
+
+
+# --- every priced chat model -------------------------------------------------------------------
+
+CONFIGURED_CHAT_MODELS = [model.id for model in CATALOG.models.values()
+                          if model.kind == "chat" and model.priced and model.provider != "minimax"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("model", CONFIGURED_CHAT_MODELS)
+def test_every_priced_chat_model_answers_and_is_billed_exactly(gateway, fake_upstream, customer, model, stream):
+    response, _ = create(customer.openai(), "create-stream" if stream else "create", model=model,
+                         input=f"hello [[usage:100:40:300]] {marker()}")
+    assert response.output_text == REPLY_TEXT
+    customer.settled(1)
+    expected = charged(model, 100, 40, cached=300)
+    assert customer.ledger_sum() == START - expected
+    assert round(response.usage.model_extra["cost"] * ONE_P) == expected
+
+
+def test_a_provider_without_a_key_is_a_503_in_the_responses_shape(gateway, fake_upstream, customer):
+    with pytest.raises(openai.APIStatusError) as caught:
+        customer.openai().responses.create(model="minimax-m2.5", input="hi")
+    assert caught.value.status_code == 503
+    assert caught.value.body["code"] == "provider_not_configured"
