@@ -172,9 +172,15 @@ def test_a_forced_tool_turns_claude_thinking_off():
 
 def test_built_in_and_custom_tools_are_left_out_and_named():
     body = base(tools=[{"type": "function", "name": "f"}, {"type": "custom", "name": "apply_patch"},
-                       {"type": "web_search"}, {"type": "file_search", "vector_store_ids": []}])
-    assert treq.split_tools(body, True).omitted == ["web_search", "file_search"]
-    assert treq.split_tools(body, False).omitted == ["apply_patch", "web_search", "file_search"]
+                       {"type": "web_search"}, {"type": "file_search", "vector_store_ids": []},
+                       {"type": "web_search_preview"}, {"type": "namespace", "name": "mcp__docs", "tools": []}])
+    passed = treq.split_tools(body, True)
+    assert passed.omitted == ["web_search", "file_search", "web_search_preview"]
+    assert [tool["type"] for tool in passed.kept] == ["function", "custom", "namespace"]
+    assert treq.split_tools(body, False).omitted == ["apply_patch", "web_search", "file_search",
+                                                    "web_search_preview", "mcp__docs"]
+    with pytest.raises(ApiError):
+        treq.split_tools(dict(body, tool_choice={"type": "file_search"}), True)
     with pytest.raises(ApiError) as caught:
         treq.split_tools(dict(body, tool_choice={"type": "custom", "name": "apply_patch"}), False)
     assert caught.value.param == "tool_choice" and "not available" in caught.value.message

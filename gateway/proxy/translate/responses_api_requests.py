@@ -6,11 +6,12 @@ request (Anthropic wire). The caller has checked the body (``responses_api_check
 what can still be wrong here is content the other API cannot express, which is a 400
 naming the field.
 
-Built-in tools (``web_search``, ``file_search``, ``code_interpreter``, …) run at the
-provider and are billed per call, which the gateway cannot meter, so no upstream is sent
-them: they are left out and named in the ``x-samalink-omitted-tools`` answer header.
-Custom (free-form) tools go to pass-through upstreams only; translated upstreams have no
-equivalent. A ``tool_choice`` that forces a left-out tool is a 400.
+Tools the provider runs itself and bills apart from tokens (``web_search``,
+``file_search``, ``code_interpreter``, ``image_generation``: per call, container or image)
+cost what the gateway cannot meter, so no upstream is sent them. Translated upstreams have
+function tools only, so every other tool type (custom, namespace, built-in) is left out
+there. What is left out is named in the ``x-samalink-omitted-tools`` answer header; a
+``tool_choice`` that forces a left-out tool is a 400.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ OMITTED_TOOLS_HEADER = "x-samalink-omitted-tools"
 REASONING_EFFORT_PROVIDERS = ("openai",)
 # A Responses reasoning effort as an Anthropic thinking budget (Anthropic's minimum is 1,024).
 THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32000}
+# Tool types the provider runs and bills apart from tokens (matched as prefixes: web_search_preview…).
+PROVIDER_BILLED_TOOLS = ("web_search", "file_search", "code_interpreter", "image_generation")
 # Anthropic accepts temperatures in [0, 1]; OpenAI in [0, 2].
 ANTHROPIC_MAX_TEMPERATURE = 1.0
 
@@ -61,18 +64,19 @@ def split_tools(body: dict, passthrough: bool) -> Tools:
     """The tools the upstream is sent; 400 when ``tool_choice`` forces one that is left out."""
     kept, omitted = [], []
     for tool in body.get("tools") or ():
-        if tool["type"] == "function" or (tool["type"] == "custom" and passthrough):
+        kind = tool["type"]
+        if kind == "function" or (passthrough and not kind.startswith(PROVIDER_BILLED_TOOLS)):
             kept.append(tool)
         else:
             omitted.append(_tool_name(tool))
     choice = body.get("tool_choice")
-    if isinstance(choice, dict):
+    if isinstance(choice, dict) and choice["type"] not in ("allowed_tools", "auto", "none", "required"):
         kind = choice["type"]
         if kind in ("function", "custom"):
             if not any(tool["type"] == kind and tool.get("name") == choice["name"] for tool in kept):
                 available = "is not available for this model" if choice["name"] in omitted else "is not in tools"
                 raise bad_request(f"tool_choice: the tool {choice['name']!r} {available}", "tool_choice")
-        elif kind != "allowed_tools" and kind not in ("auto", "none", "required"):
+        elif not any(tool["type"] == kind for tool in kept):
             raise bad_request(f"tool_choice: the built-in tool {kind!r} is not available through the gateway",
                               "tool_choice")
     return Tools(kept, omitted)
