@@ -302,20 +302,21 @@ async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) ->
     try:
         reservation = await runtime.reserver.reserve_up_to(key.account_id, want, at_least, limited_key)
     except LimitReached as exc:
-        raise _limit_error(exc, at_least, least_output) from None
+        bound_field = "max_output_tokens" if plan.responses is not None else "max_tokens"
+        raise _limit_error(exc, at_least, least_output, bound_field) from None
     if reservation.amount_micro_p < want:
         plan.lower_output_bound(
             affordable_output_tokens(model, plan.estimated_input, reservation.amount_micro_p, one_hour))
     return reservation
 
 
-def _limit_error(exc: LimitReached, needed: int, output_tokens: int) -> ApiError:
+def _limit_error(exc: LimitReached, needed: int, output_tokens: int, bound_field: str = "max_tokens") -> ApiError:
     needs = f"{needed / 1_000_000:,.3f} P (its prompt plus {output_tokens:,} tokens of output)"
     if isinstance(exc, InsufficientBalance):
         return ApiError(
             402,
             f"Insufficient balance: this request needs at least {needs}. Top up your SAMA-P balance "
-            "in the portal or send a shorter prompt or a smaller max_tokens.",
+            f"in the portal or send a shorter prompt or a smaller {bound_field}.",
             code="insufficient_balance",
         )
     return ApiError(

@@ -228,6 +228,7 @@ def test_insufficient_balance_is_a_402_in_the_responses_error_shape(gateway, fak
     error = answer.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert error["code"] == "insufficient_balance"
+    assert "smaller max_output_tokens" in error["message"]
 
 
 def test_the_output_bound_is_lowered_to_what_the_balance_pays_for(gateway, fake_upstream):
