@@ -41,7 +41,7 @@ from ..proxy import tokens
 from ..proxy.call import CHAT, COMPLETIONS, EMBEDDINGS, LONG_CONTEXT_BETA, MESSAGES, Call, Plan, plan_request
 from ..proxy.forward import forward_stream, forward_whole
 from ..proxy.providers import anthropic as anthropic_wire
-from ..proxy.providers import read_json, send
+from ..proxy.providers import read_json, send, simulated
 from ..proxy.upstream_errors import malformed_error
 from ..proxy.translate import validate
 from . import guards
@@ -242,6 +242,8 @@ def _resolve_model(catalog: Catalog, model_id: str, endpoint: str) -> tuple[Mode
     if not wants_embedding and model.kind != "chat":
         raise bad_request(f"The model '{model.id}' is an embedding model; use /v1/embeddings.", "model", "wrong_model_kind")
     provider = catalog.provider_of(model)
+    if provider.api == simulated.API:
+        provider = simulated.wire_provider(provider, messages=endpoint == MESSAGES)
     if wants_embedding and provider.api != "openai":
         raise bad_request(f"The model '{model.id}' does not offer embeddings.", "model", "wrong_model_kind")
     return model, provider, long_context
@@ -257,6 +259,8 @@ def _anthropic_beta(beta: str | None, model: Model, provider: Provider, long_con
 
 
 def _provider_key(settings: Settings, provider: Provider) -> str:
+    if simulated.is_simulated(provider.base_url):
+        return simulated.NO_KEY
     secret = settings.upstream_keys.get(provider.api_key_env) or os.environ.get(provider.api_key_env)
     if not secret:
         raise ApiError(503, f"provider {provider.name} is not configured: set {provider.api_key_env}",
@@ -465,8 +469,11 @@ async def count_tokens(request: web.Request) -> web.Response:
         else:
             counted = tokens.estimate_messages_prompt(body)
         call.billable = True
+        headers = {"x-request-id": call.request_id}
+        if simulated.is_simulated(provider.base_url):
+            headers[simulated.HEADER] = "true"
         return web.Response(body=orjson.dumps({"input_tokens": counted}), content_type="application/json",
-                            headers={"x-request-id": call.request_id})
+                            headers=headers)
     except ApiError as error:
         call.fail(error)
         return _error_response(error, True, call.request_id)
