@@ -51,9 +51,20 @@ def operators_only():
         return render("errors/error.html", block=None, status=403, title="Not allowed",
                       message="This page is for SAMALink operators only.")
     if not two_factor_ready(current_user):
+        if current_app.config.get("DEMO"):
+            # Demo mode prompts (see the console's tabs) but lets the operator in.
+            return None
         flash("Turn on two-factor sign-in to use the operator console.", "info")
         return redirect_to(TWO_FACTOR_ENROL_URL)
     return None
+
+
+@bp.app_context_processor
+def two_factor_prompt() -> dict:
+    """Whether the console's tabs prompt the operator to turn on two-factor sign-in (demo mode)."""
+    if not request.path.startswith("/operator") or not current_user.is_authenticated:
+        return {"two_factor_missing": False}
+    return {"two_factor_missing": current_user.is_operator and not two_factor_ready(current_user)}
 
 
 def _account_id(value: str) -> str:
