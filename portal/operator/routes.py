@@ -21,6 +21,7 @@ from ..extensions import db, login_manager
 from ..gateway_client import gateway
 from ..gateway_views import calling_gateway
 from ..htmx import is_htmx, redirect_to, render
+from ..mail import smtp_configured
 from ..models import SupportMessage
 from ..requests_log.filters import STATUS_CHOICES, parse_filters
 from ..timeutil import zone
@@ -219,7 +220,8 @@ def support():
     state = request.args.get("state", "")
     if state not in ("", "open", "answered"):
         state = ""
-    return render("operator/support.html", block=None, items=service.inbox(state), state=state)
+    return render("operator/support.html", block=None, items=service.inbox(state), state=state,
+                  oldest_open=service.oldest_unanswered())
 
 
 def _message_context(message: SupportMessage, reply_form: ReplyForm | None = None) -> dict:
@@ -417,7 +419,8 @@ def health():
     error = call.message if status is None else None
     portal_db = db.engine.url
     return render("operator/health.html", block=None, status_data=status, error=error, gateway_state=gateway_state,
-                  gateway_url=current_app.config["GATEWAY_URL"],
+                  gateway_url=current_app.config["GATEWAY_URL"], smtp_on=smtp_configured(),
+                  oldest_open=service.oldest_unanswered(),
                   portal_database=portal_db.get_backend_name(), portal_database_name=portal_db.database or "")
 
 
