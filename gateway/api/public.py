@@ -295,20 +295,30 @@ async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) ->
     try:
         reservation = await runtime.reserver.reserve_up_to(key.account_id, want, at_least, limited_key)
     except LimitReached as exc:
-        raise _limit_error(exc, at_least, least_output) from None
+        raise _limit_error(exc, at_least, least_output, runtime.settings) from None
     if reservation.amount_micro_p < want:
         plan.lower_output_bound(
             affordable_output_tokens(model, plan.estimated_input, reservation.amount_micro_p, one_hour))
     return reservation
 
 
-def _limit_error(exc: LimitReached, needed: int, output_tokens: int) -> ApiError:
+def _what_the_account_can_do(settings: Settings) -> str:
+    """The way to more balance that this server offers: card top-ups only where they are on."""
+    if settings.top_ups:
+        return "Top up your SAMA-P balance in the portal (Billing), or send a shorter prompt or a smaller max_tokens."
+    if settings.demo:
+        return ("This demo server takes no payments: send a shorter prompt or a smaller max_tokens, "
+                "or ask an operator to adjust your demo balance.")
+    return ("Card top-ups are not available on this server: ask its operator to credit your account, "
+            "or send a shorter prompt or a smaller max_tokens.")
+
+
+def _limit_error(exc: LimitReached, needed: int, output_tokens: int, settings: Settings) -> ApiError:
     needs = f"{needed / 1_000_000:,.3f} P (its prompt plus {output_tokens:,} tokens of output)"
     if isinstance(exc, InsufficientBalance):
         return ApiError(
             402,
-            f"Insufficient balance: this request needs at least {needs}. Top up your SAMA-P balance "
-            "in the portal or send a shorter prompt or a smaller max_tokens.",
+            f"Insufficient balance: this request needs at least {needs}. {_what_the_account_can_do(settings)}",
             code="insufficient_balance",
         )
     return ApiError(

@@ -261,3 +261,13 @@ def test_a_simulated_provider_needs_no_url_or_key_but_other_apis_do():
     with pytest.raises(ConfigError, match="api must be one of openai, anthropic, simulated"):
         parse_catalog({"providers": {"p": {"api": "grpc", "base_url": "x", "api_key_env": "K"}},
                        "models": [{"id": "m", "provider": "p", "upstream": "m"}]})
+
+
+def test_a_demo_account_out_of_credit_is_told_that_this_server_takes_no_payments(demo_gateway):
+    customer = new_customer(demo_gateway, balance_micro_p=0)
+    answer = requests.post(f"{demo_gateway.url}/v1/chat/completions", timeout=30,
+                           headers={"Authorization": f"Bearer {customer.key}"},
+                           json={"model": "deepseek-v3.2", "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 402
+    message = answer.json()["error"]["message"]
+    assert "demo server takes no payments" in message and "Top up" not in message
