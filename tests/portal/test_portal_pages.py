@@ -164,3 +164,13 @@ def test_api_docs_list_count_tokens_and_the_upstream_error_rule(client):
     body = client.get("/docs").get_data(as_text=True)
     assert "/v1/messages/count_tokens" in body
     assert "529 on /v1/messages" in body and "retry-after" in body
+
+
+def test_dashboard_model_chips_mark_unpriced_models(logged_in_client):
+    body = logged_in_client.get("/dashboard").get_data(as_text=True)
+    chips = body[body.index('<ul class="model-chips">'):]
+    chips = chips[:chips.index("</ul>")]
+    unpriced = re.findall(r'<li class="chip-unpriced" data-unpriced[^>]*><code class="mono">([^<]+)</code>', chips)
+    assert unpriced == ["gpt-5.2-pro"]
+    assert "Not yet priced" in chips
+    assert '<li><code class="mono">deepseek-v3.2</code></li>' in chips
