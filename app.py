@@ -1,6 +1,7 @@
 """Run SAMALink locally: the gateway as a child process and the portal under waitress.
 
     python app.py            # portal on :8000, gateway on :8001 (internal API :8002), SQLite under instance/
+    python app.py --demo     # the same, in demo mode (SAMALINK_DEMO=1): simulated answers, demo credit
 
 Set GATEWAY_URL (the gateway's internal listener) to use a gateway that is already
 running instead of starting one.
@@ -21,6 +22,7 @@ from dotenv import load_dotenv
 
 from portal import create_app
 from portal.config import Config, ConfigError
+from samalink_common.config import DEMO_ENV
 
 __all__ = ["create_app", "main"]
 
@@ -45,6 +47,53 @@ def _gateway_env(config: Config) -> dict[str, str]:
     env["SAMALINK_INSTANCE_DIR"] = str(config.INSTANCE_DIR)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def _database_place(url: str) -> str:
+    """Where a database is, with any password left out."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a URL SQLAlchemy cannot read is reported as unreadable
+        return "(unreadable URL)"
+
+
+def startup_report(config: Config, gateway_settings=None) -> list[str]:
+    """One line each: demo mode, which providers have keys, Stripe, SMTP (and where mail goes), the databases."""
+    lines = []
+    demo = bool(config.DEMO)
+    if demo:
+        lines.append("Demo mode: every model answers with simulated text, each new account gets "
+                     f"{config.DEMO_CREDIT_MICRO_P // 1_000_000:,} P of demo credit, the first user to sign up "
+                     "is an operator. Nothing here is real money.")
+    if gateway_settings is None:
+        lines.append(f"Providers: decided by the gateway at {config.GATEWAY_URL} (GATEWAY_URL is set)")
+    elif demo:
+        lines.append("Providers: all served by the simulated provider (demo mode); no keys needed")
+    else:
+        from gateway.catalog import SIMULATED_API, load_catalog
+
+        catalog = load_catalog(gateway_settings.providers_file)
+        keyed = [name for name, p in catalog.providers.items()
+                 if p.api == SIMULATED_API or gateway_settings.upstream_keys.get(p.api_key_env)]
+        missing = [name for name in catalog.providers if name not in keyed]
+        lines.append(f"Providers with keys: {', '.join(keyed) or 'none'}"
+                     + (f"; without: {', '.join(missing)} (their models answer 503)" if missing else ""))
+    lines.append("Stripe: configured" if config.STRIPE_SECRET_KEY
+                 else "Stripe: not configured (STRIPE_SECRET_KEY unset): Billing says card top-ups are off")
+    link_base = config.LINK_BASE_URL
+    if config.SMTP_HOST:
+        lines.append(f"SMTP: configured ({config.SMTP_HOST}:{config.SMTP_PORT})")
+    elif demo:
+        lines.append(f"SMTP: not configured: mail goes to the local mailbox {link_base}/dev/mailbox "
+                     "and to the log (lines with [mail])")
+    else:
+        lines.append("SMTP: not configured (SMTP_HOST unset): mail goes to the log, in lines with [mail] "
+                     "and each link alone on its line")
+    gateway_db = _database_place(gateway_settings.database_url) if gateway_settings else "(the running gateway's)"
+    lines.append(f"Databases: portal {_database_place(config.SQLALCHEMY_DATABASE_URI)}; gateway {gateway_db}")
+    return lines
 
 
 def _wait_for_gateway(url: str, child: subprocess.Popen | None, token: str) -> bool:
@@ -110,18 +159,28 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Start both processes, print their URLs, stop both on Ctrl-C or SIGTERM."""
     load_dotenv(override=False)
+    args = sys.argv[1:] if argv is None else argv
+    unknown = [arg for arg in args if arg != "--demo"]
+    if unknown:
+        return _fail(f"unknown argument {unknown[0]!r} (the only option is --demo)")
+    if "--demo" in args:
+        # The gateway child inherits it: both processes run in demo mode.
+        os.environ[DEMO_ENV] = "1"
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    gateway_settings = None
     try:
         config = Config()
         if not os.environ.get("GATEWAY_URL"):
             from gateway.config import Settings
 
-            Settings.from_env(_gateway_env(config))
+            gateway_settings = Settings.from_env(_gateway_env(config))
     except ConfigError as exc:
         return _fail(str(exc))
+    for line in startup_report(config, gateway_settings):
+        print(line, flush=True)
 
     host = os.environ.get("HOST") or "127.0.0.1"
     app = create_app(config)

@@ -26,6 +26,7 @@ from .auth import KeyCache
 from .catalog import load_catalog
 from .config import Settings
 from .db import Database
+from .proxy.providers import simulated
 
 log = logging.getLogger("samalink.gateway")
 
@@ -114,7 +115,10 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, handler_args=guards.PARSER_LIMITS,
                           middlewares=[_listener_guard(settings.internal_port)])
     app[SETTINGS] = settings
-    app[CATALOG] = load_catalog(settings.providers_file)
+    catalog = load_catalog(settings.providers_file)
+    # Demo mode, and only demo mode, serves every model with the simulated provider.
+    app[CATALOG] = simulated.simulate_catalog(catalog) if settings.demo else catalog
+    simulated.configure(simulated.Pace(settings.simulated_first_token_seconds, settings.simulated_tokens_per_second))
     app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _batch_writer, _catalog_refresher])
     internal.setup_routes(app)
     admin.setup_routes(app)

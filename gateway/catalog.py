@@ -15,6 +15,8 @@ from pathlib import Path
 from .config import ConfigError
 
 WIRE_APIS = ("openai", "anthropic")
+# Answers made up in-process (proxy/providers/simulated.py): needs no base_url or key.
+SIMULATED_API = "simulated"
 KINDS = ("chat", "embedding")
 GROUPS = ("Chinese Models", "International Models")
 
@@ -150,11 +152,12 @@ def parse_catalog(data: dict) -> Catalog:
     providers: dict[str, Provider] = {}
     for name, entry in (data.get("providers") or {}).items():
         where = f"providers.{name}"
-        for required in ("base_url", "api_key_env", "api"):
+        simulated = entry.get("api") == SIMULATED_API
+        for required in ("api",) if simulated else ("base_url", "api_key_env", "api"):
             if not isinstance(entry.get(required), str) or not entry[required]:
                 raise ConfigError(f"PROVIDERS_FILE: {where}.{required} is missing")
-        if entry["api"] not in WIRE_APIS:
-            raise ConfigError(f"PROVIDERS_FILE: {where}.api must be one of {', '.join(WIRE_APIS)}")
+        if entry["api"] not in (*WIRE_APIS, SIMULATED_API):
+            raise ConfigError(f"PROVIDERS_FILE: {where}.api must be one of {', '.join((*WIRE_APIS, SIMULATED_API))}")
         responses = entry.get("responses", False)
         if not isinstance(responses, bool):
             raise ConfigError(f"PROVIDERS_FILE: {where}.responses must be true or false")
@@ -163,8 +166,8 @@ def parse_catalog(data: dict) -> Catalog:
         providers[name] = Provider(
             name=name,
             display_name=entry.get("display_name", name.title()),
-            base_url=entry["base_url"].rstrip("/"),
-            api_key_env=entry["api_key_env"],
+            base_url=str(entry.get("base_url") or "").rstrip("/"),
+            api_key_env=str(entry.get("api_key_env") or ""),
             api=entry["api"],
             responses=responses,
         )

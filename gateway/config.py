@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
-from samalink_common.config import ConfigError, database_url, instance_token
+from samalink_common.config import ConfigError, database_url, demo_mode, instance_token
 
 INSTANCE_DIR = Path(os.environ.get("SAMALINK_INSTANCE_DIR", Path.cwd() / "instance"))
 DEFAULT_PROVIDERS_FILE = Path(__file__).with_name("providers.toml")
@@ -70,6 +70,13 @@ class Settings:
     # bound, but never one below this (a smaller max_tokens of the client's own counts).
     min_output_tokens: int = 1024
     upstream_keys: dict[str, str] = field(default_factory=dict)
+    # Demo mode: every catalogue provider is served by the simulated provider.
+    demo: bool = False
+    # Card top-ups are on (the portal has a Stripe key): a 402 then points to Billing.
+    top_ups: bool = False
+    # How fast simulated streams arrive (0 tokens per second: at once).
+    simulated_first_token_seconds: float = 0.0
+    simulated_tokens_per_second: float = 0.0
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -107,4 +114,8 @@ class Settings:
             workers=_int(env, "GATEWAY_WORKERS", 1, 1, 64),
             min_output_tokens=_int(env, "GATEWAY_MIN_OUTPUT_TOKENS", 1024, 1, 1_000_000),
             upstream_keys={k: v for k, v in env.items() if k.endswith("_API_KEY") and v},
+            demo=demo_mode(env),
+            top_ups=bool(env.get("STRIPE_SECRET_KEY")),
+            simulated_first_token_seconds=_int(env, "SIMULATED_FIRST_TOKEN_MS", 400, 0, 60_000) / 1000,
+            simulated_tokens_per_second=_int(env, "SIMULATED_TOKENS_PER_SECOND", 60, 0, 1_000_000),
         )

@@ -94,6 +94,7 @@ def _register_blueprints(app: Flask) -> None:
     from .auth.twofactor_routes import bp as twofactor_bp
     from .billing import bp as billing_bp
     from .dashboard.routes import bp as dashboard_bp
+    from .demo.routes import bp as demo_bp
     from .docs.routes import bp as docs_bp
     from .keys.routes import bp as keys_bp
     from .requests_log.routes import bp as requests_log_bp
@@ -101,7 +102,7 @@ def _register_blueprints(app: Flask) -> None:
     from .usage.routes import bp as usage_bp
 
     for blueprint in (auth_bp, twofactor_bp, dashboard_bp, docs_bp, keys_bp, billing_bp, usage_bp, requests_log_bp,
-                      account_bp, support_bp):
+                      account_bp, support_bp, demo_bp):
         app.register_blueprint(blueprint)
     from .operator import install as install_operator_console
 
@@ -118,6 +119,7 @@ def _register_template_context(app: Flask) -> None:
             "gateway_down": gateway_down,
             "public_base_url": app.config["GATEWAY_PUBLIC_URL"],
             "support_email": app.config["SUPPORT_EMAIL"],
+            "demo_mode": bool(app.config.get("DEMO")),
         }
 
 

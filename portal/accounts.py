@@ -7,6 +7,7 @@ import logging
 from flask import g
 from flask_login import current_user
 
+from .demo import grant_demo_credit, is_demo
 from .extensions import db
 from .gateway_client import GatewayError, GatewayUnavailable, gateway
 from .gateway_views import calling_gateway
@@ -24,6 +25,9 @@ def ensure_account(user: User) -> str:
     if user.account_id:
         return user.account_id
     account = gateway().create_account(external_id=str(user.id), email=user.email)
+    if is_demo():
+        # Before the id is kept: a failed credit is retried with the account on the next visit.
+        grant_demo_credit(account["id"], user)
     user.account_id = account["id"]
     db.session.commit()
     return user.account_id

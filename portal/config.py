@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from samalink_common.config import ConfigError, database_url, instance_secret, instance_token
+from samalink_common.config import ConfigError, database_url, demo_mode, instance_secret, instance_token
 
 INSTANCE_DIR = Path(os.environ.get("SAMALINK_INSTANCE_DIR", Path.cwd() / "instance"))
 
@@ -108,6 +108,9 @@ class Config:
         self.SQLALCHEMY_DATABASE_URI = database_url(
             env, "DATABASE_URL", f"sqlite:///{Path(instance_dir).resolve() / 'portal.db'}"
         )
+        # Demo mode: simulated answers, demo credit, the first user an operator, a local mailbox.
+        self.DEMO = demo_mode(env)
+        self.DEMO_CREDIT_MICRO_P = int(_positive(env, "DEMO_CREDIT_P", 1000) * 1_000_000)
         self.SMTP_HOST = env.get("SMTP_HOST") or ""
         self.SMTP_PORT = _port(env, "SMTP_PORT", 587)
         self.SMTP_USER = env.get("SMTP_USER") or ""

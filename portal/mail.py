@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from .extensions import db
-from .models import OutboxMessage, SupportMessage
+from .models import MailboxMessage, OutboxMessage, SupportMessage
 from .timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,11 @@ MAX_RETRY_SECONDS = 3600.0
 MAX_ATTEMPTS = 10
 CLAIM_LEASE = timedelta(minutes=10)
 BATCH = 20
+
+# How a message is written to the log without SMTP: a prefix to search for, then the
+# subject and the body, whose links stand alone on their lines.
+LOG_PREFIX = "[mail]"
+LOGGED_MAIL = LOG_PREFIX + " SMTP is not configured; mail to %s not sent.\nSubject: %s\n%s"
 
 _outbox = OutboxMessage.__table__
 _support = SupportMessage.__table__
@@ -62,7 +67,7 @@ def send_mail(to: str, subject: str, body: str, reply_to: str | None = None,
     """
     config = current_app.config if config is None else config
     if not smtp_configured(config):
-        log.warning("SMTP is not configured; mail to %s not sent.\nSubject: %s\n%s", to, subject, body)
+        log.warning(LOGGED_MAIL, to, subject, body)
         return False
     try:
         _deliver_smtp(config, to, subject, body, reply_to)
@@ -99,6 +104,9 @@ def queue_mail(to: str, subject: str, body: str, reply_to: str | None = None,
     row = OutboxMessage(to_address=to, subject=subject[:300], body=body, reply_to=reply_to,
                         support_message_id=support_message_id)
     db.session.add(row)
+    if current_app.config.get("DEMO"):
+        # Demo mode keeps a copy for the local mailbox page (/dev/mailbox).
+        db.session.add(MailboxMessage(to_address=to, subject=subject[:300], body=body))
     sender = current_app.extensions.get("mail_sender")
     if sender is not None:
         db.session.info["wake_mail_sender"] = sender
@@ -234,8 +242,7 @@ class MailSender:
     def _deliver(self, config: Mapping, row) -> None:
         error = None
         if not smtp_configured(config):
-            log.warning("SMTP is not configured; mail to %s not sent.\nSubject: %s\n%s",
-                        row.to_address, row.subject, row.body)
+            log.warning(LOGGED_MAIL, row.to_address, row.subject, row.body)
         else:
             try:
                 _deliver_smtp(config, row.to_address, row.subject, row.body, row.reply_to)

@@ -128,3 +128,15 @@ class OutboxMessage(db.Model):
     claimed_by: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
     failed_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+
+
+class MailboxMessage(db.Model):
+    """A copy of every message the portal queued, kept in demo mode for the local mailbox page."""
+
+    __tablename__ = "demo_mailbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    to_address: Mapped[str] = mapped_column(sa.String(254), nullable=False)
+    subject: Mapped[str] = mapped_column(sa.String(300), nullable=False)
+    body: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)

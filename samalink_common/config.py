@@ -7,7 +7,14 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["ConfigError", "database_url", "instance_secret", "instance_token"]
+__all__ = ["ConfigError", "database_url", "demo_mode", "instance_secret", "instance_token"]
+
+DEMO_ENV = "SAMALINK_DEMO"
+
+
+def demo_mode(env: dict) -> bool:
+    """True when ``SAMALINK_DEMO`` asks for demo mode (simulated answers, demo credit, local mailbox)."""
+    return (env.get(DEMO_ENV) or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class ConfigError(Exception):

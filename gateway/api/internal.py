@@ -28,7 +28,7 @@ from ..accounting.pricing import prices_at
 from ..accounting.requestlog import CSV_COLUMNS, csv_rows, query_requests, request_csv_values, request_dict
 from ..appkeys import CATALOG, KEYS, SETTINGS, WRITER
 from ..auth import create_key, key_dict
-from ..catalog import CACHE_PRICES, Model
+from ..catalog import CACHE_PRICES, SIMULATED_API, Model
 from ..db import api_keys, utcnow
 from .http import (
     HttpError, account_id_param, database, datetime_field, decode_cursor, errors_middleware, int_field,
@@ -103,7 +103,8 @@ async def catalog(request: web.Request) -> web.Response:
     """Providers and models with prices in P per 1M tokens, cache prices and long-context tiers included."""
     cat = request.config_dict[CATALOG]
     keys = request.config_dict[SETTINGS].upstream_keys
-    configured = {name: bool(keys.get(p.api_key_env) or os.environ.get(p.api_key_env)) for name, p in cat.providers.items()}
+    configured = {name: p.api == SIMULATED_API or bool(keys.get(p.api_key_env) or os.environ.get(p.api_key_env))
+                  for name, p in cat.providers.items()}
     return json_response({
         "providers": [
             {"id": name, "name": p.display_name, "api": p.api, "configured": configured[name]}

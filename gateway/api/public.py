@@ -51,7 +51,7 @@ from ..proxy.call import (
 )
 from ..proxy.forward import forward_stream, forward_whole
 from ..proxy.providers import anthropic as anthropic_wire
-from ..proxy.providers import read_json, send
+from ..proxy.providers import read_json, send, simulated
 from ..proxy.upstream_errors import malformed_error
 from ..proxy.translate import responses_api_checks, validate
 from . import guards
@@ -253,6 +253,8 @@ def _resolve_model(catalog: Catalog, model_id: str, endpoint: str) -> tuple[Mode
     if not wants_embedding and model.kind != "chat":
         raise bad_request(f"The model '{model.id}' is an embedding model; use /v1/embeddings.", "model", "wrong_model_kind")
     provider = catalog.provider_of(model)
+    if provider.api == simulated.API:
+        provider = simulated.wire_provider(provider, messages=endpoint == MESSAGES)
     if wants_embedding and provider.api != "openai":
         raise bad_request(f"The model '{model.id}' does not offer embeddings.", "model", "wrong_model_kind")
     return model, provider, long_context
@@ -268,6 +270,8 @@ def _anthropic_beta(beta: str | None, model: Model, provider: Provider, long_con
 
 
 def _provider_key(settings: Settings, provider: Provider) -> str:
+    if simulated.is_simulated(provider.base_url):
+        return simulated.NO_KEY
     secret = settings.upstream_keys.get(provider.api_key_env) or os.environ.get(provider.api_key_env)
     if not secret:
         raise ApiError(503, f"provider {provider.name} is not configured: set {provider.api_key_env}",
@@ -303,20 +307,32 @@ async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) ->
         reservation = await runtime.reserver.reserve_up_to(key.account_id, want, at_least, limited_key)
     except LimitReached as exc:
         bound_field = "max_output_tokens" if plan.responses is not None else "max_tokens"
-        raise _limit_error(exc, at_least, least_output, bound_field) from None
+        raise _limit_error(exc, at_least, least_output, runtime.settings, bound_field) from None
     if reservation.amount_micro_p < want:
         plan.lower_output_bound(
             affordable_output_tokens(model, plan.estimated_input, reservation.amount_micro_p, one_hour))
     return reservation
 
 
-def _limit_error(exc: LimitReached, needed: int, output_tokens: int, bound_field: str = "max_tokens") -> ApiError:
+def _what_the_account_can_do(settings: Settings, bound_field: str) -> str:
+    """The way to more balance that this server offers: card top-ups only where they are on."""
+    if settings.top_ups:
+        return f"Top up your SAMA-P balance in the portal (Billing), or send a shorter prompt or a smaller {bound_field}."
+    if settings.demo:
+        return (f"This demo server takes no payments: send a shorter prompt or a smaller {bound_field}, "
+                "or ask an operator to adjust your demo balance.")
+    return ("Card top-ups are not available on this server: ask its operator to credit your account, "
+            f"or send a shorter prompt or a smaller {bound_field}.")
+
+
+def _limit_error(exc: LimitReached, needed: int, output_tokens: int, settings: Settings,
+                 bound_field: str = "max_tokens") -> ApiError:
     needs = f"{needed / 1_000_000:,.3f} P (its prompt plus {output_tokens:,} tokens of output)"
     if isinstance(exc, InsufficientBalance):
         return ApiError(
             402,
-            f"Insufficient balance: this request needs at least {needs}. Top up your SAMA-P balance "
-            f"in the portal or send a shorter prompt or a smaller {bound_field}.",
+            f"Insufficient balance: this request needs at least {needs}. "
+            f"{_what_the_account_can_do(settings, bound_field)}",
             code="insufficient_balance",
         )
     return ApiError(
@@ -482,8 +498,11 @@ async def count_tokens(request: web.Request) -> web.Response:
         else:
             counted = tokens.estimate_messages_prompt(body)
         call.billable = True
+        headers = {"x-request-id": call.request_id}
+        if simulated.is_simulated(provider.base_url):
+            headers[simulated.HEADER] = "true"
         return web.Response(body=orjson.dumps({"input_tokens": counted}), content_type="application/json",
-                            headers={"x-request-id": call.request_id})
+                            headers=headers)
     except ApiError as error:
         call.fail(error)
         return _error_response(error, True, call.request_id)

@@ -20,8 +20,8 @@ from ..catalog import Provider
 from ..errors import ApiError
 from . import tokens
 from .call import CHAT, CLIENT_CLOSED, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES, RESPONSES_WIRE, Call, Plan
-from .providers import read_json, send
-from .sse import SSESplitter
+from .providers import read_json, send, simulated
+from .sse import SSESplitter, carries_content
 from .translate import responses as tresp
 from .translate import responses_api_answers as tanswers
 from .translate import responses_api_stream as tresponses_stream
@@ -163,6 +163,8 @@ def error_formats(call: Call, plan: Plan) -> dict[str, bool]:
 def answer_headers(call: Call, plan: Plan) -> dict[str, str]:
     """Headers of a served answer: its request id and, for generated text, the output bound used."""
     headers = {"x-request-id": call.request_id}
+    if simulated.is_simulated(plan.url):
+        headers[simulated.HEADER] = "true"
     if plan.max_output:
         headers["x-samalink-max-tokens"] = str(plan.output_bound)
     if plan.responses is not None:
@@ -260,9 +262,10 @@ async def forward_stream(session: aiohttp.ClientSession, timeout: aiohttp.Client
         async with asyncio.timeout(None) as drain:
             async for chunk in upstream.content.iter_any():
                 # Everything that arrived together leaves together: one write per read.
-                data = b"".join([relay.event(raw) for raw in splitter.feed(chunk)])
-                if data and call.ttft is None:
+                events = splitter.feed(chunk)
+                if call.ttft is None and any(carries_content(raw) for raw in events):
                     call.ttft = time.perf_counter()
+                data = b"".join([relay.event(raw) for raw in events])
                 await deliver(data)
                 if client_gone:
                     if relay.usage.reported:

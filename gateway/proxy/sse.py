@@ -6,6 +6,8 @@ as their terminating blank line arrives; nothing waits for the end of the stream
 
 from __future__ import annotations
 
+import orjson
+
 
 class SSESplitter:
     """Feed raw bytes, get back complete events (each ending in a blank line)."""
@@ -42,3 +44,35 @@ def parse_event(raw: bytes) -> tuple[bytes | None, bytes]:
         elif line.startswith(b"event:"):
             name = line[6:].strip()
     return name, b"\n".join(data)
+
+
+# Named events that carry generated content: Anthropic's, and the Responses API's deltas.
+_CONTENT_EVENTS = (b"content_block_delta", b"response.output_text.delta", b"response.function_call_arguments.delta",
+                   b"response.reasoning_summary_text.delta", b"response.reasoning_text.delta", b"response.refusal.delta")
+# OpenAI delta fields that carry generated content; a role alone carries none.
+_CONTENT_FIELDS = ("content", "reasoning_content", "reasoning", "tool_calls", "refusal", "text")
+
+
+def carries_content(raw: bytes) -> bool:
+    """True when the upstream event ``raw`` holds generated content: the first token.
+
+    Time to first token is measured here, not at the first byte, which is often a
+    role-only chunk or Anthropic's message_start sent before the model has produced
+    anything.
+    """
+    name, data = parse_event(raw)
+    if name is not None:
+        return name in _CONTENT_EVENTS
+    if not data.startswith(b"{") or b"choices" not in data:
+        return False
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and any(delta.get(name) for name in _CONTENT_FIELDS):
+            return True
+        if isinstance(choice, dict) and choice.get("text"):
+            return True
+    return False

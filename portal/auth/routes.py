@@ -11,6 +11,7 @@ from flask_login import current_user, login_required
 from sqlalchemy.exc import IntegrityError
 
 from ..accounts import ensure_account
+from ..demo import make_first_user_operator
 from ..extensions import db
 from ..gateway_client import GatewayError, GatewayUnavailable
 from ..htmx import redirect_to, render
@@ -72,6 +73,7 @@ def signup():
         except IntegrityError:
             db.session.rollback()
             return _answer_taken_address(db.session.scalar(sa.select(User).where(User.email == email)))
+        make_first_user_operator(user)
         confirmation.send_link(user, _safe_next())
         return _check_your_inbox()
     status = 422 if form.errors else 200

@@ -21,6 +21,7 @@ from ..extensions import db, login_manager
 from ..gateway_client import gateway
 from ..gateway_views import calling_gateway
 from ..htmx import is_htmx, redirect_to, render
+from ..mail import smtp_configured
 from ..models import SupportMessage
 from ..requests_log.filters import STATUS_CHOICES, parse_filters
 from ..timeutil import zone
@@ -51,9 +52,20 @@ def operators_only():
         return render("errors/error.html", block=None, status=403, title="Not allowed",
                       message="This page is for SAMALink operators only.")
     if not two_factor_ready(current_user):
+        if current_app.config.get("DEMO"):
+            # Demo mode prompts (see the console's tabs) but lets the operator in.
+            return None
         flash("Turn on two-factor sign-in to use the operator console.", "info")
         return redirect_to(TWO_FACTOR_ENROL_URL)
     return None
+
+
+@bp.app_context_processor
+def two_factor_prompt() -> dict:
+    """Whether the console's tabs prompt the operator to turn on two-factor sign-in (demo mode)."""
+    if not request.path.startswith("/operator") or not current_user.is_authenticated:
+        return {"two_factor_missing": False}
+    return {"two_factor_missing": current_user.is_operator and not two_factor_ready(current_user)}
 
 
 def _account_id(value: str) -> str:
@@ -208,7 +220,8 @@ def support():
     state = request.args.get("state", "")
     if state not in ("", "open", "answered"):
         state = ""
-    return render("operator/support.html", block=None, items=service.inbox(state), state=state)
+    return render("operator/support.html", block=None, items=service.inbox(state), state=state,
+                  oldest_open=service.oldest_unanswered())
 
 
 def _message_context(message: SupportMessage, reply_form: ReplyForm | None = None) -> dict:
@@ -406,7 +419,8 @@ def health():
     error = call.message if status is None else None
     portal_db = db.engine.url
     return render("operator/health.html", block=None, status_data=status, error=error, gateway_state=gateway_state,
-                  gateway_url=current_app.config["GATEWAY_URL"],
+                  gateway_url=current_app.config["GATEWAY_URL"], smtp_on=smtp_configured(),
+                  oldest_open=service.oldest_unanswered(),
                   portal_database=portal_db.get_backend_name(), portal_database_name=portal_db.database or "")
 
 

@@ -231,6 +231,16 @@ def inbox(state: str = "", limit: int = 200) -> list[tuple[SupportMessage, str]]
     return [r for r in result if not state or r[1] == state]
 
 
+def oldest_unanswered() -> SupportMessage | None:
+    """The support message waiting longest for an answer (its latest action is no reply or close), or None."""
+    latest = (sa.select(SupportAction.message_id, sa.func.max(SupportAction.id).label("last_id"))
+              .group_by(SupportAction.message_id).subquery())
+    answered = (sa.select(latest.c.message_id).join(SupportAction, SupportAction.id == latest.c.last_id)
+                .where(SupportAction.kind.in_(("reply", "close"))))
+    return db.session.scalar(sa.select(SupportMessage).where(SupportMessage.id.not_in(answered))
+                             .order_by(SupportMessage.created_at, SupportMessage.id).limit(1))
+
+
 def message_actions(message_id: int) -> list[SupportAction]:
     """A message's replies and state changes, oldest first."""
     return list(db.session.scalars(sa.select(SupportAction).where(SupportAction.message_id == message_id)

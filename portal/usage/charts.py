@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from .ranges import DateRange
 
+# Requests refused before they named a known model are logged with no model: they still
+# count as requests, under this label rather than a blank one.
+NO_MODEL_LABEL = "refused before a model was named"
+
+
+def model_label(model: str | None) -> str:
+    """The name a model's usage is shown under."""
+    return model or NO_MODEL_LABEL
+
 
 def cost_by_model(by_model: list[dict]) -> dict:
     """Doughnut data: one slice per model, cost in micro-P, biggest first."""
     rows = sorted(by_model, key=lambda r: r.get("cost_micro_p", 0), reverse=True)
     return {
-        "labels": [r["model"] for r in rows],
+        "labels": [model_label(r["model"]) for r in rows],
         "cost_micro_p": [int(r.get("cost_micro_p", 0)) for r in rows],
     }
 
@@ -23,7 +32,7 @@ def daily_usage(daily: list[dict], date_range: DateRange) -> dict:
         position = index.get(row.get("date"))
         if position is None:
             continue
-        series = models.setdefault(row["model"], {
+        series = models.setdefault(model_label(row["model"]), {
             "cost_micro_p": [0] * len(days), "tokens": [0] * len(days), "requests": [0] * len(days)})
         series["cost_micro_p"][position] += int(row.get("cost_micro_p", 0))
         series["tokens"][position] += int(row.get("input_tokens", 0)) + int(row.get("output_tokens", 0))

@@ -110,3 +110,58 @@ def test_a_gateway_child_that_does_not_stop_is_killed_after_the_timeout(tmp_path
     launcher._stop(child)
     assert child.returncode == -signal.SIGKILL and mark.read_text() == "term"
     assert time.monotonic() - started < 10
+
+
+def _report(tmp_path: Path, **env: str) -> list[str]:
+    import app as launcher
+    from gateway.config import Settings
+    from portal.config import Config
+
+    base = {"SECRET_KEY": "s" * 32, "INTERNAL_API_TOKEN": "t" * 32, **env}
+    config = Config(env=base, instance_dir=tmp_path)
+    settings = Settings.from_env({**base, "GATEWAY_DATABASE_URL": base.get("GATEWAY_DATABASE_URL", "sqlite:///g.db")})
+    return launcher.startup_report(config, settings)
+
+
+def test_the_start_says_which_providers_have_keys_and_what_is_configured(tmp_path):
+    lines = _report(tmp_path, DEEPSEEK_API_KEY="sk-secret-deepseek", ANTHROPIC_API_KEY="sk-secret-anthropic",
+                    DATABASE_URL="postgresql://ops:hunter2@db.example/portal")
+    providers = next(line for line in lines if line.startswith("Providers with keys:"))
+    assert providers.startswith("Providers with keys: deepseek, anthropic; without: qwen")
+    assert "Stripe: not configured" in lines[1]
+    smtp = next(line for line in lines if line.startswith("SMTP:"))
+    assert "not configured" in smtp and "mail goes to the log" in smtp and "[mail]" in smtp
+    databases = next(line for line in lines if line.startswith("Databases:"))
+    assert "db.example/portal" in databases and "hunter2" not in databases and "g.db" in databases
+    assert not any("sk-secret" in line for line in lines)
+    assert len(lines) == 4
+
+
+def test_the_start_in_demo_mode_points_at_the_mailbox(tmp_path):
+    lines = _report(tmp_path, SAMALINK_DEMO="1", STRIPE_SECRET_KEY="sk_test_x", SMTP_HOST="",
+                    PORT="8123")
+    assert lines[0].startswith("Demo mode:") and "1,000 P of demo credit" in lines[0]
+    assert "simulated provider" in lines[1]
+    assert lines[2] == "Stripe: configured"
+    assert "http://127.0.0.1:8123/dev/mailbox" in lines[3]
+
+
+def test_unknown_arguments_are_refused_with_one_line(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "app.py"), "--dmeo"], cwd=tmp_path, capture_output=True,
+                            text=True, env=_env(tmp_path), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["samalink: unknown argument '--dmeo' (the only option is --demo)"]
+
+
+def test_a_logged_mail_has_a_prefix_and_its_link_alone_on_a_line(caplog):
+    import logging
+
+    from portal.mail import send_mail
+
+    link = "http://127.0.0.1:8000/confirm/abc.def"
+    with caplog.at_level(logging.WARNING, logger="portal.mail"):
+        assert send_mail("who@example.com", "Confirm", f"Open this:\n{link}\n\nThanks.", config={}) is False
+    [record] = caplog.records
+    text = record.getMessage()
+    assert text.startswith("[mail] SMTP is not configured; mail to who@example.com not sent.")
+    assert link in text.splitlines()

@@ -178,3 +178,13 @@ def test_quickstart_has_a_responses_api_example_with_the_customers_base_url(logg
     assert "client.responses.create(" in panel
     assert 'base_url="' + gateway.url + '/v1"' in panel
     assert "print(response.output_text)" in panel
+
+
+def test_dashboard_model_chips_mark_unpriced_models(logged_in_client):
+    body = logged_in_client.get("/dashboard").get_data(as_text=True)
+    chips = body[body.index('<ul class="model-chips">'):]
+    chips = chips[:chips.index("</ul>")]
+    unpriced = re.findall(r'<li class="chip-unpriced" data-unpriced[^>]*><code class="mono">([^<]+)</code>', chips)
+    assert unpriced == ["gpt-5.2-pro"]
+    assert "Not yet priced" in chips
+    assert '<li><code class="mono">deepseek-v3.2</code></li>' in chips

@@ -133,3 +133,22 @@ def test_the_dashboard_moves_daily_sums_left_in_another_zone(portal_app, gateway
     client = _signed_in(portal_app, funded_user.user)
     assert client.get("/dashboard").status_code == 200
     assert gateway.internal("GET", account_path).json()["usage_tz"] == "UTC"
+
+
+def test_requests_refused_before_a_model_are_named_not_blank(portal_app, gateway, funded_user):
+    import requests
+
+    assert call_api(gateway, funded_user.key, "deepseek-v3.2")["status"] == 200
+    refused = requests.post(f"{gateway.url}/v1/chat/completions", timeout=30,
+                            headers={"Authorization": f"Bearer {funded_user.key}"},
+                            json={"messages": [{"role": "user", "content": "no model"}]})
+    assert refused.status_code == 400
+    logged = wait_for_requests(gateway, funded_user.user.account_id, 2)
+    assert sorted(row["model"] for row in logged) == ["", "deepseek-v3.2"]
+    body = _signed_in(portal_app, funded_user.user).get("/usage").get_data(as_text=True)
+    by_model = body[body.index("<h2>By model</h2>"):body.index("<h2>By key</h2>")]
+    assert '<code class="mono"></code>' not in by_model
+    assert "Refused before a model was named" in by_model
+    daily = _chart(body, "daily-usage")
+    assert {series["model"] for series in daily["series"]} == {"deepseek-v3.2", "refused before a model was named"}
+    assert "" not in _chart(body, "cost-by-model")["labels"]

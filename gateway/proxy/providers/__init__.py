@@ -3,7 +3,7 @@
 ``send`` posts a JSON body over the app's shared aiohttp session and turns any
 failure into the client-facing ``ApiError`` of ``upstream_errors``; ``read_json``
 reads a whole answer. ``anthropic`` and ``openai`` hold each wire API's URLs and
-headers.
+headers; ``simulated`` answers ``simulated://`` URLs in-process.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import aiohttp
 import orjson
 
 from ..upstream_errors import MAX_ERROR_BODY, malformed_error, map_client_error, status_error
+from . import simulated
 
 
 async def send(
@@ -32,8 +33,11 @@ async def send(
 
     An error status is answered by ``status_error``'s rule, in the client's format
     (``anthropic_client``) from the upstream's (``upstream_anthropic``). The caller
-    reads (or streams) the response and must release it.
+    reads (or streams) the response and must release it. A ``simulated://`` URL is
+    answered in-process by the simulated provider.
     """
+    if simulated.is_simulated(url):
+        return simulated.answer(url, body)  # type: ignore[return-value]
     try:
         response = await session.post(url, data=body, headers=headers, timeout=timeout)
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -51,7 +55,7 @@ async def send(
     return response
 
 
-async def read_json(response: aiohttp.ClientResponse, provider_name: str) -> tuple[bytes, dict]:
+async def read_json(response: aiohttp.ClientResponse | simulated.SimulatedResponse, provider_name: str) -> tuple[bytes, dict]:
     """The whole body of a non-streamed answer, raw and parsed."""
     try:
         raw = await response.read()
