@@ -98,6 +98,7 @@ class Seen:
     body: dict
     action: str  # "tool_call", "final", "plain" or "count"
     tool_output: str | None = None  # the output quoted in a final answer
+    query: str = ""  # the query string, as sent (Claude Code adds ?beta=true)
 
 
 @dataclass
@@ -281,7 +282,7 @@ class AgentUpstream:
         turn = Turn("count") if request.path.endswith("/count_tokens") else decide(body, raw)
         with self._lock:
             self.seen.append(Seen(request.match_info["provider"], request.path, dict(request.headers), body,
-                                  turn.action, turn.tool_output))
+                                  turn.action, turn.tool_output, request.query_string))
         return body, turn
 
     async def _count_tokens(self, request: web.Request) -> web.Response:
