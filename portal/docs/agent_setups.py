@@ -6,25 +6,33 @@ from .examples import Example, anthropic_base
 
 CLAUDE_CODE_PACKAGE = "@anthropic-ai/claude-code"
 CODEX_PACKAGE = "@openai/codex"
+# The variable the Codex config reads the key from (the name the other examples use).
+CODEX_KEY_ENV = "SAMA_API_KEY"
 
 
-def claude_code_setup(base_url: str, key: str, model: str, small_model: str) -> Example:
-    """Claude Code's environment: the gateway as its Anthropic API, and which model each slot uses.
+def claude_code_env(base_url: str, key: str, model: str, small_model: str) -> dict[str, str]:
+    """The environment that points Claude Code at the gateway, in the order the Quick Start shows it.
 
     Claude Code asks for its own model ids unless told otherwise, and sends side requests
     (titles, summaries) to a small model, so both are named.
     """
-    code = (
-        f"# npm install -g {CLAUDE_CODE_PACKAGE}\n"
-        f'export ANTHROPIC_BASE_URL="{anthropic_base(base_url)}"\n'
-        f'export ANTHROPIC_AUTH_TOKEN="{key}"   # or ANTHROPIC_API_KEY\n'
-        f'export ANTHROPIC_MODEL="{model}"\n'
-        f'export ANTHROPIC_SMALL_FAST_MODEL="{small_model}"\n'
-        f'export ANTHROPIC_DEFAULT_HAIKU_MODEL="{small_model}"\n\n'
-        f"claude --model {model}\n"
-        f'claude -p "Explain this repository" --model {model}   # one prompt, no UI'
-    )
-    return Example("claude-code", "Claude Code", "bash", code)
+    return {
+        "ANTHROPIC_BASE_URL": anthropic_base(base_url),
+        "ANTHROPIC_AUTH_TOKEN": key,
+        "ANTHROPIC_MODEL": model,
+        "ANTHROPIC_SMALL_FAST_MODEL": small_model,
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": small_model,
+    }
+
+
+def claude_code_setup(base_url: str, key: str, model: str, small_model: str) -> Example:
+    """Claude Code's set-up: its environment, then how to start it."""
+    lines = [f"# npm install -g {CLAUDE_CODE_PACKAGE}"]
+    for name, value in claude_code_env(base_url, key, model, small_model).items():
+        note = "   # or ANTHROPIC_API_KEY" if name == "ANTHROPIC_AUTH_TOKEN" else ""
+        lines.append(f'export {name}="{value}"{note}')
+    lines += ["", f"claude --model {model}", f'claude -p "Explain this repository" --model {model}   # one prompt, no UI']
+    return Example("claude-code", "Claude Code", "bash", "\n".join(lines))
 
 
 def codex_config(base_url: str, model: str) -> Example:
@@ -36,7 +44,7 @@ def codex_config(base_url: str, model: str) -> Example:
         "[model_providers.samalink]\n"
         'name = "SAMALink"\n'
         f'base_url = "{base_url}"\n'
-        'env_key = "SAMA_API_KEY"\n'
+        f'env_key = "{CODEX_KEY_ENV}"\n'
         'wire_api = "responses"'
     )
     return Example("codex-config", "Codex CLI: config.toml", "toml", code)
@@ -46,9 +54,9 @@ def codex_run(key: str, model: str, other_model: str) -> Example:
     """Running the Codex CLI with the key in the variable its config names."""
     code = (
         f"# npm install -g {CODEX_PACKAGE}\n"
-        f'export SAMA_API_KEY="{key}"\n\n'
+        f'export {CODEX_KEY_ENV}="{key}"\n\n'
         "codex\n"
-        f'codex exec "Explain this repository"            # one prompt, no UI\n'
+        'codex exec "Explain this repository"            # one prompt, no UI\n'
         f"codex --model {other_model}                  # any chat model of the catalogue"
     )
     return Example("codex-run", "Codex CLI: run", "bash", code)

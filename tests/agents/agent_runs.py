@@ -18,6 +18,7 @@ from agent_upstream import AgentUpstream, Seen, expected_usage
 
 from gateway.accounting.pricing import cost_micro_p
 from gateway.catalog import Catalog, load_catalog
+from portal.docs.agent_setups import CODEX_KEY_ENV, codex_config
 
 # Only what a CLI needs from the outer environment; nothing that could point it elsewhere.
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TERM", "TMPDIR")
@@ -108,17 +109,14 @@ def _run(argv: list[str], env: dict[str, str], work: Path, upstream: AgentUpstre
     return Run(returncode, stdout, stderr, time.monotonic() - started, upstream.since(position))
 
 
-def run_claude(cli: Cli, upstream: AgentUpstream, gateway_url: str, key: str, model: str, prompt: str,
-               tmp: Path) -> Run:
-    """``claude -p PROMPT --model MODEL`` as a customer sets it up, every model slot on ``model``."""
+def run_claude(cli: Cli, upstream: AgentUpstream, setup: dict[str, str], model: str, prompt: str, tmp: Path) -> Run:
+    """``claude -p PROMPT --model MODEL`` in the environment ``setup`` (a customer's set-up)."""
     home, work = tmp / "home", tmp / "work"
     home.mkdir()
     work.mkdir()
     env = _base_env(home)
+    env.update(setup)
     env.update(
-        ANTHROPIC_BASE_URL=gateway_url, ANTHROPIC_API_KEY=key,
-        ANTHROPIC_MODEL=model, ANTHROPIC_SMALL_FAST_MODEL=model, ANTHROPIC_DEFAULT_HAIKU_MODEL=model,
-        ANTHROPIC_DEFAULT_SONNET_MODEL=model, ANTHROPIC_DEFAULT_OPUS_MODEL=model,
         DISABLE_TELEMETRY="1", DISABLE_AUTOUPDATER="1", DISABLE_ERROR_REPORTING="1",
         CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
         # Claude Code retries a failed call for minutes; a failure should show at once.
@@ -128,22 +126,16 @@ def run_claude(cli: Cli, upstream: AgentUpstream, gateway_url: str, key: str, mo
     return _run(argv, env, work, upstream)
 
 
-def codex_config(gateway_url: str, model: str) -> str:
-    """A Codex ``config.toml`` for the gateway, as the Quick Start gives it."""
-    return (f'model = "{model}"\nmodel_provider = "samalink"\n\n[model_providers.samalink]\nname = "SAMALink"\n'
-            f'base_url = "{gateway_url}/v1"\nenv_key = "SAMALINK_API_KEY"\nwire_api = "responses"\n')
-
-
 def run_codex(cli: Cli, upstream: AgentUpstream, gateway_url: str, key: str, model: str, prompt: str,
               tmp: Path) -> Run:
-    """``codex exec PROMPT`` with a model provider for the gateway in ``$CODEX_HOME/config.toml``."""
+    """``codex exec PROMPT`` with the Quick Start's ``config.toml`` for the gateway and ``model``."""
     home, work = tmp / "home", tmp / "work"
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True)
     work.mkdir()
-    (codex_home / "config.toml").write_text(codex_config(gateway_url, model))
+    (codex_home / "config.toml").write_text(codex_config(f"{gateway_url}/v1", model).code)
     env = _base_env(home)
-    env.update(CODEX_HOME=str(codex_home), SAMALINK_API_KEY=key)
+    env.update({"CODEX_HOME": str(codex_home), CODEX_KEY_ENV: key})
     # Codex's own sandbox needs kernel features a test container may lack; the work dir is throwaway.
     argv = [str(cli.path), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
             "--color", "never", prompt]
@@ -159,6 +151,21 @@ def expected_cost(catalog: Catalog, model_id: str) -> int:
     """What one answer of the fake costs on ``model_id``, by the gateway's own price rules."""
     model = catalog.resolve(model_id)
     return cost_micro_p(model, expected_usage(catalog.provider_of(model).api))
+
+
+def assert_charged_exactly(customer: "Customer", catalog: Catalog, run: Run, start_balance: int) -> int:
+    """Every answer the fake gave during ``run`` is logged at its exact price, and the balance fell by their sum.
+
+    Returns the total charged, in micro-P.
+    """
+    answered = [s for s in run.seen if s.action != "count"]
+    log = customer.log(len(run.seen))
+    charged = priced_charges(log)
+    assert len(charged) == len(answered), f"{len(answered)} answers, log: {log}"
+    assert [row["cost_micro_p"] for row in charged] == [expected_cost(catalog, row["model"]) for row in charged], log
+    total = sum(row["cost_micro_p"] for row in charged)
+    assert customer.balance() == start_balance - total
+    return total
 
 
 def chat_models() -> list[str]:

@@ -1,8 +1,9 @@
 """The Codex CLI (npm, run with ``codex exec``) through the gateway's Responses API.
 
-Codex speaks only ``POST /v1/responses``: passed through for gpt-5.2 (OpenAI's provider
-speaks it), translated to chat completions for deepseek-v3.2 and to Messages for
-claude-sonnet-4.5. The fake model asks for a shell command whose output only a real run
+Each run uses the ``config.toml`` the Quick Start gives customers. Codex speaks only
+``POST /v1/responses``: passed through for gpt-5.2 (OpenAI's provider speaks it),
+translated to chat completions for deepseek-v3.2 and to Messages for claude-sonnet-4.5.
+The fake model asks for a shell command whose output only a real run
 can produce; Codex's answer must quote it, and the charge must be exactly the price of
 the usage the fake reported.
 """
@@ -10,7 +11,7 @@ the usage the fake reported.
 from __future__ import annotations
 
 import pytest
-from agent_runs import expected_cost, new_customer, nonce_prompt, priced_charges, run_codex
+from agent_runs import assert_charged_exactly, new_customer, nonce_prompt, run_codex
 
 # Which wire the fake model must have been reached on for each model.
 CODEX_MODELS = {
@@ -34,7 +35,5 @@ def test_codex_answers_and_runs_a_tool(model_id, codex_cli, agent_upstream, agen
     assert any(s.action == "tool_call" for s in run.seen), run.describe()
     assert any(s.action == "final" and s.tool_output == tool_output for s in run.seen), \
         f"the model never saw the tool's output\n{run.describe()}"
-    charged = priced_charges(customer.log(len(run.seen)))
-    one = expected_cost(agent_catalog, model_id)
-    assert [(row["model"], row["cost_micro_p"]) for row in charged] == [(model_id, one)] * len(run.seen), charged
-    assert customer.balance() == start - one * len(run.seen)
+    assert {row["model"] for row in customer.log(len(run.seen))} == {model_id}
+    assert_charged_exactly(customer, agent_catalog, run, start)
