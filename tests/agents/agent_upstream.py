@@ -43,7 +43,7 @@ THINKING_TEXT = "The user wants the check run; I will use the shell."
 SIGNATURE = "c2FtYWxpbmstZmFrZS1zaWduYXR1cmU="
 # The tool names each client gives its shell (Claude Code: Bash; Codex: shell, exec_command,
 # or the built-in local_shell of the Responses API).
-SHELL_TOOLS = ("Bash", "shell", "exec_command", "shell_command", "container.exec")
+SHELL_TOOLS = ("Bash", "shell", "exec_command", "shell_command")
 COUNTED_TOKENS = 2345
 
 # The usage every answer reports: fresh input, cache reads, cache writes (Anthropic only:
