@@ -41,8 +41,8 @@ PLAIN_ANSWER = "Hello from the scripted model."
 NO_OUTPUT_ANSWER = "The command printed nothing I recognise."
 THINKING_TEXT = "The user wants the check run; I will use the shell."
 SIGNATURE = "c2FtYWxpbmstZmFrZS1zaWduYXR1cmU="
-# The tool names each client gives its shell (Claude Code: Bash; Codex: shell, exec_command,
-# or the built-in local_shell of the Responses API).
+# The tool names each client gives its shell (Claude Code: Bash; Codex: exec_command today,
+# shell or shell_command in other versions, or the built-in local_shell of the Responses API).
 SHELL_TOOLS = ("Bash", "shell", "exec_command", "shell_command")
 COUNTED_TOKENS = 2345
 
