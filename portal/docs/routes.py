@@ -10,6 +10,7 @@ from ..catalog_view import load_catalog
 from ..gateway_client import gateway
 from ..gateway_views import calling_gateway
 from ..htmx import render
+from .agent_setups import agent_setups_for
 from .cache_billing import cache_example
 from .examples import ENDPOINTS, ERRORS, KEY_PATTERN, build_examples, key_hint
 
@@ -29,12 +30,18 @@ def _key_prefix() -> str | None:
     return active[0].get("prefix") if active else None
 
 
-def _examples(catalog):
+def _examples(catalog, key: str | None = None):
     model = catalog.example_model() if catalog else "deepseek-v3.2"
     claude = "claude-sonnet-4.5"
     if catalog and not any(m["id"] == claude for m in catalog.chat_models()):
         claude = model
-    return build_examples(current_app.config["GATEWAY_PUBLIC_URL"], key_hint(_key_prefix()), model, claude)
+    return build_examples(current_app.config["GATEWAY_PUBLIC_URL"], key or key_hint(_key_prefix()), model, claude)
+
+
+def _agent_setups(catalog, key: str):
+    fallback = catalog.example_model() if catalog else "deepseek-v3.2"
+    ids = [m["id"] for m in catalog.chat_models()] if catalog else []
+    return agent_setups_for(current_app.config["GATEWAY_PUBLIC_URL"], key, ids, fallback)
 
 
 @bp.route("/quickstart")
@@ -42,16 +49,20 @@ def _examples(catalog):
 def quickstart():
     """Examples filled with the customer's Base URL and key prefix."""
     catalog = load_catalog()
-    return render("docs/quickstart.html", examples=_examples(catalog), catalog=catalog)
+    key = key_hint(_key_prefix())
+    return render("docs/quickstart.html", examples=_examples(catalog, key), agent_setups=_agent_setups(catalog, key),
+                  catalog=catalog)
 
 
 @bp.route("/docs")
 def api_docs():
     """The public API reference; Supported Models come from the live catalogue."""
     catalog = load_catalog()
-    return render("docs/api_docs.html", examples=_examples(catalog), catalog=catalog,
+    key = key_hint(_key_prefix())
+    return render("docs/api_docs.html", examples=_examples(catalog, key), catalog=catalog,
                   endpoints=ENDPOINTS, errors=ERRORS, key_pattern=KEY_PATTERN,
-                  cache_example=cache_example(catalog.models if catalog else []))
+                  cache_example=cache_example(catalog.models if catalog else []),
+                  agent_setups=_agent_setups(catalog, key))
 
 
 @bp.route("/models")
