@@ -168,9 +168,10 @@ def assert_charged_exactly(customer: "Customer", catalog: Catalog, run: Run, sta
     return total
 
 
-def chat_models() -> list[str]:
-    """Every chat model of the shipped catalogue, priced or not, in catalogue order."""
-    return [m.id for m in load_catalog(SHIPPED_PROVIDERS).models.values() if m.kind == "chat"]
+def priced_chat_models() -> list[str]:
+    """Every priced chat model of the shipped catalogue, in catalogue order (an unpriced one
+    is refused by design)."""
+    return [m.id for m in load_catalog(SHIPPED_PROVIDERS).models.values() if m.kind == "chat" and m.priced]
 
 
 @dataclass

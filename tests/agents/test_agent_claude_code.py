@@ -9,7 +9,7 @@ usage the fake reported, request by request.
 from __future__ import annotations
 
 import pytest
-from agent_runs import ONE_P, assert_charged_exactly, chat_models, new_customer, nonce_prompt, run_claude
+from agent_runs import ONE_P, assert_charged_exactly, priced_chat_models, new_customer, nonce_prompt, run_claude
 
 from portal.billing.models import MICRO_P_PER_CENT
 from portal.docs.agent_setups import claude_code_env
@@ -17,11 +17,9 @@ from portal.docs.agent_setups import claude_code_env
 FIFTY_CENTS = 50 * MICRO_P_PER_CENT
 
 
-@pytest.mark.parametrize("model_id", chat_models())
+@pytest.mark.parametrize("model_id", priced_chat_models())
 def test_claude_code_answers_and_runs_a_tool_on_each_priced_model(model_id, claude_cli, agent_upstream,
                                                                   agent_gateway, agent_catalog, tmp_path):
-    if not agent_catalog.resolve(model_id).priced:
-        pytest.skip(f"{model_id} has no price in the catalogue, so the gateway refuses it by design")
     customer = new_customer(agent_gateway)
     start = customer.balance()
     prompt, tool_output = nonce_prompt()
