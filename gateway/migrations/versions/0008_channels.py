@@ -1,7 +1,7 @@
 """Channels: the one that served each request and what it cost the operator, each attempt, breaker state.
 
 Revision ID: 0008_channels
-Revises: 0007_key_controls
+Revises: 0006_cache_usage
 Create Date: 2026-11-30 13:00:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision = "0008_channels"
-down_revision = "0007_key_controls"
+down_revision = "0006_cache_usage"
 branch_labels = None
 depends_on = None
 
