@@ -1,8 +1,8 @@
 """Builds the gateway application: one lifespan for every shared resource.
 
 ``create_app(settings)`` opens, in order, the database (migrated to the newest schema),
-the upstream HTTP session, the key cache, the reserver, the batch writer and the
-catalogue refresher, and closes them in reverse: the writer's final flush runs before
+the upstream HTTP session, the key cache, the reserver, the batch writer, the
+catalogue refresher and the channel breakers, and closes them in reverse: the writer's final flush runs before
 the reserver returns its leases.
 
 The same application serves both listeners (see ``serve``); ``_listener_guard`` keeps
@@ -21,11 +21,12 @@ from .accounting.catalog_overrides import CatalogRefresher
 from .accounting.leases import Reserver
 from .accounting.metering import BatchWriter
 from .api import admin, guards, internal, public
-from .appkeys import CATALOG, ENGINE, HTTP, KEYS, REFRESHER, RESERVER, SETTINGS, WRITER
+from .appkeys import BREAKERS, CATALOG, ENGINE, HTTP, KEYS, REFRESHER, RESERVER, SETTINGS, WRITER
 from .auth import KeyCache
 from .catalog import load_catalog
 from .config import Settings
 from .db import Database
+from .proxy.breaker import Breakers
 
 log = logging.getLogger("samalink.gateway")
 
@@ -85,6 +86,17 @@ async def _catalog_refresher(app: web.Application) -> AsyncIterator[None]:
     await refresher.close()
 
 
+async def _breakers(app: web.Application) -> AsyncIterator[None]:
+    # Channel breakers, kept in step with every other gateway process through the database.
+    settings = app[SETTINGS]
+    breakers = Breakers(app[ENGINE], settings.breaker_failures, settings.breaker_cooldown,
+                        settings.channel_poll_interval)
+    await breakers.start()
+    app[BREAKERS] = breakers
+    yield
+    await breakers.close()
+
+
 def _on_internal_listener(request: web.Request, internal_port: int) -> bool:
     transport = request.transport
     sockname = transport.get_extra_info("sockname") if transport is not None else None
@@ -115,7 +127,8 @@ def create_app(settings: Settings) -> web.Application:
                           middlewares=[_listener_guard(settings.internal_port)])
     app[SETTINGS] = settings
     app[CATALOG] = load_catalog(settings.providers_file)
-    app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _batch_writer, _catalog_refresher])
+    app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _batch_writer, _catalog_refresher,
+                             _breakers])
     internal.setup_routes(app)
     admin.setup_routes(app)
     public.setup_routes(app)

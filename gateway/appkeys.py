@@ -12,6 +12,7 @@ from .auth import KeyCache
 from .catalog import Catalog
 from .config import Settings
 from .db import Database
+from .proxy.breaker import Breakers
 
 SETTINGS = web.AppKey("settings", Settings)
 CATALOG = web.AppKey("catalog", Catalog)
@@ -21,3 +22,4 @@ KEYS = web.AppKey("keys", KeyCache)
 RESERVER = web.AppKey("reserver", Reserver)
 WRITER = web.AppKey("writer", BatchWriter)
 REFRESHER = web.AppKey("catalog_refresher", CatalogRefresher)
+BREAKERS = web.AppKey("breakers", Breakers)

@@ -70,6 +70,11 @@ class Settings:
     # bound, but never one below this (a smaller max_tokens of the client's own counts).
     min_output_tokens: int = 1024
     upstream_keys: dict[str, str] = field(default_factory=dict)
+    # A channel failing this many times in a row is skipped for breaker_cooldown seconds;
+    # every process learns of it within about two channel_poll_interval.
+    breaker_failures: int = 3
+    breaker_cooldown: float = 30.0
+    channel_poll_interval: float = 1.0
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -106,5 +111,8 @@ class Settings:
             key_refresh_interval=_float(env, "GATEWAY_KEY_REFRESH_INTERVAL", 0.5),
             workers=_int(env, "GATEWAY_WORKERS", 1, 1, 64),
             min_output_tokens=_int(env, "GATEWAY_MIN_OUTPUT_TOKENS", 1024, 1, 1_000_000),
+            breaker_failures=_int(env, "GATEWAY_BREAKER_FAILURES", 3, 1, 1000),
+            breaker_cooldown=_float(env, "GATEWAY_BREAKER_COOLDOWN", 30.0),
+            channel_poll_interval=_float(env, "GATEWAY_CHANNEL_POLL_INTERVAL", 1.0),
             upstream_keys={k: v for k, v in env.items() if k.endswith("_API_KEY") and v},
         )

@@ -180,15 +180,93 @@ def count_usage(call: Call, plan: Plan, usage: TokenUsage, *, estimated: bool) -
     call.cost_micro_p = cost_micro_p(call.model, checked.usage)
 
 
+# Anthropic events that come before any content: they commit nothing to the client.
+_ANTHROPIC_PREAMBLE = frozenset({b"message_start", b"ping"})
+# OpenAI delta fields that carry what the model generated.
+_OPENAI_CONTENT = ("content", "tool_calls", "function_call", "reasoning_content", "refusal", "audio")
+
+
+def is_content_event(raw: bytes, upstream_api: str) -> bool:
+    """Whether an upstream SSE event carries content (or ends the answer), rather than a preamble.
+
+    The client's response is committed at the first such event: before it, the request
+    may still go to another channel.
+    """
+    name = b""
+    data = []
+    for line in raw.split(b"\n"):
+        if line.startswith(b"event:"):
+            name = line[6:].strip()
+        elif line.startswith(b"data:"):
+            data.append(line[5:].strip())
+    payload = b"\n".join(data)
+    if upstream_api == "anthropic":
+        if not name:
+            try:
+                name = str(orjson.loads(payload).get("type", "")).encode()
+            except (orjson.JSONDecodeError, AttributeError):
+                return True
+        return name not in _ANTHROPIC_PREAMBLE
+    if not payload or payload == b"[DONE]":
+        return bool(payload)
+    try:
+        chunk = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return True
+    if not isinstance(chunk, dict):
+        return True
+    if chunk.get("usage"):
+        return True
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict) or choice.get("finish_reason"):
+            return True
+        delta = choice.get("delta") or {}
+        if not isinstance(delta, dict) or any(delta.get(name) for name in _OPENAI_CONTENT):
+            return True
+    return False
+
+
+async def _until_content(chunks, splitter: SSESplitter, relay: Relay, upstream_api: str,
+                         provider_name: str) -> tuple[bytes, bool]:
+    """Read the upstream stream up to its first content event.
+
+    Returns what the client gets up to and with that event, and whether the stream already
+    ended. Any failure so far raises the ``ApiError`` of ``upstream_errors``: nothing
+    has reached the client, so the request may go to another channel.
+    """
+    held = []
+    try:
+        async for chunk in chunks:
+            events = splitter.feed(chunk)
+            held.extend(relay.event(raw) for raw in events)
+            if any(is_content_event(raw, upstream_api) for raw in events):
+                return b"".join(held), False
+    except (AttributeError, TypeError, KeyError, ValueError):
+        raise malformed_error(provider_name) from None
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise map_client_error(provider_name, exc) from None
+    return b"".join(held), True
+
+
 async def forward_stream(session: aiohttp.ClientSession, timeout: aiohttp.ClientTimeout, drain_timeout: float,
                          request: web.Request, call: Call, plan: Plan, provider: Provider,
                          secret: str) -> web.StreamResponse:
-    """Relay an SSE stream event by event; keep reading after a disconnect until usage arrives."""
+    """Relay an SSE stream event by event; keep reading after a disconnect until usage arrives.
+
+    The client's response starts only at the upstream's first content event: a failure
+    before it raises ``ApiError`` with nothing sent, so another channel may serve.
+    """
     upstream = await send(session, provider.name, plan.url, plan.headers, plan.payload, timeout, secret,
                           **error_formats(call, plan))
     relay = relay_for(call, plan, provider)
     relay.charge = stream_charge(call, plan, relay)
     splitter = SSESplitter()
+    chunks = upstream.content.iter_any()
+    try:
+        first, ended = await _until_content(chunks, splitter, relay, plan.upstream_api, provider.name)
+    except BaseException:
+        upstream.release()
+        raise
     out = web.StreamResponse(status=200, headers={
         "Content-Type": "text/event-stream",
         "Cache-Control": "no-cache",
@@ -213,18 +291,25 @@ async def forward_stream(session: aiohttp.ClientSession, timeout: aiohttp.Client
         except (ConnectionError, aiohttp.ClientConnectionResetError):
             client_gone = True
         async with asyncio.timeout(None) as drain:
-            async for chunk in upstream.content.iter_any():
-                # Everything that arrived together leaves together: one write per read.
-                data = b"".join([relay.event(raw) for raw in splitter.feed(chunk)])
-                if data and call.ttft is None:
-                    call.ttft = time.perf_counter()
-                await deliver(data)
-                if client_gone:
-                    if relay.usage.reported:
-                        break
-                    if drain.when() is None:
-                        drain.reschedule(loop.time() + drain_timeout)
-            else:
+            if first:
+                call.ttft = time.perf_counter()
+            await deliver(first)
+            finished = ended
+            if not ended:
+                async for chunk in chunks:
+                    # Everything that arrived together leaves together: one write per read.
+                    data = b"".join([relay.event(raw) for raw in splitter.feed(chunk)])
+                    if data and call.ttft is None:
+                        call.ttft = time.perf_counter()
+                    await deliver(data)
+                    if client_gone:
+                        if relay.usage.reported:
+                            break
+                        if drain.when() is None:
+                            drain.reschedule(loop.time() + drain_timeout)
+                else:
+                    finished = True
+            if finished:
                 leftover = splitter.rest()
                 if leftover:
                     await deliver(relay.event(leftover + b"\n\n"))

@@ -216,6 +216,25 @@ def malformed_error(provider_name: str) -> ApiError:
     )
 
 
+# What the transport and the answer's reading fail with: the channel's failures, like a 5xx.
+CHANNEL_ERROR_CLASSES = frozenset({
+    "upstream_timeout", "upstream_connection_error", "upstream_broken_stream", "upstream_malformed_response",
+    "upstream_stream_error",
+})
+
+
+def is_channel_failure(error: ApiError) -> bool:
+    """Whether ``error`` is the channel's failure (another channel may serve the request) or the request's.
+
+    An error status follows ``classify``; a timeout, a refused or dropped connection, an
+    unreadable answer and an error event inside a stream are the channel's; anything the
+    gateway itself refused (a bad request, a limit) is not.
+    """
+    if isinstance(error, UpstreamStatusError):
+        return error.verdict.channel_failure
+    return error.error_class in CHANNEL_ERROR_CLASSES
+
+
 def map_client_error(provider_name: str, exc: BaseException) -> ApiError:
     """The ApiError for an exception raised while talking to an upstream."""
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
