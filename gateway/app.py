@@ -21,6 +21,7 @@ from .accounting.catalog_overrides import CatalogRefresher
 from .accounting.leases import Reserver
 from .accounting.metering import BatchWriter
 from .api import admin, guards, internal, public
+from .api import metrics as metrics_api
 from .appkeys import BREAKERS, CATALOG, ENGINE, HTTP, KEYS, REFRESHER, RESERVER, SETTINGS, WRITER
 from .auth import KeyCache
 from .catalog import load_catalog
@@ -104,7 +105,7 @@ def _on_internal_listener(request: web.Request, internal_port: int) -> bool:
 
 
 def _listener_guard(internal_port: int):
-    """Middleware: ``/internal/...`` exists only on the internal listener.
+    """Middleware: ``/internal/...`` and ``/metrics`` exist only on the internal listener.
 
     On the public port it answers the same JSON 404 as any unknown ``/v1`` path, before
     the token is even looked at: a leaked token alone reaches nothing there.
@@ -112,7 +113,7 @@ def _listener_guard(internal_port: int):
     @web.middleware
     async def guard(request: web.Request, handler):
         internal = request.path == "/internal" or request.path.startswith("/internal/") \
-            or len(request.match_info.apps) > 1
+            or request.path == metrics_api.PATH or len(request.match_info.apps) > 1
         if internal and not _on_internal_listener(request, internal_port):
             return await public.unknown_endpoint(request)
         return await handler(request)
@@ -131,5 +132,6 @@ def create_app(settings: Settings) -> web.Application:
                              _breakers])
     internal.setup_routes(app)
     admin.setup_routes(app)
+    metrics_api.setup_routes(app)
     public.setup_routes(app)
     return app

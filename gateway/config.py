@@ -44,6 +44,13 @@ def _float(env: dict, name: str, default: float, low: float = 0.0) -> float:
     return value
 
 
+def _log_format(env: dict) -> str:
+    raw = (env.get("LOG_FORMAT") or "text").strip().lower()
+    if raw not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT must be text or json, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the gateway reads from its environment."""
@@ -75,6 +82,7 @@ class Settings:
     breaker_failures: int = 3
     breaker_cooldown: float = 30.0
     channel_poll_interval: float = 1.0
+    log_format: str = "text"  # or "json": one object per line
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -111,6 +119,7 @@ class Settings:
             key_refresh_interval=_float(env, "GATEWAY_KEY_REFRESH_INTERVAL", 0.5),
             workers=_int(env, "GATEWAY_WORKERS", 1, 1, 64),
             min_output_tokens=_int(env, "GATEWAY_MIN_OUTPUT_TOKENS", 1024, 1, 1_000_000),
+            log_format=_log_format(env),
             breaker_failures=_int(env, "GATEWAY_BREAKER_FAILURES", 3, 1, 1000),
             breaker_cooldown=_float(env, "GATEWAY_BREAKER_COOLDOWN", 30.0),
             channel_poll_interval=_float(env, "GATEWAY_CHANNEL_POLL_INTERVAL", 1.0),

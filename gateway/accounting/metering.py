@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .. import metrics
 from ..auth import KeyCache
 from ..db import (
     Database, accounts, api_keys, dead_letters, request_attempts, request_log, upsert, usage_rollups, utcnow,
@@ -411,6 +412,18 @@ def dead_letter_count(conn: Connection) -> int:
 Batch = list[tuple[RequestRecord, Reservation | None]]
 
 
+def observe(record: RequestRecord) -> None:
+    """Count a settled request in the metrics (its model only when the catalogue resolved it)."""
+    metrics.observe_request(
+        record.model if record.provider else "", record.endpoint, record.status, record.channel,
+        record.latency_ms / 1000, None if record.ttft_ms is None else record.ttft_ms / 1000,
+        {"input": record.input_tokens, "output": record.output_tokens, "cache_read": record.cache_read_tokens,
+         "cache_write": record.cache_write_tokens + record.cache_write_1h_tokens,
+         "reasoning": record.reasoning_tokens},
+        record.cost_micro_p,
+    )
+
+
 class BatchWriter:
     """Queues settled requests and commits them in batches off the request path."""
 
@@ -470,6 +483,8 @@ class BatchWriter:
             self._queue.append((record, reservation))
             if len(self._queue) >= self.batch_size:
                 self._wake.set()
+            observe(record)
+            metrics.QUEUE_DEPTH.set(self.queue_depth)
         except Exception:  # noqa: BLE001 - settling must never break the response path
             log.exception("could not queue request %s", getattr(record, "request_id", "?"))
 
@@ -491,16 +506,20 @@ class BatchWriter:
             done: set[int] = set()
             consumed: list[Settled] = []
             refused: list[tuple[RequestRecord, Reservation | None, BaseException]] = []
+            started = time.perf_counter()
             try:
                 await self.db.run(self._write_isolating, batch, list(range(len(batch))), done, consumed, refused)
                 ok = True
             except Exception:  # noqa: BLE001 - transient: keep what is not yet written and retry
                 ok = False
+                metrics.FLUSH_FAILURES.inc()
                 self._retry = [item for index, item in enumerate(batch) if index not in done]
                 self.failed_flushes += 1
                 if self.failing_since is None:
                     self.failing_since = time.monotonic()
                 log.warning("flush of %d request(s) failed; will retry", len(self._retry), exc_info=True)
+            metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
+            metrics.QUEUE_DEPTH.set(self.queue_depth)
             self._after_commit(batch, done, consumed, refused)
             if ok:
                 self.last_flush_at = utcnow()

@@ -33,6 +33,7 @@ from ..accounting.pricing import (
     wants_1h_cache,
     worst_case_micro_p,
 )
+from .. import metrics
 from ..appkeys import BREAKERS, CATALOG, HTTP, KEYS, RESERVER, SETTINGS, WRITER
 from ..auth import KeyCache, KeyInfo
 from ..catalog import Catalog, Model, Provider
@@ -370,6 +371,8 @@ def _settle(runtime: _Runtime, call: Call) -> None:
         attempts=tuple(call.attempts),
     )
     runtime.writer.settle(record, call.reservation)
+    if call.reservation is not None:
+        metrics.RESERVED.dec(call.reservation.amount_micro_p)
 
 
 def _planner(endpoint: str, body: dict, size: int, request: web.Request, long_context: bool):
@@ -389,6 +392,7 @@ def _planner(endpoint: str, body: dict, size: int, request: web.Request, long_co
 
 async def _reserve_for_call(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan, call: Call) -> None:
     call.reservation = await _reserve(runtime, key, model, plan)
+    metrics.RESERVED.inc(call.reservation.amount_micro_p)
 
 
 async def _forward(runtime: _Runtime, request: web.Request, call: Call, route: Route,

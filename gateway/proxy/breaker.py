@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Sequence, TypeVar
 
 from ..accounting.channel_health import BreakerWrite, HealthRow, read_rows, write_breakers
+from .. import metrics
 from ..background import stop_task
 from ..catalog import Channel
 from ..db import Database
@@ -197,6 +198,9 @@ class Breakers:
                 if self._unwritten.get(write.channel) is write:
                     del self._unwritten[write.channel]
         self.adopt(await self.db.read(read_rows))
+        now = time.time()
+        for channel, state in self.channels.items():
+            metrics.set_breaker(channel, state.state(now))
 
     async def start(self) -> None:
         """Adopt the stored state, then keep in step in the background."""

@@ -29,6 +29,11 @@ MAX_ERROR_BODY = 64 * 1024
 MAX_ERROR_MESSAGE = 500
 
 
+def redact_keys(text: str) -> str:
+    """``text`` with anything key-shaped replaced by ``[redacted]``."""
+    return _KEY_PATTERN.sub("[redacted]", text)
+
+
 def sanitise(message: str, secret: str | None) -> str:
     """``message`` without the provider key or anything key-shaped, cut to a readable length."""
     if secret:
