@@ -2,7 +2,7 @@
 
 ``create_app(settings)`` opens, in order, the database (migrated to the newest schema),
 the upstream HTTP session, the key cache, the reserver, the batch writer, the
-catalogue refresher and the channel breakers, and closes them in reverse: the writer's final flush runs before
+catalogue refresher, the console's provider keys and the channel breakers, and closes them in reverse: the writer's final flush runs before
 the reserver returns its leases.
 
 The same application serves both listeners (see ``serve``); ``_listener_guard`` keeps
@@ -22,7 +22,8 @@ from .accounting.leases import Reserver
 from .accounting.metering import BatchWriter
 from .api import admin, guards, internal, public
 from .api import metrics as metrics_api
-from .appkeys import BREAKERS, CATALOG, ENGINE, HTTP, KEYS, REFRESHER, RESERVER, SETTINGS, WRITER
+from .accounting.provider_keys import ProviderKeys
+from .appkeys import BREAKERS, CATALOG, ENGINE, HTTP, KEYS, PROVIDER_KEYS, REFRESHER, RESERVER, SETTINGS, WRITER
 from .auth import KeyCache
 from .catalog import load_catalog
 from .config import Settings
@@ -87,6 +88,16 @@ async def _catalog_refresher(app: web.Application) -> AsyncIterator[None]:
     await refresher.close()
 
 
+async def _provider_keys(app: web.Application) -> AsyncIterator[None]:
+    # Keys entered in the console, decrypted in memory and refreshed like the catalogue.
+    settings = app[SETTINGS]
+    keys = ProviderKeys(app[ENGINE], settings.secrets_key, settings.key_refresh_interval)
+    await keys.start()
+    app[PROVIDER_KEYS] = keys
+    yield
+    await keys.close()
+
+
 async def _breakers(app: web.Application) -> AsyncIterator[None]:
     # Channel breakers, kept in step with every other gateway process through the database.
     settings = app[SETTINGS]
@@ -129,7 +140,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[CATALOG] = load_catalog(settings.providers_file)
     app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _batch_writer, _catalog_refresher,
-                             _breakers])
+                             _provider_keys, _breakers])
     internal.setup_routes(app)
     admin.setup_routes(app)
     metrics_api.setup_routes(app)

@@ -8,6 +8,7 @@ from aiohttp import web
 from .accounting.catalog_overrides import CatalogRefresher
 from .accounting.leases import Reserver
 from .accounting.metering import BatchWriter
+from .accounting.provider_keys import ProviderKeys
 from .auth import KeyCache
 from .catalog import Catalog
 from .config import Settings
@@ -23,3 +24,4 @@ RESERVER = web.AppKey("reserver", Reserver)
 WRITER = web.AppKey("writer", BatchWriter)
 REFRESHER = web.AppKey("catalog_refresher", CatalogRefresher)
 BREAKERS = web.AppKey("breakers", Breakers)
+PROVIDER_KEYS = web.AppKey("provider_keys", ProviderKeys)

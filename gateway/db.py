@@ -202,6 +202,17 @@ channel_health = sa.Table(
     sa.Column("changed_at", UTCDateTime, nullable=False),
 )
 
+# Provider keys entered in the operator console, encrypted with SECRETS_KEY (Fernet);
+# ``hint`` is the masked form the console shows. A key in the environment wins over these.
+provider_keys = sa.Table(
+    "provider_keys",
+    metadata,
+    sa.Column("provider", sa.String(64), primary_key=True),
+    sa.Column("ciphertext", sa.Text, nullable=False),
+    sa.Column("hint", sa.String(20), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
 # Settled requests the batch writer could not record (a value the database refused):
 # kept here with the error instead of blocking every later flush. ``record`` is the
 # request as JSON text with every field made safe to store.

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from ..accounting.leases import InsufficientBalance, LimitReached, Reservation, Reserver
 from ..accounting.metering import BatchWriter, RequestRecord
+from ..accounting.provider_keys import ProviderKeys
 from ..accounting.pricing import (
     TokenUsage,
     affordable_output_tokens,
@@ -34,7 +35,7 @@ from ..accounting.pricing import (
     worst_case_micro_p,
 )
 from .. import metrics
-from ..appkeys import BREAKERS, CATALOG, HTTP, KEYS, RESERVER, SETTINGS, WRITER
+from ..appkeys import BREAKERS, CATALOG, HTTP, KEYS, PROVIDER_KEYS, RESERVER, SETTINGS, WRITER
 from ..auth import KeyCache, KeyInfo
 from ..catalog import Catalog, Model, Provider
 from ..config import Settings
@@ -82,6 +83,7 @@ class _Runtime:
     reserver: Reserver
     writer: BatchWriter
     breakers: Breakers
+    provider_keys: ProviderKeys
     whole_timeout: aiohttp.ClientTimeout
     stream_timeout: aiohttp.ClientTimeout
     models_body: bytes
@@ -99,6 +101,7 @@ class _Runtime:
         self.reserver = app[RESERVER]
         self.writer = app[WRITER]
         self.breakers = app[BREAKERS]
+        self.provider_keys = app[PROVIDER_KEYS]
         connect = self.settings.upstream_connect_timeout
         self.whole_timeout = aiohttp.ClientTimeout(total=self.settings.upstream_timeout, sock_connect=connect)
         # A stream may run long; what must not happen is a long silence.
@@ -262,8 +265,10 @@ def _anthropic_beta(beta: str | None, model: Model, provider: Provider, long_con
     return f"{beta},{LONG_CONTEXT_FLAG}" if beta else LONG_CONTEXT_FLAG
 
 
-def _configured_key(settings: Settings, provider: Provider) -> str | None:
-    return settings.upstream_keys.get(provider.api_key_env) or os.environ.get(provider.api_key_env) or None
+def _configured_key(settings: Settings, provider: Provider, console: ProviderKeys | None = None) -> str | None:
+    """The provider's key: the environment's, or else one entered in the operator console."""
+    return (settings.upstream_keys.get(provider.api_key_env) or os.environ.get(provider.api_key_env)
+            or (console.get(provider.name) if console is not None else None) or None)
 
 
 def _not_configured(provider: Provider) -> ApiError:
@@ -271,8 +276,8 @@ def _not_configured(provider: Provider) -> ApiError:
                     code="provider_not_configured")
 
 
-def _provider_key(settings: Settings, provider: Provider) -> str:
-    secret = _configured_key(settings, provider)
+def _provider_key(settings: Settings, provider: Provider, console: ProviderKeys | None = None) -> str:
+    secret = _configured_key(settings, provider, console)
     if not secret:
         raise _not_configured(provider)
     return secret
@@ -425,7 +430,8 @@ async def _serve(request: web.Request, endpoint: str) -> web.StreamResponse:
         call.model = model
         call.provider = provider.name
         _CHECKS[endpoint](body)
-        routes = routes_for(runtime.catalog, model, endpoint, lambda p: _configured_key(runtime.settings, p))
+        routes = routes_for(runtime.catalog, model, endpoint,
+                            lambda p: _configured_key(runtime.settings, p, runtime.provider_keys))
         if not routes:
             raise _not_configured(provider)
         return await serve_over_channels(call, routes, runtime.breakers,
@@ -523,7 +529,7 @@ async def count_tokens(request: web.Request) -> web.Response:
 
 async def _count_upstream(runtime: _Runtime, body: dict, model: Model, provider: Provider, beta: str | None) -> int:
     """Anthropic's count of ``body``'s input tokens; its errors follow the upstream error rule."""
-    secret = _provider_key(runtime.settings, provider)
+    secret = _provider_key(runtime.settings, provider, runtime.provider_keys)
     upstream = {name: value for name, value in body.items() if name not in NOT_COUNTED}
     upstream["model"] = model.upstream
     response = await send(runtime.http, provider.name, anthropic_wire.count_tokens_url(provider),

@@ -68,6 +68,7 @@ class Hit:
     channel: str
     model: str
     stream: bool
+    key: str
 
 
 class ChannelUpstream:
@@ -138,9 +139,10 @@ class ChannelUpstream:
     async def _mode(self, request: web.Request) -> tuple[str, dict]:
         body = orjson.loads(await request.read())
         presented = request.headers.get("x-api-key") or request.headers.get("Authorization", "").removeprefix("Bearer ")
-        channel = presented.removeprefix(KEY_PREFIX).removesuffix(KEY_SUFFIX)
+        # Any key "sk-chan-<channel>-<anything>" reaches the channel, so a rotated key does too.
+        channel = presented.removeprefix(KEY_PREFIX).rsplit("-", 1)[0]
         with self._lock:
-            self.hits.append(Hit(channel, body.get("model", ""), bool(body.get("stream"))))
+            self.hits.append(Hit(channel, body.get("model", ""), bool(body.get("stream")), presented))
             mode = self.modes.get(channel, "ok")
         return mode, body
 

@@ -1,4 +1,5 @@
-"""Channels: the one that served each request and what it cost the operator, each attempt, breaker state.
+"""Channels: the one that served each request and what it cost the operator, each attempt, breaker state,
+and provider keys entered in the console (encrypted).
 
 Revision ID: 0008_channels
 Revises: 0006_cache_usage
@@ -45,8 +46,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("channel"),
     )
 
+    op.create_table(
+        "provider_keys",
+        sa.Column("provider", sa.String(64), nullable=False),
+        sa.Column("ciphertext", sa.Text(), nullable=False),
+        sa.Column("hint", sa.String(20), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("provider"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("provider_keys")
     op.drop_table("channel_health")
     op.drop_index("ix_request_attempts_channel_created", table_name="request_attempts")
     op.drop_table("request_attempts")
