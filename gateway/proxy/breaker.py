@@ -62,6 +62,8 @@ R = TypeVar("R")
 
 def weighted_order(channels: Sequence[Channel], rng: random.Random) -> list[Channel]:
     """``channels`` by priority (lowest first); equal priorities in a random order weighted by ``weight``."""
+    if len(channels) == 1:
+        return list(channels)
     ordered: list[Channel] = []
     for priority in sorted({c.priority for c in channels}):
         group = [c for c in channels if c.priority == priority]

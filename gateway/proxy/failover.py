@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Awaitable, Callable
 
 from aiohttp import web
@@ -30,12 +31,20 @@ from .upstream_errors import CHANNEL_ERROR_CLASSES, is_channel_failure
 
 @dataclass(frozen=True)
 class Route:
-    """A channel ready to be tried: its provider, the model as that provider names it, the key."""
+    """A channel ready to be tried: its provider, the catalogue model, the key."""
 
     channel: Channel
     provider: Provider
-    model: Model
+    catalogue_model: Model
     secret: str
+
+    @cached_property
+    def model(self) -> Model:
+        """The model as this channel's provider names it (same prices), built only when tried."""
+        model, channel = self.catalogue_model, self.channel
+        if channel.provider == model.provider and channel.upstream == model.upstream:
+            return model
+        return dataclasses.replace(model, provider=channel.provider, upstream=channel.upstream)
 
 
 def routes_for(catalog: Catalog, model: Model, endpoint: str,
@@ -49,9 +58,7 @@ def routes_for(catalog: Catalog, model: Model, endpoint: str,
         secret = secret_of(provider)
         if not secret:
             continue
-        served = model if channel.provider == model.provider and channel.upstream == model.upstream \
-            else dataclasses.replace(model, provider=channel.provider, upstream=channel.upstream)
-        routes.append(Route(channel, provider, served, secret))
+        routes.append(Route(channel, provider, model, secret))
     return routes
 
 
