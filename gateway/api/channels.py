@@ -21,7 +21,7 @@ from ..accounting.provider_keys import MAX_KEY_LENGTH, MIN_KEY_LENGTH, KeyEntryO
 from ..appkeys import BREAKERS, CATALOG, HTTP, PROVIDER_KEYS, SETTINGS
 from ..catalog import Catalog, Channel, Model
 from ..errors import ApiError
-from ..proxy.call import CHAT, plan_request
+from ..proxy.call import CHAT, EMBEDDINGS, plan_request
 from ..proxy.failover import routes_for
 from ..proxy.providers import read_json, send
 from .http import HttpError, database, json_body, json_response, query_date_range, query_tz
@@ -29,6 +29,7 @@ from .http import HttpError, database, json_body, json_response, query_date_rang
 HEALTH_WINDOW = timedelta(hours=1)
 TEST_TIMEOUT_SECONDS = 30
 TEST_BODY = {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+TEST_EMBEDDING = {"input": "ping"}
 
 
 def _cost_dict(channel: Channel) -> dict | None:
@@ -99,8 +100,9 @@ async def test_channel(request: web.Request) -> web.Response:
     catalog = request.config_dict[CATALOG]
     model, channel = _known_channel(catalog, data.get("channel"))
     keys = request.config_dict[PROVIDER_KEYS]
+    endpoint, body = (EMBEDDINGS, TEST_EMBEDDING) if model.kind == "embedding" else (CHAT, TEST_BODY)
     routes = [route for route in routes_for(
-        catalog, model, CHAT, lambda p: _env_key(request, p.api_key_env) or keys.get(p.name))
+        catalog, model, endpoint, lambda p: _env_key(request, p.api_key_env) or keys.get(p.name))
         if route.channel.id == channel.id]
     if not routes:
         return json_response({"channel": channel.id, "ok": False, "status": None, "latency_ms": None,
@@ -109,7 +111,7 @@ async def test_channel(request: web.Request) -> web.Response:
     breakers = request.config_dict[BREAKERS]
     started = time.perf_counter()
     try:
-        plan = plan_request(CHAT, dict(TEST_BODY, model=model.id), route.model, route.provider, route.secret, None)
+        plan = plan_request(endpoint, dict(body, model=model.id), route.model, route.provider, route.secret, None)
         timeout = aiohttp.ClientTimeout(total=TEST_TIMEOUT_SECONDS)
         response = await send(request.config_dict[HTTP], route.provider.name, plan.url, plan.headers, plan.payload,
                               timeout, route.secret, upstream_anthropic=plan.upstream_api == "anthropic")

@@ -7,9 +7,10 @@ closes it, failure opens it for another cool-down. The operator may switch a cha
 off, and then it is never tried.
 
 The request path only reads and changes memory. A background task writes this
-process's changes to ``channel_health`` and adopts every row another process changed
-since, every ``poll_interval`` seconds: a channel that one process saw break is skipped
-by all of them within about two intervals.
+process's transitions (opened, closed by a probe) to ``channel_health`` and adopts every
+row another process changed since, every ``poll_interval`` seconds: a channel that one
+process saw break is skipped by all of them within about two intervals. Failures that
+open nothing stay in the process that saw them.
 """
 
 from __future__ import annotations
@@ -148,7 +149,9 @@ class Breakers:
             state.open_until = now + self.cooldown
             state.failures = 0
             log.warning("channel %s opened for %.0f s after %s", channel, self.cooldown, state.last_error)
-        self._remember(channel, state)
+            # Only an opening is shared: a single failure written as "closed" would close
+            # the breaker another process has just opened.
+            self._remember(channel, state)
 
     def abandoned(self, channel: str) -> None:
         """A try ended without a verdict (the request was cancelled): let another probe in."""

@@ -17,7 +17,6 @@ from channel_upstream import (
     PROMPT_TOKENS,
     channel_catalog,
     channel_gateway_env,
-    channel_upstream,  # noqa: F401 - the fixture
     charge,
     env_of,
     key_of,
@@ -32,7 +31,7 @@ SECRETS_KEY = Fernet.generate_key().decode()
 
 
 @pytest.fixture(scope="module")
-def admin_env(channel_upstream, gateway_database_url, tmp_path_factory):  # noqa: F811
+def admin_env(channel_upstream, gateway_database_url, tmp_path_factory):
     providers = channel_catalog(tmp_path_factory.mktemp("admin-channels") / "providers.toml", channel_upstream.url,
                                 MODELS)
     env = channel_gateway_env(channel_upstream, gateway_database_url, providers, MODELS)
@@ -66,7 +65,7 @@ def _model(gateway, model_id: str) -> dict:
     return next(m for m in answer.json()["models"] if m["id"] == model_id)
 
 
-def test_channels_show_their_order_cost_and_live_health(console_gateway, channel_upstream):  # noqa: F811
+def test_channels_show_their_order_cost_and_live_health(console_gateway, channel_upstream):
     channel_upstream.fail("health-a", "status:500")
     customer = new_customer(console_gateway)
     for _ in range(BREAKER_FAILURES):
@@ -88,7 +87,7 @@ def test_channels_show_their_order_cost_and_live_health(console_gateway, channel
 
 
 def test_a_channel_switched_off_is_skipped_by_every_process_until_switched_on(
-        console_gateway, second_gateway, channel_upstream):  # noqa: F811
+        console_gateway, second_gateway, channel_upstream):
     customer = new_customer(console_gateway)
     switched = console_gateway.internal("POST", "/admin/channels/switch",
                                         json={"channel": "switch-a:switch-up-a", "enabled": False})
@@ -115,7 +114,7 @@ def test_a_bad_switch_is_refused(console_gateway, body, status):
     assert console_gateway.internal("POST", "/admin/channels/switch", json=body).status_code == status
 
 
-def test_the_test_button_sends_one_token_and_never_shows_the_key(console_gateway, channel_upstream):  # noqa: F811
+def test_the_test_button_sends_one_token_and_never_shows_the_key(console_gateway, channel_upstream):
     channel_upstream.fail("tested-a", "ok")
     answer = console_gateway.internal("POST", "/admin/channels/test", json={"channel": "tested-a:tested-up-a"})
     assert answer.json()["ok"] is True and answer.json()["status"] == 200
@@ -128,7 +127,7 @@ def test_the_test_button_sends_one_token_and_never_shows_the_key(console_gateway
 
 
 def test_console_keys_are_encrypted_masked_rotated_without_restart_and_the_environment_wins(
-        console_gateway, second_gateway, channel_upstream, gateway_database_url):  # noqa: F811
+        console_gateway, second_gateway, channel_upstream, gateway_database_url):
     customer = new_customer(console_gateway)
     # No key for the primary yet: its fallback serves.
     assert _chat(console_gateway, customer.key, "keys").status_code == 200
@@ -189,7 +188,7 @@ def test_without_secrets_key_console_key_entry_is_switched_off(gateway):
     assert answer.status_code == 409 and "SECRETS_KEY" in answer.json()["error"]["message"]
 
 
-def test_margin_per_day_model_and_channel_matches_the_ledger(console_gateway, channel_upstream):  # noqa: F811
+def test_margin_per_day_model_and_channel_matches_the_ledger(console_gateway, channel_upstream):
     customer = new_customer(console_gateway)
     channel_upstream.fail("margin-a", "ok")
     for _ in range(3):

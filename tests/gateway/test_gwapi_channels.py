@@ -4,7 +4,9 @@ charge at the catalogue price, every try in the request log, breakers every proc
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import orjson
 import pytest
 import requests
 from channel_upstream import (
@@ -16,7 +18,6 @@ from channel_upstream import (
     PROMPT_TOKENS,
     channel_catalog,
     channel_gateway_env,
-    channel_upstream,  # noqa: F401 - the fixture
     charge,
 )
 from gwapi_helpers import ONE_P, new_customer
@@ -35,13 +36,13 @@ ANTHROPIC_MODELS = ("anth",)
 
 
 @pytest.fixture(scope="module")
-def providers(channel_upstream, tmp_path_factory):  # noqa: F811
+def providers(channel_upstream, tmp_path_factory):
     return channel_catalog(tmp_path_factory.mktemp("channels") / "providers.toml", channel_upstream.url, MODELS,
                            anthropic=ANTHROPIC_MODELS)
 
 
 @pytest.fixture(scope="module")
-def routed(channel_upstream, gateway_database_url, providers):  # noqa: F811
+def routed(channel_upstream, gateway_database_url, providers):
     handle = start_gateway(channel_gateway_env(channel_upstream, gateway_database_url, providers, MODELS))
     yield handle
     handle.stop()
@@ -60,8 +61,6 @@ def _text(answer: requests.Response, stream: bool) -> str:
     text = []
     for line in answer.iter_lines():
         if line.startswith(b"data: {"):
-            import orjson
-
             chunk = orjson.loads(line[6:])
             for choice in chunk.get("choices") or ():
                 text.append(choice["delta"].get("content") or "")
@@ -85,7 +84,7 @@ def _channel(model: str, letter: str) -> str:
 
 @pytest.mark.parametrize(("model", "mode", "stream"), [(m, *f) for m, f in zip(FAILOVER_MODELS, FAILURES)])
 def test_a_channel_failing_before_its_first_content_hands_the_request_to_the_next(
-        routed, channel_upstream, model, mode, stream):  # noqa: F811
+        routed, channel_upstream, model, mode, stream):
     channel_upstream.fail(f"{model}-a", mode)
     customer = new_customer(routed)
     answer = _chat(routed, customer.key, model, stream)
@@ -106,7 +105,7 @@ def test_a_channel_failing_before_its_first_content_hands_the_request_to_the_nex
     assert (second["channel"], second["status"], second["error_class"]) == (_channel(model, "b"), 200, None)
 
 
-def test_channels_are_tried_in_order_and_the_last_error_answers_when_all_fail(routed, channel_upstream):  # noqa: F811
+def test_channels_are_tried_in_order_and_the_last_error_answers_when_all_fail(routed, channel_upstream):
     channel_upstream.fail("order-a", "status:500")
     channel_upstream.fail("order-b", "status:503")
     customer = new_customer(routed)
@@ -126,7 +125,7 @@ def test_channels_are_tried_in_order_and_the_last_error_answers_when_all_fail(ro
     assert row["cost_micro_p"] == 0 and row["channel"] == _channel("allfail", "c")
 
 
-def test_a_client_error_is_answered_at_once_and_never_tried_elsewhere(routed, channel_upstream):  # noqa: F811
+def test_a_client_error_is_answered_at_once_and_never_tried_elsewhere(routed, channel_upstream):
     channel_upstream.fail("client-a", "status:400")
     customer = new_customer(routed)
     answer = _chat(routed, customer.key, "client")
@@ -137,7 +136,7 @@ def test_a_client_error_is_answered_at_once_and_never_tried_elsewhere(routed, ch
     assert customer.settled(1)["balance_micro_p"] == 1000 * ONE_P
 
 
-def test_a_stream_that_sent_bytes_is_never_tried_again(routed, channel_upstream):  # noqa: F811
+def test_a_stream_that_sent_bytes_is_never_tried_again(routed, channel_upstream):
     channel_upstream.fail("cut-a", "cut")
     customer = new_customer(routed)
     answer = _chat(routed, customer.key, "cut", stream=True)
@@ -151,7 +150,7 @@ def test_a_stream_that_sent_bytes_is_never_tried_again(routed, channel_upstream)
     assert customer.settled(1)["balance_micro_p"] == 1000 * ONE_P
 
 
-def test_an_anthropic_error_event_after_message_start_still_fails_over(routed, channel_upstream):  # noqa: F811
+def test_an_anthropic_error_event_after_message_start_still_fails_over(routed, channel_upstream):
     channel_upstream.fail("anth-a", "error_event")
     customer = new_customer(routed)
     answer = requests.post(f"{routed.url}/v1/messages", headers={"x-api-key": customer.key},
@@ -171,7 +170,7 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_a_breaker_opens_after_failures_in_a_row_and_a_probe_closes_it(routed, channel_upstream):  # noqa: F811
+def test_a_breaker_opens_after_failures_in_a_row_and_a_probe_closes_it(routed, channel_upstream):
     channel_upstream.fail("breaker-a", "status:500")
     customer = new_customer(routed)
     for _ in range(2):
@@ -191,7 +190,7 @@ def test_a_breaker_opens_after_failures_in_a_row_and_a_probe_closes_it(routed, c
     assert customer.settled(5)["balance_micro_p"] == 1000 * ONE_P - 5 * charge()
 
 
-def test_a_failed_probe_opens_the_breaker_for_another_cool_down(routed, channel_upstream):  # noqa: F811
+def test_a_failed_probe_opens_the_breaker_for_another_cool_down(routed, channel_upstream):
     channel_upstream.fail("probe-a", "status:503")
     customer = new_customer(routed)
     for _ in range(2):
@@ -204,7 +203,7 @@ def test_a_failed_probe_opens_the_breaker_for_another_cool_down(routed, channel_
 
 
 def test_two_gateway_processes_agree_on_a_broken_channel(routed, channel_upstream, gateway_database_url,
-                                                         providers):  # noqa: F811
+                                                         providers):
     other = start_gateway(channel_gateway_env(channel_upstream, gateway_database_url, providers, MODELS))
     try:
         channel_upstream.fail("shared-a", "status:503")
@@ -222,9 +221,7 @@ def test_two_gateway_processes_agree_on_a_broken_channel(routed, channel_upstrea
         other.stop()
 
 
-def test_the_primary_failing_mid_load_fails_no_customer_request(routed, channel_upstream):  # noqa: F811
-    from concurrent.futures import ThreadPoolExecutor
-
+def test_the_primary_failing_mid_load_fails_no_customer_request(routed, channel_upstream):
     customer = new_customer(routed)
     channel_upstream.fail("load-a", "ok")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -167,3 +168,61 @@ def test_rows_another_process_wrote_are_adopted_only_when_newer():
         clock.shift(timedelta(seconds=1))
         breakers.adopt([HealthRow("a:u", None, False, None, None, START + timedelta(seconds=1))])
         assert breakers.state("a:u") == CLOSED
+
+
+class _SharedTable:
+    """``channel_health`` as two processes' ``Breakers.sync`` see it: writes replace, reads return all."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, HealthRow] = {}
+
+    async def transaction(self, fn, writes):
+        for w in writes:
+            old = self.rows.get(w.channel)
+            self.rows[w.channel] = HealthRow(w.channel, w.open_until, old.disabled if old else False,
+                                             w.last_error, w.last_error_at, w.changed_at)
+
+    async def read(self, fn):
+        return list(self.rows.values())
+
+
+def test_a_single_failure_in_one_process_never_closes_what_another_opened():
+    async def scenario():
+        table = _SharedTable()
+        first, second = Breakers(table, threshold=2, cooldown=30), Breakers(table, threshold=2, cooldown=30)
+        first.failed("c", "upstream_http_503")
+        first.failed("c", "upstream_http_503")
+        await first.sync()
+        second.failed("c", "upstream_http_503")  # its first: it opens nothing
+        await second.sync()
+        await first.sync()
+        return first.state("c"), second.state("c")
+
+    with time_machine.travel(START, tick=True):
+        assert asyncio.run(scenario()) == (OPEN, OPEN)
+
+
+def test_a_probe_that_succeeds_closes_the_channel_in_every_process():
+    async def scenario():
+        table = _SharedTable()
+        first, second = Breakers(table, threshold=1, cooldown=30), Breakers(table, threshold=1, cooldown=30)
+        first.failed("c", None)
+        await first.sync()
+        await second.sync()
+        opened = second.state("c")
+        return opened, first, second, table
+
+    with time_machine.travel(START, tick=False) as clock:
+        opened, first, second, table = asyncio.run(scenario())
+        assert opened == OPEN
+        clock.shift(timedelta(seconds=31))
+        assert second.admit("c")
+        second.succeeded("c")
+        clock.shift(timedelta(seconds=1))
+
+        async def share():
+            await second.sync()
+            await first.sync()
+
+        asyncio.run(share())
+        assert (first.state("c"), second.state("c")) == (CLOSED, CLOSED)
