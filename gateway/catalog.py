@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from .config import ConfigError
@@ -82,7 +83,7 @@ class Channel:
     weight: int = 1
     cost: Cost | None = None
 
-    @property
+    @cached_property
     def id(self) -> str:
         """The channel's name in the request log, the breaker table and the console."""
         return f"{self.provider}:{self.upstream}"
@@ -121,7 +122,7 @@ class Model:
     def priced(self) -> bool:
         return self.input_price is not None and self.output_price is not None
 
-    @property
+    @cached_property
     def channels(self) -> tuple[Channel, ...]:
         """The primary channel and the fallbacks, in the providers file's order."""
         return (Channel(self.provider, self.upstream, 0, 1, self.cost), *self.fallbacks)

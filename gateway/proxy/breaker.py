@@ -105,11 +105,20 @@ class Breakers:
         whose every channel is open still gets one try; ``admit`` decides at the time.
         """
         now = time.time()
-        usable = [c for c in weighted_order(channels, self.rng) if not self._state(c.id).disabled]
-        ready = [c for c in usable if self._state(c.id).state(now) != OPEN]
-        waiting = sorted((c for c in usable if self._state(c.id).state(now) == OPEN),
-                         key=lambda c: self._state(c.id).open_until or 0)
-        return ready + waiting
+        ready: list[Channel] = []
+        waiting: list[tuple[float, Channel]] = []
+        for channel in weighted_order(channels, self.rng):
+            state = self._state(channel.id)
+            if state.disabled:
+                continue
+            if state.open_until is not None and now < state.open_until:
+                waiting.append((state.open_until, channel))
+            else:
+                ready.append(channel)
+        if waiting:
+            waiting.sort(key=lambda pair: pair[0])
+            ready.extend(channel for _, channel in waiting)
+        return ready
 
     def admit(self, channel: str, last_resort: bool = False) -> bool:
         """Whether a request may try ``channel`` now; a half-open channel admits one probe at a time.
