@@ -8,6 +8,7 @@ import io
 import re
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -84,20 +85,58 @@ def test_without_secrets_key_the_console_says_key_entry_is_off(operator_client):
 
 
 @pytest.fixture
-def keyed_console(gateway_env, portal_database_url, make_user, operator, tmp_path):
-    """A gateway with SECRETS_KEY and a console signed in to it; MiniMax has no key in the environment."""
+def console_on(portal_database_url, operator, tmp_path):
+    """``console_on(env)``: a gateway of its own with ``env`` and a console client signed in to it."""
     from portal import create_app
     from portal.extensions import db
 
-    keyed = start_gateway({**gateway_env, "SECRETS_KEY": Fernet.generate_key().decode()})
-    app = create_app(portal_config(portal_database_url, keyed.internal_url, keyed.token, tmp_path / "keyed"))
-    client = app.test_client()
-    sign_in_with_code(client, operator.email, operator.password, operator.secret)
-    yield keyed, client
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
-    keyed.stop()
+    started = []
+
+    def start(env: dict):
+        handle = start_gateway(env)
+        app = create_app(portal_config(portal_database_url, handle.internal_url, handle.token,
+                                       tmp_path / f"console-{len(started)}"))
+        started.append((handle, app))
+        client = app.test_client()
+        sign_in_with_code(client, operator.email, operator.password, operator.secret)
+        return handle, client
+
+    yield start
+    for handle, app in started:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        handle.stop()
+
+
+@pytest.fixture
+def keyed_console(gateway_env, console_on):
+    """A gateway with SECRETS_KEY and a console signed in to it; MiniMax has no key in the environment."""
+    return console_on({**gateway_env, "SECRETS_KEY": Fernet.generate_key().decode()})
+
+
+def test_the_traffic_log_shows_the_serving_channel_and_every_try(gateway_env, console_on, tmp_path):
+    providers = Path(gateway_env["PROVIDERS_FILE"]).read_text()
+    marker = 'id = "deepseek-v3.2"\n'
+    assert marker in providers
+    routed = providers.replace(marker, marker + 'fallbacks = [ { provider = "qwen", upstream = "deepseek-mirror" } ]\n')
+    (tmp_path / "providers.toml").write_text(routed)
+    handle, client = console_on({**gateway_env, "PROVIDERS_FILE": str(tmp_path / "providers.toml")})
+    account = handle.create_account(10**9)
+    key = handle.create_key(account)["key"]
+    failed = requests.post(f"{handle.url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                           json={"model": MODEL, "messages": [{"role": "user", "content": "[[error:503]]"}]},
+                           timeout=30)
+    assert failed.status_code == 503
+    deadline = time.monotonic() + 20
+    while handle.internal("GET", f"/accounts/{account}").json()["requests"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    html = client.get(f"/operator/traffic?account_id={account}").get_data(as_text=True)
+    tries = re.search(r'<span class="cell-sub" data-testid="tries" title="([^"]*)">after 2 tries</span>', html)
+    assert tries, html[:2000]
+    assert tries.group(1).startswith(f"{CHANNEL} 503 upstream_http_503 ")
+    assert "qwen:deepseek-mirror 503" in tries.group(1)
 
 
 def test_a_key_entered_in_the_console_is_masked_rotated_and_never_shown(keyed_console, fake_upstream):
