@@ -1,8 +1,8 @@
 """Builds the gateway application: one lifespan for every shared resource.
 
 ``create_app(settings)`` opens, in order, the database (migrated to the newest schema),
-the upstream HTTP session, the key cache, the reserver, the batch writer and the
-catalogue refresher, and closes them in reverse: the writer's final flush runs before
+the upstream HTTP session, the key cache, the reserver, the batch writer, the
+catalogue refresher, the console's provider keys and the channel breakers, and closes them in reverse: the writer's final flush runs before
 the reserver returns its leases.
 
 The same application serves both listeners (see ``serve``); ``_listener_guard`` keeps
@@ -21,12 +21,15 @@ from .accounting.catalog_overrides import CatalogRefresher
 from .accounting.leases import Reserver
 from .accounting.metering import BatchWriter
 from .api import admin, guards, internal, public
-from .appkeys import CATALOG, ENGINE, HTTP, KEYS, REFRESHER, RESERVER, SETTINGS, WRITER
+from .api import metrics as metrics_api
+from .accounting.provider_keys import ProviderKeys
+from .appkeys import BREAKERS, CATALOG, ENGINE, HTTP, KEYS, PROVIDER_KEYS, REFRESHER, RESERVER, SETTINGS, WRITER
 from .auth import KeyCache
 from .catalog import load_catalog
 from .config import Settings
 from .db import Database
 from .proxy.providers import simulated
+from .proxy.breaker import Breakers
 
 log = logging.getLogger("samalink.gateway")
 
@@ -86,6 +89,27 @@ async def _catalog_refresher(app: web.Application) -> AsyncIterator[None]:
     await refresher.close()
 
 
+async def _provider_keys(app: web.Application) -> AsyncIterator[None]:
+    # Keys entered in the console, decrypted in memory and refreshed like the catalogue.
+    settings = app[SETTINGS]
+    keys = ProviderKeys(app[ENGINE], settings.secrets_key, settings.key_refresh_interval)
+    await keys.start()
+    app[PROVIDER_KEYS] = keys
+    yield
+    await keys.close()
+
+
+async def _breakers(app: web.Application) -> AsyncIterator[None]:
+    # Channel breakers, kept in step with every other gateway process through the database.
+    settings = app[SETTINGS]
+    breakers = Breakers(app[ENGINE], settings.breaker_failures, settings.breaker_cooldown,
+                        settings.channel_poll_interval)
+    await breakers.start()
+    app[BREAKERS] = breakers
+    yield
+    await breakers.close()
+
+
 def _on_internal_listener(request: web.Request, internal_port: int) -> bool:
     transport = request.transport
     sockname = transport.get_extra_info("sockname") if transport is not None else None
@@ -93,7 +117,7 @@ def _on_internal_listener(request: web.Request, internal_port: int) -> bool:
 
 
 def _listener_guard(internal_port: int):
-    """Middleware: ``/internal/...`` exists only on the internal listener.
+    """Middleware: ``/internal/...`` and ``/metrics`` exist only on the internal listener.
 
     On the public port it answers the same JSON 404 as any unknown ``/v1`` path, before
     the token is even looked at: a leaked token alone reaches nothing there.
@@ -101,7 +125,7 @@ def _listener_guard(internal_port: int):
     @web.middleware
     async def guard(request: web.Request, handler):
         internal = request.path == "/internal" or request.path.startswith("/internal/") \
-            or len(request.match_info.apps) > 1
+            or request.path == metrics_api.PATH or len(request.match_info.apps) > 1
         if internal and not _on_internal_listener(request, internal_port):
             return await public.unknown_endpoint(request)
         return await handler(request)
@@ -119,8 +143,10 @@ def create_app(settings: Settings) -> web.Application:
     # Demo mode, and only demo mode, serves every model with the simulated provider.
     app[CATALOG] = simulated.simulate_catalog(catalog) if settings.demo else catalog
     simulated.configure(simulated.Pace(settings.simulated_first_token_seconds, settings.simulated_tokens_per_second))
-    app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _batch_writer, _catalog_refresher])
+    app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _batch_writer, _catalog_refresher,
+                            _provider_keys, _breakers])
     internal.setup_routes(app)
     admin.setup_routes(app)
+    metrics_api.setup_routes(app)
     public.setup_routes(app)
     return app

@@ -8,10 +8,12 @@ from aiohttp import web
 from .accounting.catalog_overrides import CatalogRefresher
 from .accounting.leases import Reserver
 from .accounting.metering import BatchWriter
+from .accounting.provider_keys import ProviderKeys
 from .auth import KeyCache
 from .catalog import Catalog
 from .config import Settings
 from .db import Database
+from .proxy.breaker import Breakers
 
 SETTINGS = web.AppKey("settings", Settings)
 CATALOG = web.AppKey("catalog", Catalog)
@@ -21,3 +23,5 @@ KEYS = web.AppKey("keys", KeyCache)
 RESERVER = web.AppKey("reserver", Reserver)
 WRITER = web.AppKey("writer", BatchWriter)
 REFRESHER = web.AppKey("catalog_refresher", CatalogRefresher)
+BREAKERS = web.AppKey("breakers", Breakers)
+PROVIDER_KEYS = web.AppKey("provider_keys", ProviderKeys)

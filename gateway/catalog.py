@@ -4,12 +4,19 @@ Prices are integers in P per 1M tokens, which is the same number as micro-P per
 token; a model without a price is listed but cannot be called. A model may also
 price prompt-cache reads and writes, and have long-context tiers that price the whole
 request once its prompt passes a size (accounting/pricing.py applies them).
+
+A model is served over one or more channels: its own provider (the primary) and the
+``fallbacks`` after it, each a provider with its own upstream model name, a
+``priority`` (lower is tried first; equal priorities share traffic by ``weight``) and,
+optionally, a ``cost``: what the operator pays on that channel, in the same fields as
+the catalogue prices. Customers always pay the catalogue price, whichever channel served.
 """
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from .config import ConfigError
@@ -51,6 +58,39 @@ class PriceTier:
 
 
 CACHE_PRICES = ("cache_read_price", "cache_write_price", "cache_write_1h_price")
+COST_FIELDS = ("input_price", "output_price", *CACHE_PRICES)
+CHANNEL_FIELDS = frozenset({"provider", "upstream", "priority", "weight", "cost"})
+MAX_WEIGHT = 1_000_000
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What the operator pays a channel, P per 1M tokens (micro-P per token), like the catalogue prices.
+
+    A cache price left out is the input price.
+    """
+
+    input_price: int
+    output_price: int
+    cache_read_price: int | None = None
+    cache_write_price: int | None = None
+    cache_write_1h_price: int | None = None
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One way to serve a model: a provider, the model's name there, its order and share, its cost."""
+
+    provider: str
+    upstream: str
+    priority: int = 0
+    weight: int = 1
+    cost: Cost | None = None
+
+    @cached_property
+    def id(self) -> str:
+        """The channel's name in the request log, the breaker table and the console."""
+        return f"{self.provider}:{self.upstream}"
 
 
 @dataclass(frozen=True)
@@ -78,10 +118,18 @@ class Model:
     tiers: tuple[PriceTier, ...] = ()
     # Other ids clients send for this same upstream model (dated and dashed forms).
     aliases: tuple[str, ...] = ()
+    # What the operator pays the primary channel; the fallbacks carry their own.
+    cost: Cost | None = None
+    fallbacks: tuple[Channel, ...] = ()
 
     @property
     def priced(self) -> bool:
         return self.input_price is not None and self.output_price is not None
+
+    @cached_property
+    def channels(self) -> tuple[Channel, ...]:
+        """The primary channel and the fallbacks, in the providers file's order."""
+        return (Channel(self.provider, self.upstream, 0, 1, self.cost), *self.fallbacks)
 
 
 @dataclass(frozen=True)
@@ -203,10 +251,71 @@ def parse_catalog(data: dict) -> Catalog:
             **{name: _price(where, entry, name) for name in CACHE_PRICES},
             tiers=_tiers(where, entry, input_price is not None and output_price is not None),
             aliases=_aliases(where, entry),
+            cost=_cost(f"{where}.cost", entry.get("cost")),
+            fallbacks=_fallbacks(where, entry, providers),
         )
     if not models:
         raise ConfigError("PROVIDERS_FILE: defines no models")
     return Catalog(providers=providers, models=models, aliases=_alias_map(models))
+
+
+def _cost(where: str, raw: object) -> Cost | None:
+    """A ``cost = { input_price = …, output_price = … }`` table, or None where there is none."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"PROVIDERS_FILE: {where} must be a table of prices (input_price, output_price, …)")
+    unknown = sorted(set(raw) - set(COST_FIELDS))
+    if unknown:
+        raise ConfigError(f"PROVIDERS_FILE: {where}.{unknown[0]} is not a price (use {', '.join(COST_FIELDS)})")
+    prices = {name: _price(where, raw, name) for name in COST_FIELDS}
+    for required in ("input_price", "output_price"):
+        if prices[required] is None:
+            raise ConfigError(f"PROVIDERS_FILE: {where}.{required} is missing")
+    return Cost(**prices)
+
+
+def _whole(where: str, entry: dict, name: str, default: int, low: int, high: int) -> int:
+    value = entry.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"PROVIDERS_FILE: {where}.{name} must be a whole number from {low} to {high}")
+    return value
+
+
+def _fallbacks(where: str, entry: dict, providers: dict[str, Provider]) -> tuple[Channel, ...]:
+    """The model's ``fallbacks``: each a provider that is defined, and no channel twice.
+
+    A fallback without a ``priority`` comes after everything listed before it (its
+    place in the list, counting the primary as 0).
+    """
+    raw = entry.get("fallbacks", [])
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise ConfigError(f"PROVIDERS_FILE: {where}.fallbacks must be a list of {{ provider = …, upstream = … }} tables")
+    seen = {(entry["provider"], entry["upstream"])}
+    channels = []
+    for index, item in enumerate(raw):
+        at = f"{where}.fallbacks[{index}]"
+        unknown = sorted(set(item) - CHANNEL_FIELDS)
+        if unknown:
+            raise ConfigError(f"PROVIDERS_FILE: {at}.{unknown[0]} is not a channel field "
+                              f"(use {', '.join(sorted(CHANNEL_FIELDS))})")
+        for required in ("provider", "upstream"):
+            if not isinstance(item.get(required), str) or not item[required].strip():
+                raise ConfigError(f"PROVIDERS_FILE: {at}.{required} is missing")
+        if item["provider"] not in providers:
+            raise ConfigError(f"PROVIDERS_FILE: {at}.provider {item['provider']!r} is not defined")
+        pair = (item["provider"], item["upstream"])
+        if pair in seen:
+            raise ConfigError(f"PROVIDERS_FILE: {at} repeats the channel {item['provider']}:{item['upstream']}")
+        seen.add(pair)
+        channels.append(Channel(
+            provider=item["provider"],
+            upstream=item["upstream"],
+            priority=_whole(at, item, "priority", index + 1, 0, 1000),
+            weight=_whole(at, item, "weight", 1, 1, MAX_WEIGHT),
+            cost=_cost(f"{at}.cost", item.get("cost")),
+        ))
+    return tuple(channels)
 
 
 def _aliases(where: str, entry: dict) -> tuple[str, ...]:

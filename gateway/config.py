@@ -44,6 +44,27 @@ def _float(env: dict, name: str, default: float, low: float = 0.0) -> float:
     return value
 
 
+def _secrets_key(env: dict) -> str | None:
+    raw = (env.get("SECRETS_KEY") or "").strip()
+    if not raw:
+        return None
+    from cryptography.fernet import Fernet
+
+    try:
+        Fernet(raw.encode())
+    except (ValueError, TypeError):
+        raise ConfigError("SECRETS_KEY must be a Fernet key (32 bytes, URL-safe base64): "
+                          "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'") from None
+    return raw
+
+
+def _log_format(env: dict) -> str:
+    raw = (env.get("LOG_FORMAT") or "text").strip().lower()
+    if raw not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT must be text or json, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the gateway reads from its environment."""
@@ -77,6 +98,14 @@ class Settings:
     # How fast simulated streams arrive (0 tokens per second: at once).
     simulated_first_token_seconds: float = 0.0
     simulated_tokens_per_second: float = 0.0
+    # A channel failing this many times in a row is skipped for breaker_cooldown seconds;
+    # every process learns of it within about two channel_poll_interval.
+    breaker_failures: int = 3
+    breaker_cooldown: float = 30.0
+    channel_poll_interval: float = 1.0
+    log_format: str = "text"  # or "json": one object per line
+    # Encrypts provider keys entered in the console; None switches console key entry off.
+    secrets_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -113,6 +142,11 @@ class Settings:
             key_refresh_interval=_float(env, "GATEWAY_KEY_REFRESH_INTERVAL", 0.5),
             workers=_int(env, "GATEWAY_WORKERS", 1, 1, 64),
             min_output_tokens=_int(env, "GATEWAY_MIN_OUTPUT_TOKENS", 1024, 1, 1_000_000),
+            log_format=_log_format(env),
+            secrets_key=_secrets_key(env),
+            breaker_failures=_int(env, "GATEWAY_BREAKER_FAILURES", 3, 1, 1000),
+            breaker_cooldown=_float(env, "GATEWAY_BREAKER_COOLDOWN", 30.0),
+            channel_poll_interval=_float(env, "GATEWAY_CHANNEL_POLL_INTERVAL", 1.0),
             upstream_keys={k: v for k, v in env.items() if k.endswith("_API_KEY") and v},
             demo=demo_mode(env),
             top_ups=bool(env.get("STRIPE_SECRET_KEY")),

@@ -163,9 +163,54 @@ request_log = sa.Table(
     sa.Column("reasoning_tokens", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("price_tier", sa.BigInteger),
     sa.Column("saved_micro_p", sa.BigInteger, nullable=False, server_default="0"),
+    # The channel ("provider:upstream model") that served, or the last one tried; what the
+    # operator paid that channel for the usage (None where the channel has no cost).
+    sa.Column("channel", sa.String(200)),
+    sa.Column("upstream_cost_micro_p", sa.BigInteger),
     sa.Index("ix_request_log_account_id", "account_id", "id"),
     sa.Index("ix_request_log_account_created", "account_id", "created_at"),
     sa.Index("ix_request_log_account_key", "account_id", "key_id", "id"),
+)
+
+# Each try of a request on one channel, in order (``attempt`` from 0): what it answered
+# and how long it took. Written with the request's log row.
+request_attempts = sa.Table(
+    "request_attempts",
+    metadata,
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("channel", sa.String(200), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("error_class", sa.String(100)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("request_id", "attempt", name="pk_request_attempts"),
+    sa.Index("ix_request_attempts_channel_created", "channel", "created_at"),
+)
+
+# Each channel's breaker as every gateway process sees it: open (skipped) until
+# ``open_until``, switched off by the operator, and its last failure. A process writes
+# its own changes and adopts any row whose ``changed_at`` is newer than what it last saw.
+channel_health = sa.Table(
+    "channel_health",
+    metadata,
+    sa.Column("channel", sa.String(200), primary_key=True),
+    sa.Column("open_until", UTCDateTime),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("last_error", sa.String(200)),
+    sa.Column("last_error_at", UTCDateTime),
+    sa.Column("changed_at", UTCDateTime, nullable=False),
+)
+
+# Provider keys entered in the operator console, encrypted with SECRETS_KEY (Fernet);
+# ``hint`` is the masked form the console shows. A key in the environment wins over these.
+provider_keys = sa.Table(
+    "provider_keys",
+    metadata,
+    sa.Column("provider", sa.String(64), primary_key=True),
+    sa.Column("ciphertext", sa.Text, nullable=False),
+    sa.Column("hint", sa.String(20), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
 # Settled requests the batch writer could not record (a value the database refused):

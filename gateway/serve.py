@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import multiprocessing
 import os
 import signal
 import sys
+import tempfile
+import traceback
+from datetime import datetime, timezone
 
 from aiohttp import web
 
@@ -29,6 +33,40 @@ from .config import ConfigError, Settings
 from .db import Database, safe_url
 
 log = logging.getLogger("samalink.gateway")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line (``LOG_FORMAT=json``), anything key-shaped redacted.
+
+    The gateway never logs a prompt or a completion; an exception is logged by its type
+    and traceback only, as everywhere else.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        from .proxy.upstream_errors import redact_keys
+
+        entry = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact_keys(record.getMessage()),
+            "process": record.process,
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["exception"] = record.exc_info[0].__name__
+            entry["traceback"] = redact_keys("".join(traceback.format_tb(record.exc_info[2])))
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(log_format: str) -> None:
+    """Log to stderr as text, or as one JSON object per line when ``log_format`` is ``json``."""
+    if log_format == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonLogFormatter())
+        logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class StartupError(Exception):
@@ -127,8 +165,7 @@ def run_worker(settings: Settings, reuse_port: bool = False) -> None:
     from .app import create_app
 
     _use_uvloop()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging(settings.log_format)
     app = create_app(settings)
     _tune_gc()
     try:
@@ -139,14 +176,37 @@ def run_worker(settings: Settings, reuse_port: bool = False) -> None:
             signal.signal(signum, signal.SIG_IGN)
 
 
+def _metrics_directory() -> None:
+    """Give the workers an empty PROMETHEUS_MULTIPROC_DIR, so /metrics sums them all.
+
+    An operator's own directory is used when set (emptied of an earlier run's files).
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.remove(os.path.join(directory, name))
+    else:
+        directory = tempfile.mkdtemp(prefix="samalink-metrics-")
+    # Read by prometheus-client when each spawned worker imports it.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+
+
 def serve(settings: Settings) -> None:
     """Run the gateway with ``settings.workers`` processes."""
     preflight(settings)
-    print(f"samalink gateway listening on http://{settings.host}:{settings.port} (public /v1), "
-          f"http://{settings.internal_host}:{settings.internal_port} (internal API)", file=sys.stderr, flush=True)
+    listening = (f"samalink gateway listening on http://{settings.host}:{settings.port} (public /v1), "
+                 f"http://{settings.internal_host}:{settings.internal_port} (internal API)")
+    if settings.log_format == "json":
+        configure_logging(settings.log_format)
+        log.info(listening)
+    else:
+        print(listening, file=sys.stderr, flush=True)
     if settings.workers == 1:
         run_worker(settings)
         return
+    _metrics_directory()
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=run_worker, args=(settings, True), daemon=False) for _ in range(settings.workers)]
     for worker in workers:
@@ -172,6 +232,10 @@ def serve(settings: Settings) -> None:
     signal.signal(signal.SIGINT, forward)
     for worker in workers:
         worker.join()
+        if worker.pid:
+            from .metrics import worker_exited
+
+            worker_exited(worker.pid)
 
 
 def main() -> int:

@@ -306,6 +306,41 @@ class GatewayClient:
         (``input_price``, ``output_price``, the three cache prices, ``enabled``, ``effective_from``)."""
         return self._json("POST", f"/admin/catalog/{_seg(model_id)}", json=dict(changes, actor=actor, reason=reason))
 
+    # -- channels, provider keys, margin --------------------------------------------
+
+    def admin_channels(self) -> dict:
+        """``GET /admin/channels``: every model's channels with their live health."""
+        return self._json("GET", "/admin/channels")
+
+    def admin_switch_channel(self, channel: str, enabled: bool) -> dict:
+        """``POST /admin/channels/switch``: a channel off (never tried) or on, in every gateway process."""
+        return self._json("POST", "/admin/channels/switch", json={"channel": channel, "enabled": enabled})
+
+    def admin_test_channel(self, channel: str) -> dict:
+        """``POST /admin/channels/test``: a one-token request over one channel, and what it answered."""
+        return self._json("POST", "/admin/channels/test", json={"channel": channel})
+
+    def admin_provider_keys(self) -> dict:
+        """``GET /admin/provider-keys``: each provider's key source and console key, masked."""
+        return self._json("GET", "/admin/provider-keys")
+
+    def admin_set_provider_key(self, provider: str, key: str) -> dict:
+        """``PUT /admin/provider-keys/{provider}``: store a key (encrypted by the gateway); its masked form."""
+        return self._json("PUT", f"/admin/provider-keys/{_seg(provider)}", json={"key": key})
+
+    def admin_delete_provider_key(self, provider: str) -> None:
+        """``DELETE /admin/provider-keys/{provider}``: forget the console key."""
+        self._send("DELETE", f"/admin/provider-keys/{_seg(provider)}").close()
+
+    def admin_margin(self, start: str, end: str, tz: str) -> dict:
+        """``GET /admin/margin``: revenue, upstream cost and margin per day, model and channel."""
+        return self._json("GET", "/admin/margin", params={"start": start, "end": end, "tz": tz})
+
+    def admin_margin_csv(self, start: str, end: str, tz: str) -> str:
+        """``GET /admin/margin.csv``: the same report as CSV text."""
+        response = self._send("GET", "/admin/margin.csv", params={"start": start, "end": end, "tz": tz})
+        return response.text
+
 
 def gateway() -> GatewayClient:
     """The current app's gateway client."""

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db import accounts, api_keys, ledger_entries, request_log, usage_rollups
+from ..db import accounts, api_keys, ledger_entries, request_attempts, request_log, usage_rollups
 from .requestlog import RequestFilter, filtered, request_dict
 from .usage import DAY, EPOCH, offset_segments, range_bounds
 
@@ -39,7 +39,7 @@ def search_accounts(conn: Connection, query: str, limit: int) -> list[Any]:
 
 
 def query_all_requests(conn: Connection, filters: RequestFilter, limit: int, before_id: int | None) -> list[Any]:
-    """Up to ``limit`` log rows of any account, newest first, ids below ``before_id``."""
+    """Up to ``limit`` log rows of any account, newest first, ids below ``before_id``, each with its attempts."""
     query = (
         sa.select(
             request_log,
@@ -53,13 +53,42 @@ def query_all_requests(conn: Connection, filters: RequestFilter, limit: int, bef
             .join(accounts, accounts.c.id == request_log.c.account_id)
         )
     )
-    return list(conn.execute(filtered(query, filters, before_id).limit(limit)))
+    rows = list(conn.execute(filtered(query, filters, before_id).limit(limit)))
+    tries = attempts_of(conn, [row.request_id for row in rows])
+    return [_WithAttempts(row, tries.get(row.request_id, [])) for row in rows]
+
+
+class _WithAttempts:
+    """A log row that also carries its attempts (attribute access passes to the row)."""
+
+    def __init__(self, row: Any, attempts: list[dict]) -> None:
+        self._row = row
+        self.attempts = attempts
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._row, name)
+
+
+def attempts_of(conn: Connection, request_ids: list[str]) -> dict[str, list[dict]]:
+    """Each request's tries, in order: channel, status, latency and error class."""
+    found: dict[str, list[dict]] = {}
+    for start in range(0, len(request_ids), 500):
+        chunk = request_ids[start:start + 500]
+        rows = conn.execute(sa.select(request_attempts).where(request_attempts.c.request_id.in_(chunk))
+                            .order_by(request_attempts.c.request_id, request_attempts.c.attempt))
+        for row in rows:
+            found.setdefault(row.request_id, []).append({
+                "channel": row.channel, "status": row.status, "latency_ms": row.latency_ms,
+                "error_class": row.error_class,
+            })
+    return found
 
 
 def all_request_dict(row: Any) -> dict:
-    """A log row with its customer and provider."""
+    """A log row with its customer, provider, the channel that served, what it cost, and every try."""
     return {**request_dict(row), "account_id": row.account_id, "account_email": row.account_email,
-            "provider": row.provider}
+            "provider": row.provider, "channel": row.channel, "upstream_cost_micro_p": row.upstream_cost_micro_p,
+            "attempts": getattr(row, "attempts", [])}
 
 
 def daily_money(conn: Connection, start: date, end: date, tz: ZoneInfo) -> list[dict]:

@@ -26,13 +26,30 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .. import metrics
 from ..auth import KeyCache
-from ..db import Database, accounts, api_keys, dead_letters, request_log, upsert, usage_rollups, utcnow
+from ..db import (
+    Database, accounts, api_keys, dead_letters, request_attempts, request_log, upsert, usage_rollups, utcnow,
+)
 from .leases import Reservation, Reserver, Settled, settle_reservations
 from .ledger import UsageCharge, debit_usage
 from .usage import BUCKET_SECONDS, DAY_TABLES, SUMS, local_day
 
 log = logging.getLogger("samalink.gateway.metering")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of a request on one channel: the status it ended with and how long it took."""
+
+    channel: str
+    status: int
+    latency_ms: int
+    error_class: str | None = None
+
+
+# More tries than any catalogue has channels: the rest are not logged.
+MAX_ATTEMPTS = 20
 
 
 @dataclass
@@ -64,6 +81,9 @@ class RequestRecord:
     reasoning_tokens: int = 0
     price_tier: int | None = None  # the above_input_tokens of the long-context tier applied
     saved_micro_p: int = 0  # what caching saved; negative when cache writes cost more than they saved
+    channel: str = ""  # the channel that served, or the last one tried
+    upstream_cost_micro_p: int | None = None  # what that channel cost the operator (None: no cost known)
+    attempts: tuple[Attempt, ...] = ()
 
 
 # Far above any real request, far below what a BigInteger sum of a batch can hold
@@ -132,6 +152,7 @@ def normalise(record: RequestRecord) -> RequestRecord:
             created_at = utcnow()
     ttft = get("ttft_ms")
     tier = get("price_tier")
+    upstream_cost = get("upstream_cost_micro_p")
     return RequestRecord(
         request_id=_text(get("request_id"), _column_length("request_id")),
         account_id=_text(get("account_id"), _column_length("account_id")),
@@ -156,6 +177,24 @@ def normalise(record: RequestRecord) -> RequestRecord:
         reasoning_tokens=_integer(get("reasoning_tokens", 0), 0, MAX_TOKENS, 0),
         price_tier=None if tier is None else _integer(tier, 0, MAX_TOKENS, 0),
         saved_micro_p=_integer(get("saved_micro_p", 0), -MAX_COST_MICRO_P, MAX_COST_MICRO_P, 0),
+        channel=_text(get("channel", ""), _column_length("channel")),
+        upstream_cost_micro_p=None if upstream_cost is None else _integer(upstream_cost, 0, MAX_COST_MICRO_P, 0),
+        attempts=_attempts(get("attempts", ())),
+    )
+
+
+def _attempts(value: object) -> tuple[Attempt, ...]:
+    """The attempts as ``request_attempts`` stores them; anything that is not an Attempt is left out."""
+    try:
+        items = list(value)[:MAX_ATTEMPTS]
+    except TypeError:
+        return ()
+    length = request_attempts.c.channel.type.length
+    return tuple(
+        Attempt(_text(item.channel, length), _integer(item.status, 100, 599, 502),
+                _integer(item.latency_ms, 0, MAX_INT32, 0),
+                _optional_text(item.error_class, request_attempts.c.error_class.type.length))
+        for item in items if isinstance(item, Attempt)
     )
 
 
@@ -202,6 +241,7 @@ def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation |
         return []
     records = [record for record, _ in unwritten]
     _insert_log_rows(conn, records)
+    _insert_attempts(conn, records)
     debit_usage(conn, (UsageCharge(r.account_id, r.request_id, r.cost_micro_p, f"{r.model} {r.endpoint}")
                        for r in records))
     consumed = settle_reservations(conn, [reservation for _, reservation in unwritten])
@@ -244,10 +284,23 @@ def _insert_log_rows(conn: Connection, records: list[RequestRecord]) -> None:
                 "cache_write_1h_tokens": int(r.cache_write_1h_tokens), "reasoning_tokens": int(r.reasoning_tokens),
                 "price_tier": None if r.price_tier is None else int(r.price_tier),
                 "saved_micro_p": int(r.saved_micro_p),
+                "channel": r.channel or None,
+                "upstream_cost_micro_p": None if r.upstream_cost_micro_p is None else int(r.upstream_cost_micro_p),
             }
             for r in records
         ],
     )
+
+
+def _insert_attempts(conn: Connection, records: list[RequestRecord]) -> None:
+    """One row per channel tried, for the requests that tried any."""
+    rows = [
+        {"request_id": r.request_id, "attempt": index, "channel": a.channel, "status": int(a.status),
+         "latency_ms": int(a.latency_ms), "error_class": a.error_class, "created_at": r.created_at}
+        for r in records for index, a in enumerate(r.attempts)
+    ]
+    if rows:
+        conn.execute(request_attempts.insert(), rows)
 
 
 def _add_key_use(conn: Connection, records: list[RequestRecord]) -> None:
@@ -359,6 +412,18 @@ def dead_letter_count(conn: Connection) -> int:
 Batch = list[tuple[RequestRecord, Reservation | None]]
 
 
+def observe(record: RequestRecord) -> None:
+    """Count a settled request in the metrics (its model only when the catalogue resolved it)."""
+    metrics.observe_request(
+        record.model if record.provider else "", record.endpoint, record.status, record.channel,
+        record.latency_ms / 1000, None if record.ttft_ms is None else record.ttft_ms / 1000,
+        {"input": record.input_tokens, "output": record.output_tokens, "cache_read": record.cache_read_tokens,
+         "cache_write": record.cache_write_tokens + record.cache_write_1h_tokens,
+         "reasoning": record.reasoning_tokens},
+        record.cost_micro_p,
+    )
+
+
 class BatchWriter:
     """Queues settled requests and commits them in batches off the request path."""
 
@@ -418,6 +483,8 @@ class BatchWriter:
             self._queue.append((record, reservation))
             if len(self._queue) >= self.batch_size:
                 self._wake.set()
+            observe(record)
+            metrics.QUEUE_DEPTH.set(self.queue_depth)
         except Exception:  # noqa: BLE001 - settling must never break the response path
             log.exception("could not queue request %s", getattr(record, "request_id", "?"))
 
@@ -439,16 +506,20 @@ class BatchWriter:
             done: set[int] = set()
             consumed: list[Settled] = []
             refused: list[tuple[RequestRecord, Reservation | None, BaseException]] = []
+            started = time.perf_counter()
             try:
                 await self.db.run(self._write_isolating, batch, list(range(len(batch))), done, consumed, refused)
                 ok = True
             except Exception:  # noqa: BLE001 - transient: keep what is not yet written and retry
                 ok = False
+                metrics.FLUSH_FAILURES.inc()
                 self._retry = [item for index, item in enumerate(batch) if index not in done]
                 self.failed_flushes += 1
                 if self.failing_since is None:
                     self.failing_since = time.monotonic()
                 log.warning("flush of %d request(s) failed; will retry", len(self._retry), exc_info=True)
+            metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
+            metrics.QUEUE_DEPTH.set(self.queue_depth)
             self._after_commit(batch, done, consumed, refused)
             if ok:
                 self.last_flush_at = utcnow()

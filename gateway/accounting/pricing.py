@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..catalog import Model, PriceTier
+from ..catalog import Cost, Model, PriceTier
 
 # How deep ``wants_1h_cache`` looks into a request body; real bodies nest a few levels.
 MAX_BODY_DEPTH = 64
@@ -112,6 +112,22 @@ def cost_micro_p(model: Model, usage: TokenUsage) -> int:
     Raises ``ValueError`` for a model without a price (it must be refused earlier).
     """
     prices = prices_at(model, usage.prompt_tokens)
+    return _input_cost(prices, usage) + int(usage.output_tokens) * prices.output
+
+
+def upstream_cost_micro_p(cost: Cost | None, usage: TokenUsage) -> int | None:
+    """What a channel charges the operator for ``usage`` at its ``cost`` prices; None where it has none.
+
+    A cache price the channel leaves out is its input price. Channels have no tiers.
+    """
+    if cost is None:
+        return None
+
+    def price(value: int | None) -> int:
+        return cost.input_price if value is None else value
+
+    prices = Prices(None, cost.input_price, cost.output_price, price(cost.cache_read_price),
+                    price(cost.cache_write_price), price(cost.cache_write_1h_price))
     return _input_cost(prices, usage) + int(usage.output_tokens) * prices.output
 
 

@@ -24,20 +24,24 @@ from aiohttp import web
 
 from ..accounting.leases import InsufficientBalance, LimitReached, Reservation, Reserver
 from ..accounting.metering import BatchWriter, RequestRecord
+from ..accounting.provider_keys import ProviderKeys
 from ..accounting.pricing import (
     TokenUsage,
     affordable_output_tokens,
     price_tier,
     saved_micro_p,
+    upstream_cost_micro_p,
     wants_1h_cache,
     worst_case_micro_p,
 )
-from ..appkeys import CATALOG, HTTP, KEYS, RESERVER, SETTINGS, WRITER
+from .. import metrics
+from ..appkeys import BREAKERS, CATALOG, HTTP, KEYS, PROVIDER_KEYS, RESERVER, SETTINGS, WRITER
 from ..auth import KeyCache, KeyInfo
 from ..catalog import Catalog, Model, Provider
 from ..config import Settings
 from ..errors import ApiError, anthropic_error_body, bad_request, openai_error_body
 from ..proxy import tokens
+from ..proxy.breaker import Breakers
 from ..proxy.call import (
     CHAT,
     COMPLETIONS,
@@ -49,6 +53,7 @@ from ..proxy.call import (
     Plan,
     plan_request,
 )
+from ..proxy.failover import Route, routes_for, serve_over_channels
 from ..proxy.forward import forward_stream, forward_whole
 from ..proxy.providers import anthropic as anthropic_wire
 from ..proxy.providers import read_json, send, simulated
@@ -88,6 +93,8 @@ class _Runtime:
     keys: KeyCache
     reserver: Reserver
     writer: BatchWriter
+    breakers: Breakers
+    provider_keys: ProviderKeys
     whole_timeout: aiohttp.ClientTimeout
     stream_timeout: aiohttp.ClientTimeout
     models_body: bytes
@@ -104,6 +111,8 @@ class _Runtime:
         self.keys = app[KEYS]
         self.reserver = app[RESERVER]
         self.writer = app[WRITER]
+        self.breakers = app[BREAKERS]
+        self.provider_keys = app[PROVIDER_KEYS]
         connect = self.settings.upstream_connect_timeout
         self.whole_timeout = aiohttp.ClientTimeout(total=self.settings.upstream_timeout, sock_connect=connect)
         # A stream may run long; what must not happen is a long silence.
@@ -269,13 +278,23 @@ def _anthropic_beta(beta: str | None, model: Model, provider: Provider, long_con
     return f"{beta},{LONG_CONTEXT_FLAG}" if beta else LONG_CONTEXT_FLAG
 
 
-def _provider_key(settings: Settings, provider: Provider) -> str:
+def _configured_key(settings: Settings, provider: Provider, console: ProviderKeys | None = None) -> str | None:
+    """The provider's key: the environment's, or else one entered in the operator console."""
     if simulated.is_simulated(provider.base_url):
         return simulated.NO_KEY
-    secret = settings.upstream_keys.get(provider.api_key_env) or os.environ.get(provider.api_key_env)
+    return (settings.upstream_keys.get(provider.api_key_env) or os.environ.get(provider.api_key_env)
+            or (console.get(provider.name) if console is not None else None) or None)
+
+
+def _not_configured(provider: Provider) -> ApiError:
+    return ApiError(503, f"provider {provider.name} is not configured: set {provider.api_key_env}",
+                    code="provider_not_configured")
+
+
+def _provider_key(settings: Settings, provider: Provider, console: ProviderKeys | None = None) -> str:
+    secret = _configured_key(settings, provider, console)
     if not secret:
-        raise ApiError(503, f"provider {provider.name} is not configured: set {provider.api_key_env}",
-                       code="provider_not_configured")
+        raise _not_configured(provider)
     return secret
 
 
@@ -380,8 +399,41 @@ def _settle(runtime: _Runtime, call: Call) -> None:
         estimated=call.estimated and call.billable,
         created_at=call.created_at,
         flags=",".join(call.flags) if call.billable else "",
+        channel=call.channel,
+        upstream_cost_micro_p=upstream_cost_micro_p(call.channel_cost, usage) if call.billable else None,
+        attempts=tuple(call.attempts),
     )
     runtime.writer.settle(record, call.reservation)
+    if call.reservation is not None:
+        metrics.RESERVED.dec(call.reservation.amount_micro_p)
+
+
+def _planner(endpoint: str, body: dict, size: int, request: web.Request, long_context: bool):
+    """How a route's upstream request is built from the client's body."""
+    client_beta = request.headers.get("anthropic-beta")
+
+    async def plan_for(route: Route) -> Plan:
+        beta = _anthropic_beta(client_beta, route.model, route.provider, long_context)
+        if size > LARGE_BODY_BYTES:
+            # Tokenizing megabytes takes a good fraction of a second: keep it off the event loop.
+            return await asyncio.get_running_loop().run_in_executor(
+                None, plan_request, endpoint, body, route.model, route.provider, route.secret, beta)
+        return plan_request(endpoint, body, route.model, route.provider, route.secret, beta)
+
+    return plan_for
+
+
+async def _reserve_for_call(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan, call: Call) -> None:
+    call.reservation = await _reserve(runtime, key, model, plan)
+    metrics.RESERVED.inc(call.reservation.amount_micro_p)
+
+
+async def _forward(runtime: _Runtime, request: web.Request, call: Call, route: Route,
+                   plan: Plan) -> web.StreamResponse:
+    if plan.stream:
+        return await forward_stream(runtime.http, runtime.stream_timeout, runtime.settings.drain_timeout,
+                                    request, call, plan, route.provider, route.secret)
+    return await forward_whole(runtime.http, runtime.whole_timeout, call, plan, route.provider, route.secret)
 
 
 async def _serve(request: web.Request, endpoint: str) -> web.StreamResponse:
@@ -406,19 +458,14 @@ async def _serve(request: web.Request, endpoint: str) -> web.StreamResponse:
         call.model = model
         call.provider = provider.name
         _CHECKS[endpoint](body)
-        secret = _provider_key(runtime.settings, provider)
-        beta = _anthropic_beta(request.headers.get("anthropic-beta"), model, provider, long_context)
-        if size > LARGE_BODY_BYTES:
-            # Tokenizing megabytes takes a good fraction of a second: keep it off the event loop.
-            plan = await asyncio.get_running_loop().run_in_executor(
-                None, plan_request, endpoint, body, model, provider, secret, beta)
-        else:
-            plan = plan_request(endpoint, body, model, provider, secret, beta)
-        call.reservation = await _reserve(runtime, key, model, plan)
-        if plan.stream:
-            return await forward_stream(runtime.http, runtime.stream_timeout, runtime.settings.drain_timeout,
-                                        request, call, plan, provider, secret)
-        return await forward_whole(runtime.http, runtime.whole_timeout, call, plan, provider, secret)
+        routes = routes_for(runtime.catalog, model, endpoint,
+                            lambda p: _configured_key(runtime.settings, p, runtime.provider_keys))
+        if not routes:
+            raise _not_configured(provider)
+        return await serve_over_channels(call, routes, runtime.breakers,
+                                         _planner(endpoint, body, size, request, long_context),
+                                         lambda plan: _reserve_for_call(runtime, key, model, plan, call),
+                                         lambda route, plan: _forward(runtime, request, call, route, plan))
     except ApiError as error:
         call.fail(error)
         return _error_response(error, anthropic_shape, call.request_id)
@@ -518,7 +565,7 @@ async def count_tokens(request: web.Request) -> web.Response:
 
 async def _count_upstream(runtime: _Runtime, body: dict, model: Model, provider: Provider, beta: str | None) -> int:
     """Anthropic's count of ``body``'s input tokens; its errors follow the upstream error rule."""
-    secret = _provider_key(runtime.settings, provider)
+    secret = _provider_key(runtime.settings, provider, runtime.provider_keys)
     upstream = {name: value for name, value in body.items() if name not in NOT_COUNTED}
     upstream["model"] = model.upstream
     response = await send(runtime.http, provider.name, anthropic_wire.count_tokens_url(provider),

@@ -7,14 +7,15 @@ provider's wire format and sizes the reservation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
 
 from ..accounting.leases import Reservation
+from ..accounting.metering import Attempt
 from ..accounting.pricing import TokenUsage
-from ..catalog import Model, Provider
+from ..catalog import Cost, Model, Provider
 from ..errors import ApiError, bad_request
 from . import tokens
 from .providers import anthropic as anthropic_wire
@@ -56,6 +57,15 @@ class Call:
     error_class: str | None = None
     ttft: float | None = None
     flags: tuple[str, ...] = ()  # why the upstream's usage was not charged as reported
+    channel: str = ""  # the channel serving (or last tried)
+    channel_cost: Cost | None = None  # what that channel costs the operator
+    attempts: list[Attempt] = field(default_factory=list)  # every channel tried, in order
+
+    def start_attempt(self, channel: str, cost: Cost | None) -> None:
+        """A new try on ``channel``: nothing of an earlier try is charged or kept."""
+        self.channel, self.channel_cost = channel, cost
+        self.usage, self.cost_micro_p, self.estimated, self.billable = TokenUsage(), 0, False, False
+        self.flags, self.ttft, self.status, self.error_class = (), None, 200, None
 
     def fail(self, error: ApiError) -> None:
         """Record the error the client is answered with; a failed request costs nothing."""

@@ -21,7 +21,7 @@ from ..errors import ApiError
 from . import tokens
 from .call import CHAT, CLIENT_CLOSED, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES, RESPONSES_WIRE, Call, Plan
 from .providers import read_json, send, simulated
-from .sse import SSESplitter, carries_content
+from .sse import SSESplitter, is_content_event
 from .translate import responses as tresp
 from .translate import responses_api_answers as tanswers
 from .translate import responses_api_stream as tresponses_stream
@@ -227,15 +227,46 @@ def count_usage(call: Call, plan: Plan, usage: TokenUsage, *, estimated: bool) -
     call.cost_micro_p = cost_micro_p(call.model, checked.usage)
 
 
+async def _until_content(chunks, splitter: SSESplitter, relay: Relay, provider_name: str) -> tuple[bytes, bool]:
+    """Read the upstream stream up to its first content event.
+
+    Returns what the client gets up to and with that event, and whether the stream already
+    ended. Any failure so far raises the ``ApiError`` of ``upstream_errors``: nothing
+    has reached the client, so the request may go to another channel.
+    """
+    held = []
+    try:
+        async for chunk in chunks:
+            events = splitter.feed(chunk)
+            held.extend(relay.event(raw) for raw in events)
+            if any(is_content_event(raw) for raw in events):
+                return b"".join(held), False
+    except (AttributeError, TypeError, KeyError, ValueError):
+        raise malformed_error(provider_name) from None
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise map_client_error(provider_name, exc) from None
+    return b"".join(held), True
+
+
 async def forward_stream(session: aiohttp.ClientSession, timeout: aiohttp.ClientTimeout, drain_timeout: float,
                          request: web.Request, call: Call, plan: Plan, provider: Provider,
                          secret: str) -> web.StreamResponse:
-    """Relay an SSE stream event by event; keep reading after a disconnect until usage arrives."""
+    """Relay an SSE stream event by event; keep reading after a disconnect until usage arrives.
+
+    The client's response starts only at the upstream's first content event: a failure
+    before it raises ``ApiError`` with nothing sent, so another channel may serve.
+    """
     upstream = await send(session, provider.name, plan.url, plan.headers, plan.payload, timeout, secret,
                           **error_formats(call, plan))
     relay = relay_for(call, plan, provider)
     relay.charge = stream_charge(call, plan, relay)
     splitter = SSESplitter()
+    chunks = upstream.content.iter_any()
+    try:
+        first, ended = await _until_content(chunks, splitter, relay, provider.name)
+    except BaseException:
+        upstream.release()
+        raise
     out = web.StreamResponse(status=200, headers={
         "Content-Type": "text/event-stream",
         "Cache-Control": "no-cache",
@@ -260,19 +291,25 @@ async def forward_stream(session: aiohttp.ClientSession, timeout: aiohttp.Client
         except (ConnectionError, aiohttp.ClientConnectionResetError):
             client_gone = True
         async with asyncio.timeout(None) as drain:
-            async for chunk in upstream.content.iter_any():
-                # Everything that arrived together leaves together: one write per read.
-                events = splitter.feed(chunk)
-                if call.ttft is None and any(carries_content(raw) for raw in events):
-                    call.ttft = time.perf_counter()
-                data = b"".join([relay.event(raw) for raw in events])
-                await deliver(data)
-                if client_gone:
-                    if relay.usage.reported:
-                        break
-                    if drain.when() is None:
-                        drain.reschedule(loop.time() + drain_timeout)
-            else:
+            if first:
+                call.ttft = time.perf_counter()
+            await deliver(first)
+            finished = ended
+            if not ended:
+                async for chunk in chunks:
+                    # Everything that arrived together leaves together: one write per read.
+                    data = b"".join([relay.event(raw) for raw in splitter.feed(chunk)])
+                    if data and call.ttft is None:
+                        call.ttft = time.perf_counter()
+                    await deliver(data)
+                    if client_gone:
+                        if relay.usage.reported:
+                            break
+                        if drain.when() is None:
+                            drain.reschedule(loop.time() + drain_timeout)
+                else:
+                    finished = True
+            if finished:
                 leftover = splitter.rest()
                 if leftover:
                     await deliver(relay.event(leftover + b"\n\n"))

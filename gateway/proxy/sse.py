@@ -46,33 +46,46 @@ def parse_event(raw: bytes) -> tuple[bytes | None, bytes]:
     return name, b"\n".join(data)
 
 
-# Named events that carry generated content: Anthropic's, and the Responses API's deltas.
-_CONTENT_EVENTS = (b"content_block_delta", b"response.output_text.delta", b"response.function_call_arguments.delta",
-                   b"response.reasoning_summary_text.delta", b"response.reasoning_text.delta", b"response.refusal.delta")
-# OpenAI delta fields that carry generated content; a role alone carries none.
-_CONTENT_FIELDS = ("content", "reasoning_content", "reasoning", "tool_calls", "refusal", "text")
+# Events that come before anything generated (Anthropic's and the Responses API's): they
+# neither commit the client's response nor count as its first token.
+_PREAMBLE = frozenset({
+    b"message_start", b"ping", b"content_block_start",
+    b"response.created", b"response.queued", b"response.in_progress", b"response.output_item.added",
+    b"response.content_part.added", b"response.reasoning_summary_part.added",
+})
+# OpenAI delta fields that carry what the model generated; a role alone carries nothing.
+_OPENAI_CONTENT = ("content", "tool_calls", "function_call", "reasoning_content", "reasoning", "refusal", "audio")
 
 
-def carries_content(raw: bytes) -> bool:
-    """True when the upstream event ``raw`` holds generated content: the first token.
+def is_content_event(raw: bytes) -> bool:
+    """Whether an upstream event carries generated content, or anything else that is not a preamble.
 
-    Time to first token is measured here, not at the first byte, which is often a
-    role-only chunk or Anthropic's message_start sent before the model has produced
-    anything.
+    The client's response is committed at the first such event (before it, the request may
+    still go to another channel), and time to first token is measured there, not at the
+    first byte, which is often a role-only chunk or Anthropic's message_start. An event
+    that is not of a known shape counts, so its error reaches the client.
     """
     name, data = parse_event(raw)
-    if name is not None:
-        return name in _CONTENT_EVENTS
-    if not data.startswith(b"{") or b"choices" not in data:
+    if not data or data == b"[DONE]":
         return False
     try:
-        chunk = orjson.loads(data)
+        event = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return False
-    for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if isinstance(delta, dict) and any(delta.get(name) for name in _CONTENT_FIELDS):
+        return True
+    if not isinstance(event, dict):
+        return True
+    kind = name or event.get("type")
+    if kind:
+        return kind not in _PREAMBLE and str(kind).encode() not in _PREAMBLE
+    if event.get("usage") or event.get("error"):
+        return True
+    choices = event.get("choices")
+    if not isinstance(choices, list):
+        return True
+    for choice in choices:
+        if not isinstance(choice, dict) or choice.get("finish_reason") or choice.get("text"):
             return True
-        if isinstance(choice, dict) and choice.get("text"):
+        delta = choice.get("delta") or {}
+        if not isinstance(delta, dict) or any(delta.get(field) for field in _OPENAI_CONTENT):
             return True
     return False

@@ -29,6 +29,11 @@ MAX_ERROR_BODY = 64 * 1024
 MAX_ERROR_MESSAGE = 500
 
 
+def redact_keys(text: str) -> str:
+    """``text`` with anything key-shaped replaced by ``[redacted]``."""
+    return _KEY_PATTERN.sub("[redacted]", text)
+
+
 def sanitise(message: str, secret: str | None) -> str:
     """``message`` without the provider key or anything key-shaped, cut to a readable length."""
     if secret:
@@ -214,6 +219,25 @@ def malformed_error(provider_name: str) -> ApiError:
         502, f"provider {provider_name} sent an unreadable answer", code="upstream_malformed_response",
         error_class="upstream_malformed_response",
     )
+
+
+# What the transport and the answer's reading fail with: the channel's failures, like a 5xx.
+CHANNEL_ERROR_CLASSES = frozenset({
+    "upstream_timeout", "upstream_connection_error", "upstream_broken_stream", "upstream_malformed_response",
+    "upstream_stream_error",
+})
+
+
+def is_channel_failure(error: ApiError) -> bool:
+    """Whether ``error`` is the channel's failure (another channel may serve the request) or the request's.
+
+    An error status follows ``classify``; a timeout, a refused or dropped connection, an
+    unreadable answer and an error event inside a stream are the channel's; anything the
+    gateway itself refused (a bad request, a limit) is not.
+    """
+    if isinstance(error, UpstreamStatusError):
+        return error.verdict.channel_failure
+    return error.error_class in CHANNEL_ERROR_CLASSES
 
 
 def map_client_error(provider_name: str, exc: BaseException) -> ApiError:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateTimeLocalField, HiddenField, IntegerField, StringField, TextAreaField, ValidationError
+from wtforms import (
+    BooleanField, DateTimeLocalField, HiddenField, IntegerField, PasswordField, StringField, TextAreaField, ValidationError,
+)
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from ..money import InvalidNumber, parse_p, scaled_integer
@@ -93,6 +95,28 @@ class SwitchForm(FlaskForm):
     """Disable or enable a model."""
 
     enabled = BooleanField("Enabled", validators=[Optional()])
+    reason = _reason()
+
+
+class ChannelSwitchForm(FlaskForm):
+    """Switch one channel off or on."""
+
+    channel = HiddenField(validators=[DataRequired(), Length(max=200)])
+    enabled = BooleanField("Enabled", validators=[Optional()])
+    reason = _reason()
+
+
+class ChannelTestForm(FlaskForm):
+    """Send a one-token request over one channel."""
+
+    channel = HiddenField(validators=[DataRequired(), Length(max=200)])
+
+
+class ProviderKeyForm(FlaskForm):
+    """A provider key entered in the console: sent to the gateway, never shown again."""
+
+    key = PasswordField("New key", filters=[_strip], validators=[
+        DataRequired("Paste the provider's key."), Length(min=8, max=500)])
     reason = _reason()
 
 

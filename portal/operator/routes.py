@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, abort, current_app, flash, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, request, url_for
 from flask_login import current_user
 
 from ..auth import twofactor
@@ -28,7 +28,10 @@ from ..timeutil import zone
 from ..usage.charts import cost_by_model, daily_totals, daily_usage
 from ..usage.ranges import PRESETS, RangeError, resolve_range
 from . import service
-from .forms import AdjustForm, PriceForm, ReasonForm, ReplyForm, StateForm, SwitchForm
+from .forms import (
+    AdjustForm, ChannelSwitchForm, ChannelTestForm, PriceForm, ProviderKeyForm, ReasonForm, ReplyForm, StateForm,
+    SwitchForm,
+)
 
 bp = Blueprint("operator", __name__, url_prefix="/operator")
 
@@ -349,6 +352,112 @@ def switch_model(model_id: str):
     return redirect_to(url_for("operator.catalog"))
 
 
+# --- channels and provider keys ---------------------------------------------------------------
+
+def _channels_page(status: int = 200, forms: dict | None = None, error: str | None = None):
+    """Every model's channels with live health, the provider keys, and their audit trail."""
+    channels = keys = None
+    with console_call() as call:
+        channels = gateway().admin_channels()
+    with console_call() as keys_call:
+        keys = gateway().admin_provider_keys()
+    return render("operator/channels.html", block="channel_table", status=status, channels=channels, keys=keys,
+                  error=error or call.message or keys_call.message, forms=forms or {},
+                  audit=sorted(service.audit_entries("channel", None, 30) + service.audit_entries("provider", None, 30),
+                               key=lambda entry: entry.id, reverse=True))
+
+
+@bp.route("/channels")
+def channels():
+    """Channels per model (health refreshed in place every few seconds) and provider keys."""
+    return _channels_page()
+
+
+@bp.route("/channels/switch", methods=["POST"])
+def switch_channel():
+    """Switch one channel off or on, for every gateway process."""
+    form = ChannelSwitchForm()
+    if not form.validate_on_submit():
+        return _channels_page(422, {form.channel.data or "": form}, error="Say why; the reason goes into the audit log.")
+    try:
+        with console_call() as call:
+            answer = service.switch_channel(current_user, form.channel.data, bool(form.enabled.data), form.reason.data)
+        error = call.message
+    except service.OperatorError as exc:
+        error = str(exc)
+    if error:
+        return _channels_page(422, {form.channel.data: form}, error=f"{form.channel.data}: {error}")
+    flash(f"{answer['channel']} is {'on' if answer['state'] != 'off' else 'off'} in every gateway within seconds.",
+          "success")
+    return redirect_to(url_for("operator.channels"))
+
+
+@bp.route("/channels/test", methods=["POST"])
+def test_channel():
+    """Send a one-token request over one channel and say what it answered."""
+    form = ChannelTestForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        with console_call() as call:
+            answer = service.test_channel(current_user, form.channel.data)
+        error = call.message
+    except service.OperatorError as exc:
+        error = str(exc)
+    if error:
+        flash(f"{form.channel.data}: {error}", "error")
+    elif answer["ok"]:
+        flash(f"{answer['channel']} answered in {answer['latency_ms']} ms.", "success")
+    else:
+        flash(f"{answer['channel']} failed: {answer['message']}", "error")
+    return redirect_to(url_for("operator.channels"))
+
+
+def _provider(value: str) -> str:
+    if not _PROVIDER.match(value):
+        abort(404)
+    return value
+
+
+@bp.route("/provider-keys/<provider>", methods=["POST"])
+def set_provider_key(provider: str):
+    """Hand a new key for ``provider`` to the gateway (stored encrypted; in force without restart)."""
+    provider = _provider(provider)
+    form = ProviderKeyForm()
+    if not form.validate_on_submit():
+        return _channels_page(422, {f"key-{provider}": form})
+    try:
+        with console_call() as call:
+            answer = service.set_provider_key(current_user, provider, form.key.data, form.reason.data)
+        error = call.message
+    except service.OperatorError as exc:
+        error = str(exc)
+    if error:
+        form.key.errors = [error]
+        return _channels_page(422, {f"key-{provider}": form}, error=f"{provider}: {error}")
+    flash(f"New key for {provider} ({answer['console_key']}) is in force in every gateway within seconds.", "success")
+    return redirect_to(url_for("operator.channels"))
+
+
+@bp.route("/provider-keys/<provider>/delete", methods=["POST"])
+def delete_provider_key(provider: str):
+    """Forget ``provider``'s console key (a key in the environment stays in force)."""
+    provider = _provider(provider)
+    form = ReasonForm()
+    if not form.validate_on_submit():
+        return _channels_page(422, {f"delete-{provider}": form})
+    try:
+        with console_call() as call:
+            service.delete_provider_key(current_user, provider, form.reason.data)
+        error = call.message
+    except service.OperatorError as exc:
+        error = str(exc)
+    if error:
+        return _channels_page(422, error=f"{provider}: {error}")
+    flash(f"The console key for {provider} is forgotten.", "success")
+    return redirect_to(url_for("operator.channels"))
+
+
 # --- traffic, health, audit ------------------------------------------------------------------
 
 USAGE_CHOICES = [("", "All usage"), ("true", "Flagged usage only")]
@@ -392,9 +501,11 @@ def traffic():
     except RangeError as exc:
         errors.append(str(exc))
         date_range = resolve_range("30d", None, None, tz)
-    money = health = catalog = None
+    money = health = catalog = margin = None
     with console_call():
         money = gateway().admin_daily(date_range.start.isoformat(), date_range.end.isoformat(), tz)
+    with console_call():
+        margin = gateway().admin_margin(date_range.start.isoformat(), date_range.end.isoformat(), tz)
     with console_call():
         health = gateway().admin_providers()
     with console_call():
@@ -402,10 +513,37 @@ def traffic():
     days = (money or {}).get("days") or []
     totals = {k: sum(d[k] for d in days) for k in ("topups_micro_p", "refunds_micro_p", "adjustments_micro_p",
                                                    "spend_micro_p", "requests")}
-    return render("operator/traffic.html", money=days, totals=totals, range=date_range,
+    margin_rows = (margin or {}).get("rows")
+    return render("operator/traffic.html", money=days, totals=totals, range=date_range, margin=margin_rows,
+                  margin_totals=margin_totals(margin_rows or []),
                   presets=PRESETS, health=(health or {}).get("windows") or [],
                   providers=[p["id"] for p in (catalog or {}).get("providers") or []],
                   models=[m["id"] for m in (catalog or {}).get("models") or []], tz=tz, **context)
+
+
+def margin_totals(rows: list[dict]) -> dict:
+    """The margin report's sums over every day, model and channel."""
+    return {name: sum(row[name] for row in rows)
+            for name in ("requests", "revenue_micro_p", "upstream_cost_micro_p", "margin_micro_p")}
+
+
+@bp.route("/traffic/margin.csv")
+def margin_csv():
+    """The margin per day, model and channel of the traffic page's range, as a CSV file."""
+    tz = current_user.tz
+    try:
+        date_range = resolve_range(request.args.get("range") or "30d", request.args.get("start_day"),
+                                   request.args.get("end_day"), tz)
+    except RangeError as exc:
+        abort(400, str(exc))
+    start, end = date_range.start.isoformat(), date_range.end.isoformat()
+    text = None
+    with console_call() as call:
+        text = gateway().admin_margin_csv(start, end, tz)
+    if text is None:
+        abort(call.status if call.status >= 400 else 503)
+    return Response(text, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="margin-{start}-{end}.csv"'})
 
 
 @bp.route("/health")

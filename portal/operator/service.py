@@ -208,6 +208,49 @@ def change_model(actor: User, model_id: str, reason: str, **changes: Any) -> dic
     return change
 
 
+# --- channels and provider keys ------------------------------------------------------------
+
+def switch_channel(actor: User, channel: str, enabled: bool, reason: str) -> dict:
+    """Switch a channel off or on in every gateway process, and audit it."""
+    try:
+        answer = gateway().admin_switch_channel(channel, enabled)
+    except GatewayError as exc:
+        raise OperatorError(exc.message) from None
+    record_audit(actor, "channel.enable" if enabled else "channel.disable", "channel", channel,
+                 None, {"state": answer["state"]}, reason)
+    return answer
+
+
+def test_channel(actor: User, channel: str) -> dict:
+    """Send a one-token request over a channel; what it answered (audited: it reaches a provider)."""
+    try:
+        answer = gateway().admin_test_channel(channel)
+    except GatewayError as exc:
+        raise OperatorError(exc.message) from None
+    record_audit(actor, "channel.test", "channel", channel, None,
+                 {"ok": answer["ok"], "status": answer["status"], "latency_ms": answer["latency_ms"]})
+    return answer
+
+
+def set_provider_key(actor: User, provider: str, key: str, reason: str) -> dict:
+    """Hand a provider key to the gateway, which stores it encrypted; audited by its masked form only."""
+    try:
+        answer = gateway().admin_set_provider_key(provider, key)
+    except GatewayError as exc:
+        raise OperatorError(exc.message) from None
+    record_audit(actor, "provider_key.set", "provider", provider, None, {"key": answer["console_key"]}, reason)
+    return answer
+
+
+def delete_provider_key(actor: User, provider: str, reason: str) -> None:
+    """Make the gateway forget a provider's console key, and audit it."""
+    try:
+        gateway().admin_delete_provider_key(provider)
+    except GatewayError as exc:
+        raise OperatorError(exc.message) from None
+    record_audit(actor, "provider_key.delete", "provider", provider, None, None, reason)
+
+
 # --- support inbox -------------------------------------------------------------------------
 
 def message_state(message_id: int) -> str:

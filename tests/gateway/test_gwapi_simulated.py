@@ -13,7 +13,7 @@ from gwapi_helpers import ONE_P, PRICES, new_customer
 
 from fixtures.gateway import SHIPPED_PROVIDERS, start_gateway
 from gateway.catalog import parse_catalog
-from gateway.proxy.sse import carries_content
+from gateway.proxy.sse import is_content_event
 
 SIMULATED = "x-samalink-simulated"
 WEATHER_TOOL_OPENAI = {"type": "function", "function": {
@@ -201,10 +201,10 @@ def test_only_content_events_count_as_the_first_token():
     role_only = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
     text = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
     tool = b'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0}]}}]}\n\n'
-    assert not carries_content(role_only) and carries_content(text) and carries_content(tool)
-    assert not carries_content(b'event: message_start\ndata: {"type":"message_start"}\n\n')
-    assert carries_content(b'event: content_block_delta\ndata: {"type":"content_block_delta"}\n\n')
-    assert not carries_content(b"data: [DONE]\n\n")
+    assert not is_content_event(role_only) and is_content_event(text) and is_content_event(tool)
+    assert not is_content_event(b'event: message_start\ndata: {"type":"message_start"}\n\n')
+    assert is_content_event(b'event: content_block_delta\ndata: {"type":"content_block_delta"}\n\n')
+    assert not is_content_event(b"data: [DONE]\n\n")
 
 
 def test_without_demo_mode_no_model_reaches_the_simulated_provider(gateway_env):

@@ -26,7 +26,13 @@ ROUTES = [
     ("GET", "/operator/catalog", None),
     ("POST", f"/operator/catalog/{MODEL}/price", {"input_price": "0", "output_price": "0", "reason": "x"}),
     ("POST", f"/operator/catalog/{MODEL}/switch", {"reason": "x"}),
+    ("GET", "/operator/channels", None),
+    ("POST", "/operator/channels/switch", {"channel": "deepseek:deepseek-chat", "reason": "x"}),
+    ("POST", "/operator/channels/test", {"channel": "deepseek:deepseek-chat"}),
+    ("POST", "/operator/provider-keys/deepseek", {"key": "sk-0123456789abcdef", "reason": "x"}),
+    ("POST", "/operator/provider-keys/deepseek/delete", {"reason": "x"}),
     ("GET", "/operator/traffic", None),
+    ("GET", "/operator/traffic/margin.csv", None),
     ("GET", "/operator/health", None),
     ("GET", "/operator/audit", None),
 ]
@@ -38,7 +44,8 @@ def test_every_console_route_is_in_the_refusal_list(portal_app):
     assert rules
     for rule in rules:
         example = (rule.rule.replace("<account_id>", ACCOUNT).replace("<key_id>", KEY)
-                   .replace("<int:message_id>", "1").replace("<model_id>", MODEL))
+                   .replace("<int:message_id>", "1").replace("<model_id>", MODEL)
+                   .replace("<provider>", "deepseek"))
         assert example in covered, f"{rule.rule} is missing from ROUTES"
 
 
@@ -61,7 +68,8 @@ def test_visitors_are_sent_to_sign_in(portal_app, method, path, data):
     assert "/login" in response.headers["Location"]
 
 
-@pytest.mark.parametrize("path", [p for m, p, _ in ROUTES if m == "GET" and "support/1" not in p and ACCOUNT not in p])
+@pytest.mark.parametrize("path", [p for m, p, _ in ROUTES
+                                  if m == "GET" and "support/1" not in p and ACCOUNT not in p and ".csv" not in p])
 def test_operators_open_every_console_page(operator_client, path):
     response = operator_client.get(path, follow_redirects=True)
     assert response.status_code == 200, response.get_data(as_text=True)[:500]
