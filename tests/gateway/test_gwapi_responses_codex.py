@@ -16,7 +16,12 @@ from gwapi_helpers import ONE_P, cost, new_customer
 from fixtures.upstream import REPLY_TEXT
 
 FIXTURES = Path(__file__).parent / "fixtures" / "codex"
-RECORDED = sorted(FIXTURES.glob("*.json"))
+# Written to the client's shape, with every kind of item the translations must handle.
+SHAPED = sorted(FIXTURES.glob("codex_*.json"))
+# Recorded from the real CLI (its path is relative to the configured base URL, …/v1).
+RECORDED = sorted(FIXTURES.glob("recorded_*.json"))
+# Tools OpenAI bills apart from tokens: left out even on pass-through.
+BILLED_APART = ("web_search", "file_search", "code_interpreter", "image_generation")
 REPLAY_MODELS = ("gpt-5.2", "deepseek-v3.2", "claude-sonnet-4.5")
 PRICES = {"claude-sonnet-4.5": (3000, 15000)}
 CHAT_FIELDS = {"model", "messages", "max_tokens", "stream", "stream_options", "tools", "tool_choice",
@@ -36,8 +41,8 @@ def _replay(gateway, customer, fixture: dict, model: str, stream: bool, mark: st
     first_user = next(item for item in body["input"] if item.get("role") == "user")
     first_user["content"].append({"type": "input_text", "text": mark})
     headers = dict(fixture["headers"], Authorization=f"Bearer {customer.key}")
-    return requests.post(gateway.url + fixture["path"], data=orjson.dumps(body), headers=headers, timeout=30,
-                         stream=stream)
+    path = fixture["path"] if fixture["path"].startswith("/v1/") else "/v1" + fixture["path"]
+    return requests.post(gateway.url + path, data=orjson.dumps(body), headers=headers, timeout=30, stream=stream)
 
 
 def _answer_text(answer: requests.Response, stream: bool) -> str:
@@ -59,7 +64,7 @@ def _answer_text(answer: requests.Response, stream: bool) -> str:
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
 @pytest.mark.parametrize("model", REPLAY_MODELS)
-@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SHAPED, ids=lambda p: p.stem)
 def test_codex_requests_get_an_answer_and_are_billed(gateway, fake_upstream, customer, path, model, stream):
     fixture = orjson.loads(path.read_bytes())
     mark = f"replay-{uuid.uuid4().hex}"
@@ -102,6 +107,37 @@ def test_codex_requests_get_an_answer_and_are_billed(gateway, fake_upstream, cus
             assert [block["type"] for block in sent.body["messages"][1]["content"]] == ["tool_use"]
             assert b"gAAAA" not in sent.raw
 
+    customer.settled(1)
+    input_price, output_price = PRICES.get(model, (None, None))
+    expected = 11 * input_price + 7 * output_price if input_price else cost(model)
+    assert customer.ledger_sum() == 1000 * ONE_P - expected
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+@pytest.mark.parametrize("model", REPLAY_MODELS)
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
+def test_recorded_codex_requests_get_an_answer_and_are_billed(gateway, fake_upstream, customer, path, model, stream):
+    """A body exactly as the CLI sent it, to every kind of upstream: a change in what the client
+    sends shows up here first."""
+    fixture = orjson.loads(path.read_bytes())
+    mark = f"replay-{uuid.uuid4().hex}"
+    answer = _replay(gateway, customer, fixture, model, stream, mark)
+    assert answer.status_code == 200, answer.text
+    assert _answer_text(answer, stream) == REPLY_TEXT
+    tools = fixture["body"]["tools"]
+    functions = [tool["name"] for tool in tools if tool["type"] == "function"]
+    omitted = answer.headers["x-samalink-omitted-tools"].split(", ")
+    sent = fake_upstream.last(mark)
+    if model == "gpt-5.2":
+        assert sent.path == "/openai/responses"
+        assert omitted == [tool["type"] for tool in tools if tool["type"].startswith(BILLED_APART)]
+        assert len(sent.body["tools"]) == len(tools) - len(omitted)
+        assert sent.body["store"] is False and sent.body["prompt_cache_key"] == fixture["body"]["prompt_cache_key"]
+    else:
+        assert "web_search" in omitted and all(name not in omitted for name in functions)
+        names = ([tool["function"]["name"] for tool in sent.body["tools"]] if model == "deepseek-v3.2"
+                 else [tool["name"] for tool in sent.body["tools"]])
+        assert names == functions
     customer.settled(1)
     input_price, output_price = PRICES.get(model, (None, None))
     expected = 11 * input_price + 7 * output_price if input_price else cost(model)
