@@ -1,7 +1,7 @@
 """Builds the gateway application: one lifespan for every shared resource.
 
 ``create_app(settings)`` opens, in order, the database (migrated to the newest schema),
-the upstream HTTP session, the key cache, the reserver, the batch writer and the
+the upstream HTTP session, the key cache, the reserver, the rate limiter, the batch writer and the
 catalogue refresher, and closes them in reverse: the writer's final flush runs before
 the reserver returns its leases.
 
@@ -20,8 +20,9 @@ from aiohttp import web
 from .accounting.catalog_overrides import CatalogRefresher
 from .accounting.leases import Reserver
 from .accounting.metering import BatchWriter
+from .accounting.ratelimits import RateLimiter
 from .api import admin, guards, internal, public
-from .appkeys import CATALOG, ENGINE, HTTP, KEYS, REFRESHER, RESERVER, SETTINGS, WRITER
+from .appkeys import CATALOG, ENGINE, HTTP, KEYS, LIMITER, REFRESHER, RESERVER, SETTINGS, WRITER
 from .auth import KeyCache
 from .catalog import load_catalog
 from .config import Settings
@@ -66,6 +67,14 @@ async def _reserver(app: web.Application) -> AsyncIterator[None]:
     app[RESERVER] = reserver
     yield
     await reserver.close()
+
+
+async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
+    limiter = RateLimiter(app[ENGINE])
+    await limiter.start()
+    app[LIMITER] = limiter
+    yield
+    await limiter.close()
 
 
 async def _batch_writer(app: web.Application) -> AsyncIterator[None]:
@@ -115,7 +124,7 @@ def create_app(settings: Settings) -> web.Application:
                           middlewares=[_listener_guard(settings.internal_port)])
     app[SETTINGS] = settings
     app[CATALOG] = load_catalog(settings.providers_file)
-    app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _batch_writer, _catalog_refresher])
+    app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _rate_limiter, _batch_writer, _catalog_refresher])
     internal.setup_routes(app)
     admin.setup_routes(app)
     public.setup_routes(app)

@@ -8,6 +8,7 @@ from aiohttp import web
 from .accounting.catalog_overrides import CatalogRefresher
 from .accounting.leases import Reserver
 from .accounting.metering import BatchWriter
+from .accounting.ratelimits import RateLimiter
 from .auth import KeyCache
 from .catalog import Catalog
 from .config import Settings
@@ -21,3 +22,4 @@ KEYS = web.AppKey("keys", KeyCache)
 RESERVER = web.AppKey("reserver", Reserver)
 WRITER = web.AppKey("writer", BatchWriter)
 REFRESHER = web.AppKey("catalog_refresher", CatalogRefresher)
+LIMITER = web.AppKey("rate_limiter", RateLimiter)

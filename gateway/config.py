@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
-from samalink_common.config import ConfigError, database_url, instance_token
+from samalink_common.config import ConfigError, database_url, instance_token, trusted_proxy_hops
 
 INSTANCE_DIR = Path(os.environ.get("SAMALINK_INSTANCE_DIR", Path.cwd() / "instance"))
 DEFAULT_PROVIDERS_FILE = Path(__file__).with_name("providers.toml")
@@ -69,6 +69,9 @@ class Settings:
     # A request whose limits cannot cover its worst case is served with a lower output
     # bound, but never one below this (a smaller max_tokens of the client's own counts).
     min_output_tokens: int = 1024
+    # Proxies in front of the public listener whose X-Forwarded-For entry is believed
+    # (TRUST_PROXY, shared with the portal); 0: the socket peer is the client.
+    trust_proxy: int = 0
     upstream_keys: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -106,5 +109,6 @@ class Settings:
             key_refresh_interval=_float(env, "GATEWAY_KEY_REFRESH_INTERVAL", 0.5),
             workers=_int(env, "GATEWAY_WORKERS", 1, 1, 64),
             min_output_tokens=_int(env, "GATEWAY_MIN_OUTPUT_TOKENS", 1024, 1, 1_000_000),
+            trust_proxy=trusted_proxy_hops(env),
             upstream_keys={k: v for k, v in env.items() if k.endswith("_API_KEY") and v},
         )

@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from ..accounting.leases import InsufficientBalance, LimitReached, Reservation, Reserver
+from ..accounting.leases import InsufficientBalance, KeyBudgetExceeded, LimitReached, Reservation, Reserver
 from ..accounting.metering import BatchWriter, RequestRecord
 from ..accounting.pricing import (
     TokenUsage,
@@ -32,7 +32,8 @@ from ..accounting.pricing import (
     wants_1h_cache,
     worst_case_micro_p,
 )
-from ..appkeys import CATALOG, HTTP, KEYS, RESERVER, SETTINGS, WRITER
+from ..accounting.ratelimits import RateLimiter
+from ..appkeys import CATALOG, HTTP, KEYS, LIMITER, RESERVER, SETTINGS, WRITER
 from ..auth import KeyCache, KeyInfo
 from ..catalog import Catalog, Model, Provider
 from ..config import Settings
@@ -44,7 +45,7 @@ from ..proxy.providers import anthropic as anthropic_wire
 from ..proxy.providers import read_json, send
 from ..proxy.upstream_errors import malformed_error
 from ..proxy.translate import validate
-from . import guards
+from . import guards, key_checks
 
 log = logging.getLogger("samalink.gateway.public_api")
 
@@ -76,6 +77,7 @@ class _Runtime:
     http: aiohttp.ClientSession
     keys: KeyCache
     reserver: Reserver
+    limiter: RateLimiter
     writer: BatchWriter
     whole_timeout: aiohttp.ClientTimeout
     stream_timeout: aiohttp.ClientTimeout
@@ -92,6 +94,7 @@ class _Runtime:
         self.http = app[HTTP]
         self.keys = app[KEYS]
         self.reserver = app[RESERVER]
+        self.limiter = app[LIMITER]
         self.writer = app[WRITER]
         connect = self.settings.upstream_connect_timeout
         self.whole_timeout = aiohttp.ClientTimeout(total=self.settings.upstream_timeout, sock_connect=connect)
@@ -114,8 +117,9 @@ class _Runtime:
 RUNTIME = web.AppKey("public_api_runtime", _Runtime)
 
 
-def models_list(catalog: Catalog) -> dict:
-    """The catalogue in OpenAI's list format (unpriced models included, disabled ones not)."""
+def models_list(catalog: Catalog, allowed: frozenset[str] = frozenset()) -> dict:
+    """The catalogue in OpenAI's list format (unpriced models included, disabled ones not),
+    only the ``allowed`` models when a key has an allow-list."""
     return {
         "object": "list",
         "data": [
@@ -126,7 +130,7 @@ def models_list(catalog: Catalog) -> dict:
                 "owned_by": catalog.providers[model.provider].display_name,
             }
             for model in catalog.models.values()
-            if model.enabled
+            if model.enabled and (not allowed or model.id in allowed)
         ],
     }
 
@@ -186,7 +190,15 @@ async def _authenticate(runtime: _Runtime, request: web.Request) -> KeyInfo:
     info = await runtime.keys.lookup(presented)
     if info is None:
         raise ApiError(401, "Invalid API key.", code="invalid_api_key", type="authentication_error")
+    key_checks.check_client_ip(info, request, runtime.settings.trust_proxy)
     return info
+
+
+def _refusal_error(key: KeyInfo, refusal: str) -> ApiError:
+    """The answer to a key that may not be used now (see ``KeyInfo.refusal``)."""
+    if refusal == "budget":
+        return key_checks.budget_error(key)
+    return _REFUSALS[refusal]
 
 
 async def _read_body(request: web.Request, limit: int) -> tuple[dict, int]:
@@ -273,8 +285,8 @@ def _provider_key(settings: Settings, provider: Provider) -> str:
 async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) -> Reservation:
     """Set aside the request's worst case under every limit, lowering its output bound to fit.
 
-    The allowance is the smallest of what the balance and the key's spending limit have
-    left. When the worst case (the prompt plus the whole output bound) does not fit, the
+    The allowance is the smallest of what the balance, the key's spending limit and the
+    key's budget for this period have left. When the worst case (the prompt plus the whole output bound) does not fit, the
     output bound sent upstream is lowered to what fits, but not below
     ``min_output_tokens`` (or the client's own smaller bound); below that, the request is
     refused with the code of the limit that ran out, before anything is sent upstream.
@@ -288,8 +300,11 @@ async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) ->
     least_output = min(plan.max_output, runtime.settings.min_output_tokens * plan.choices)
     at_least = worst_case_micro_p(model, plan.estimated_input, least_output, one_hour)
     limited_key = key.key_id if key.spend_limit_micro_p is not None else None
+    budget_key = key.key_id if key.has_budget else None
     try:
-        reservation = await runtime.reserver.reserve_up_to(key.account_id, want, at_least, limited_key)
+        reservation = await runtime.reserver.reserve_up_to(key.account_id, want, at_least, limited_key, budget_key)
+    except KeyBudgetExceeded:
+        raise key_checks.budget_error(key) from None
     except LimitReached as exc:
         raise _limit_error(exc, at_least, least_output) from None
     if reservation.amount_micro_p < want:
@@ -354,6 +369,7 @@ def _settle(runtime: _Runtime, call: Call) -> None:
         flags=",".join(call.flags) if call.billable else "",
     )
     runtime.writer.settle(record, call.reservation)
+    key_checks.settle_admission(runtime.limiter, call.admission, usage.prompt_tokens + usage.output_tokens)
 
 
 async def _serve(request: web.Request, endpoint: str) -> web.StreamResponse:
@@ -368,7 +384,7 @@ async def _serve(request: web.Request, endpoint: str) -> web.StreamResponse:
         call.key_id = key.key_id
         refusal = key.refusal(now)
         if refusal is not None:
-            raise _REFUSALS[refusal]
+            raise _refusal_error(key, refusal)
         body, size = await _read_body(request, runtime.settings.max_body_bytes)
         call.model_id = validate.check_model(body)
         call.stream = bool(body.get("stream")) and endpoint != EMBEDDINGS
@@ -377,6 +393,7 @@ async def _serve(request: web.Request, endpoint: str) -> web.StreamResponse:
         call.model_id = model.id
         call.model = model
         call.provider = provider.name
+        key_checks.check_model_allowed(key, model)
         _CHECKS[endpoint](body)
         secret = _provider_key(runtime.settings, provider)
         beta = _anthropic_beta(request.headers.get("anthropic-beta"), model, provider, long_context)
@@ -386,6 +403,7 @@ async def _serve(request: web.Request, endpoint: str) -> web.StreamResponse:
                 None, plan_request, endpoint, body, model, provider, secret, beta)
         else:
             plan = plan_request(endpoint, body, model, provider, secret, beta)
+        call.admission = await key_checks.admit(runtime.limiter, key, plan.estimated_input + plan.max_output)
         call.reservation = await _reserve(runtime, key, model, plan)
         if plan.stream:
             return await forward_stream(runtime.http, runtime.stream_timeout, runtime.settings.drain_timeout,
@@ -449,13 +467,14 @@ async def count_tokens(request: web.Request) -> web.Response:
         call.key_id = key.key_id
         refusal = key.refusal(now)
         if refusal is not None:
-            raise _REFUSALS[refusal]
+            raise _refusal_error(key, refusal)
         body, size = await _read_body(request, runtime.settings.max_body_bytes)
         call.model_id = validate.check_model(body)
         model, provider, long_context = _resolve_model(runtime.catalog, call.model_id, MESSAGES)
         call.model_id = model.id
         call.model = model
         call.provider = provider.name
+        key_checks.check_model_allowed(key, model)
         validate.check_messages(body)
         if provider.api == "anthropic":
             beta = _anthropic_beta(request.headers.get("anthropic-beta"), model, provider, long_context)
@@ -508,8 +527,10 @@ async def list_models(request: web.Request) -> web.Response:
             raise _REFUSALS[refusal]
     except ApiError as error:
         return _error_response(error, anthropic_shape, request_id)
-    return web.Response(body=runtime.models_json(), content_type="application/json",
-                        headers={"x-request-id": request_id})
+    body = runtime.models_json()
+    if key.allowed_models:
+        body = orjson.dumps(models_list(runtime.catalog, key.allowed_models))
+    return web.Response(body=body, content_type="application/json", headers={"x-request-id": request_id})
 
 
 async def get_model(request: web.Request) -> web.Response:
@@ -522,6 +543,11 @@ async def get_model(request: web.Request) -> web.Response:
     if model is None or not model.enabled:
         error = ApiError(404, "The model does not exist. GET /v1/models lists them.", code="model_not_found",
                          param="model")
+        return _error_response(error, False, response.headers["x-request-id"])
+    key = await _authenticate(runtime, request)
+    if not key_checks.model_allowed(key, model):
+        error = ApiError(403, "This API key may not call this model. GET /v1/models lists the models it may call.",
+                         code="model_not_allowed", param="model", type="permission_error")
         return _error_response(error, False, response.headers["x-request-id"])
     entry = {"id": model.id, "object": "model", "created": CATALOG_CREATED,
              "owned_by": runtime.catalog.providers[model.provider].display_name}
