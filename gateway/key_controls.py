@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Iterable
 from zoneinfo import ZoneInfo
@@ -20,6 +21,9 @@ BUDGET_PERIODS = ("day", "week", "month")
 MAX_ALLOWED_IPS = 100
 MAX_ALLOWED_MODELS = 200
 MAX_IP_ENTRY = 64
+
+# Digits, hex digits, the separators and the prefix slash: no zone ids, no spaces inside.
+IP_CHARACTERS = re.compile(r"^[0-9A-Fa-f:./]+$")
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -58,9 +62,11 @@ def parse_ip_entry(entry: str) -> IpNetwork:
     if not isinstance(entry, str):
         raise InvalidIpEntry("Each IP entry must be a string.")
     text = entry.strip()
-    shown = text[:MAX_IP_ENTRY]
-    if not text or len(text) > MAX_IP_ENTRY or not text.isascii():
-        raise InvalidIpEntry(f"'{shown}' is not an IP address or CIDR range.")
+    if not text or len(text) > MAX_IP_ENTRY or not IP_CHARACTERS.match(text):
+        # Quoted only when it is safe to show back (no control characters, bounded).
+        shown = f"'{text[:MAX_IP_ENTRY]}'" if text.isascii() and text.isprintable() and text else "An entry"
+        raise InvalidIpEntry(f"{shown} is not an IP address or CIDR range.")
+    shown = text
     try:
         return ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
