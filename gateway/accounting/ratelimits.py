@@ -37,6 +37,8 @@ log = logging.getLogger("samalink.gateway.ratelimits")
 WINDOW_SECONDS = 60
 # Minute rows older than this are deleted: only the current and previous are read.
 KEEP_SECONDS = 3 * WINDOW_SECONDS
+# The longest a refusal is answered from memory without asking the database again.
+REFUSAL_MEMORY = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,8 @@ class WindowState:
 
 
 class RateLimited(Exception):
-    """A limit refused the request; ``dimension`` is ``requests`` or ``tokens``."""
+    """A limit refused the request; ``dimension`` is ``requests`` or ``tokens``, and
+    ``retry_after`` the seconds until the sliding estimate has room for it."""
 
     def __init__(self, scope: str, dimension: str, retry_after: float,
                  requests: WindowState | None, tokens: WindowState | None, too_large: bool = False) -> None:
@@ -69,6 +72,7 @@ class RateLimited(Exception):
         self.requests = requests
         self.tokens = tokens
         self.too_large = too_large
+        self.at = 0.0  # when ``retry_after`` was computed (the limiter's clock)
 
 
 @dataclass(slots=True)
@@ -111,12 +115,26 @@ def _state(limit: int, current: int, previous: int, elapsed: float) -> WindowSta
     return WindowState(limit, remaining, reset)
 
 
-def _insert(conn: Connection):
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(rate_windows)
+# Built once: composing these with SQLAlchemy's expression language on every request cost
+# more than running them (bench/README.md). The same text runs on SQLite ≥ 3.35 and PostgreSQL.
+_COUNTS = sa.text(
+    "SELECT requests, tokens FROM rate_windows WHERE scope = :scope AND window_start = :window"
+)
+_COUNT_IN = sa.text(
+    "INSERT INTO rate_windows (scope, window_start, requests, tokens) VALUES (:scope, :window, 1, :tokens) "
+    "ON CONFLICT (scope, window_start) DO UPDATE "
+    "SET requests = rate_windows.requests + 1, tokens = rate_windows.tokens + :tokens "
+    "WHERE rate_windows.requests + 1 + :prev_requests <= :rpm "
+    "AND rate_windows.tokens + :tokens + :prev_tokens <= :tpm "
+    "RETURNING requests, tokens"
+)
+# Stands in for "no limit" in the comparison above.
+UNLIMITED = 2**62
+
+
+def _counts(conn: Connection, scope: str, window: int) -> tuple[int, int]:
+    row = conn.execute(_COUNTS, {"scope": scope, "window": window}).first()
+    return (row.requests, row.tokens) if row else (0, 0)
 
 
 def admit_sync(conn: Connection, limits: list[RateLimit], tokens: int, now: float) -> dict[str, tuple[WindowState | None, WindowState | None]]:
@@ -127,35 +145,21 @@ def admit_sync(conn: Connection, limits: list[RateLimit], tokens: int, now: floa
     weight = 1 - elapsed / WINDOW_SECONDS
     states: dict[str, tuple[WindowState | None, WindowState | None]] = {}
     for limit in limits:
-        prev = conn.execute(
-            sa.select(rate_windows.c.requests, rate_windows.c.tokens)
-            .where(rate_windows.c.scope == limit.scope, rate_windows.c.window_start == window - WINDOW_SECONDS)
-        ).first()
-        prev_requests, prev_tokens = (prev.requests, prev.tokens) if prev else (0, 0)
         if limit.tpm is not None and tokens > limit.tpm:
             raise RateLimited(limit.scope, "tokens", WINDOW_SECONDS, None, WindowState(limit.tpm, 0, 0), too_large=True)
-        fits = []
-        if limit.rpm is not None:
-            fits.append(rate_windows.c.requests + 1 + prev_requests * weight <= limit.rpm)
-        if limit.tpm is not None:
-            fits.append(rate_windows.c.tokens + tokens + prev_tokens * weight <= limit.tpm)
-        stmt = _insert(conn)
-        stmt = stmt.values(scope=limit.scope, window_start=window, requests=1, tokens=tokens)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["scope", "window_start"],
-            set_={"requests": rate_windows.c.requests + 1, "tokens": rate_windows.c.tokens + tokens},
-            where=sa.and_(*fits),
-        ).returning(rate_windows.c.requests, rate_windows.c.tokens)
-        first_fits = (limit.rpm is None or 1 + prev_requests * weight <= limit.rpm) and (
-            limit.tpm is None or tokens + prev_tokens * weight <= limit.tpm)
-        # When even an empty minute would not take this request, no count would either.
-        row = conn.execute(stmt).first() if first_fits else None
+        prev_requests, prev_tokens = _counts(conn, limit.scope, window - WINDOW_SECONDS)
+        rpm = UNLIMITED if limit.rpm is None else limit.rpm
+        tpm = UNLIMITED if limit.tpm is None else limit.tpm
+        row = None
+        # When even an empty minute would not take this request, no count would either
+        # (and the insert of a first row is not conditional).
+        if 1 + prev_requests * weight <= rpm and tokens + prev_tokens * weight <= tpm:
+            row = conn.execute(_COUNT_IN, {
+                "scope": limit.scope, "window": window, "tokens": tokens, "rpm": rpm, "tpm": tpm,
+                "prev_requests": prev_requests * weight, "prev_tokens": prev_tokens * weight,
+            }).first()
         if row is None:
-            current = conn.execute(
-                sa.select(rate_windows.c.requests, rate_windows.c.tokens)
-                .where(rate_windows.c.scope == limit.scope, rate_windows.c.window_start == window)
-            ).first()
-            cur_requests, cur_tokens = (current.requests, current.tokens) if current else (0, 0)
+            cur_requests, cur_tokens = _counts(conn, limit.scope, window)
             requests_wait = tokens_wait = 0.0
             if limit.rpm is not None:
                 requests_wait = seconds_until_room(cur_requests, prev_requests, elapsed, limit.rpm, 1)
@@ -163,7 +167,7 @@ def admit_sync(conn: Connection, limits: list[RateLimit], tokens: int, now: floa
                 tokens_wait = seconds_until_room(cur_tokens, prev_tokens, elapsed, limit.tpm, tokens)
             dimension = "requests" if requests_wait >= tokens_wait and limit.rpm is not None else "tokens"
             raise RateLimited(
-                limit.scope, dimension, max(requests_wait, tokens_wait, 1.0),
+                limit.scope, dimension, max(requests_wait, tokens_wait),
                 _state(limit.rpm, cur_requests, prev_requests, elapsed) if limit.rpm is not None else None,
                 _state(limit.tpm, cur_tokens, prev_tokens, elapsed) if limit.tpm is not None else None,
             )
@@ -196,6 +200,10 @@ class RateLimiter:
         self._corrections: dict[tuple[str, int], int] = {}
         self._task: asyncio.Task | None = None
         self._last_expiry = 0.0
+        # scope → (until when, the refusal): a scope found full answers from memory until
+        # the estimate has room again (at most REFUSAL_MEMORY seconds, as corrections of
+        # other processes may free tokens sooner), so a flood of retries costs no queries.
+        self._refused: dict[str, tuple[float, RateLimited]] = {}
 
     async def start(self) -> None:
         """Start the task that writes token corrections and drops old minutes."""
@@ -204,7 +212,25 @@ class RateLimiter:
     async def admit(self, limits: list[RateLimit], tokens: int) -> tuple[Admission, dict]:
         """Count one request of ``tokens`` estimated tokens under ``limits``; raises ``RateLimited``."""
         now = self.clock()
-        states = await self.db.transaction(admit_sync, limits, tokens, now)
+        for limit in limits:
+            remembered = self._refused.get(limit.scope)
+            if remembered is not None:
+                until, refusal = remembered
+                if now < until:
+                    refusal.retry_after = max(refusal.retry_after - (now - refusal.at), 0.0)
+                    refusal.at = now
+                    raise refusal
+                del self._refused[limit.scope]
+        try:
+            states = await self.db.transaction(admit_sync, limits, tokens, now)
+        except RateLimited as refusal:
+            # Only a full count of requests: a smaller request may still fit the tokens.
+            if refusal.dimension == "requests":
+                refusal.at = now
+                if len(self._refused) > 10_000:
+                    self._refused = {scope: kept for scope, kept in self._refused.items() if kept[0] > now}
+                self._refused[refusal.scope] = (now + min(refusal.retry_after, REFUSAL_MEMORY), refusal)
+            raise
         window = int(now // WINDOW_SECONDS) * WINDOW_SECONDS
         windows = tuple((limit.scope, window) for limit in limits if limit.tpm is not None)
         return Admission(windows, tokens), states

@@ -304,3 +304,37 @@ def test_tokens_are_corrected_to_the_usage(gateway_db):
         await limiter.close()
 
     asyncio.run(scenario())
+
+
+def test_a_full_minute_answers_retries_from_memory(gateway_db):
+    clock = FakeClock(1_800_001_800.0 + 30)
+
+    async def scenario():
+        limiter = RateLimiter(gateway_db, clock=clock)
+        asked = 0
+        transaction = limiter.db.transaction
+
+        async def counted(*args):
+            nonlocal asked
+            asked += 1
+            return await transaction(*args)
+
+        limiter.db = type("CountingDb", (), {"transaction": staticmethod(counted)})()
+        limit = [RateLimit("key:memory-test", 1, None)]
+        await limiter.admit(limit, 1)
+        with pytest.raises(RateLimited) as first:
+            await limiter.admit(limit, 1)
+        assert asked == 2
+        assert first.value.retry_after == pytest.approx(60 - 30 + 60)
+        clock.now += 0.5
+        for _ in range(50):
+            with pytest.raises(RateLimited) as again:
+                await limiter.admit(limit, 1)
+        assert asked == 2
+        assert again.value.retry_after == pytest.approx(89.5)
+        clock.now += 0.6
+        with pytest.raises(RateLimited):
+            await limiter.admit(limit, 1)
+        assert asked == 3
+
+    asyncio.run(scenario())
