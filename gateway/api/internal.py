@@ -418,6 +418,21 @@ async def get_usage(request: web.Request) -> web.Response:
     return json_response(await database(request).read(work))
 
 
+async def get_key_usage(request: web.Request) -> web.Response:
+    """One key's usage by local day over a date range (its page's chart of the period)."""
+    account_id = account_id_param(request)
+    key_id = request.match_info["key_id"]
+    start, end = query_date_range(request)
+    tz = query_tz(request)
+
+    def work(conn: Connection) -> dict:
+        _key_row(conn, account_id, key_id)
+        return {"start": start.isoformat(), "end": end.isoformat(), "tz": tz.key,
+                "daily": usage.daily_for_key(conn, account_id, key_id, start, end, tz)}
+
+    return json_response(await database(request).read(work))
+
+
 async def list_requests(request: web.Request) -> web.Response:
     """The request log, newest first, filtered, one keyset page at a time."""
     account_id = account_id_param(request)
@@ -473,6 +488,7 @@ def create_internal_app() -> web.Application:
     app.router.add_post("/accounts/{account_id}/keys", post_key)
     app.router.add_patch("/accounts/{account_id}/keys/{key_id}", patch_key)
     app.router.add_delete("/accounts/{account_id}/keys/{key_id}", revoke_key)
+    app.router.add_get("/accounts/{account_id}/keys/{key_id}/usage", get_key_usage)
     app.router.add_get("/accounts/{account_id}/usage", get_usage)
     app.router.add_get("/accounts/{account_id}/requests.csv", export_requests)
     app.router.add_get("/accounts/{account_id}/requests", list_requests)

@@ -302,3 +302,24 @@ def test_bad_controls_are_refused_with_422(gateway, fields, code):
     assert patched.status_code == 422
     account = gateway.internal("PATCH", f"/accounts/{account_id}", json={"tpm_limit": -1})
     assert account.status_code == 422
+
+
+def test_a_keys_usage_by_day(gateway, fake_upstream):
+    customer = new_customer(gateway)
+    other = gateway.create_key(customer.account_id)
+    for _ in range(2):
+        assert post(gateway.url, customer.key, CHAT, body_for(CHAT)).status_code == 200
+    assert post(gateway.url, other["key"], CHAT, body_for(CHAT)).status_code == 200
+    customer.settled(3)
+    today = key_row(gateway, customer)["last_used_at"][:10]
+    answer = gateway.internal("GET", f"/accounts/{customer.account_id}/keys/{customer.key_id}/usage",
+                              params={"start": today, "end": today, "tz": "UTC"})
+    assert answer.status_code == 200, answer.text
+    assert [(row["date"], row["requests"]) for row in answer.json()["daily"]] == [(today, 2)]
+    # In another zone the buckets are summed instead of the day rows: same requests.
+    zoned = gateway.internal("GET", f"/accounts/{customer.account_id}/keys/{customer.key_id}/usage",
+                             params={"start": "2000-01-01", "end": "2000-03-01", "tz": "Asia/Tokyo"}).json()
+    assert zoned["daily"] == []
+    missing = gateway.internal("GET", f"/accounts/{customer.account_id}/keys/{uuid.uuid4()}/usage",
+                               params={"start": today, "end": today})
+    assert missing.status_code == 404
