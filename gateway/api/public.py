@@ -190,15 +190,18 @@ async def _authenticate(runtime: _Runtime, request: web.Request) -> KeyInfo:
     info = await runtime.keys.lookup(presented)
     if info is None:
         raise ApiError(401, "Invalid API key.", code="invalid_api_key", type="authentication_error")
-    key_checks.check_client_ip(info, request, runtime.settings.trust_proxy)
     return info
 
 
-def _refusal_error(key: KeyInfo, refusal: str) -> ApiError:
-    """The answer to a key that may not be used now (see ``KeyInfo.refusal``)."""
+def _check_key(runtime: _Runtime, request: web.Request, key: KeyInfo, now: datetime) -> None:
+    """Refuse a key called from outside its IP allow-list, or one that may not be used now
+    (see ``KeyInfo.refusal``); run once the request is known to be the key's, so it is logged."""
+    key_checks.check_client_ip(key, request, runtime.settings.trust_proxy)
+    refusal = key.refusal(now)
     if refusal == "budget":
-        return key_checks.budget_error(key)
-    return _REFUSALS[refusal]
+        raise key_checks.budget_error(key)
+    if refusal is not None:
+        raise _REFUSALS[refusal]
 
 
 async def _read_body(request: web.Request, limit: int) -> tuple[dict, int]:
@@ -382,9 +385,7 @@ async def _serve(request: web.Request, endpoint: str) -> web.StreamResponse:
         key = await _authenticate(runtime, request)
         call.account_id = key.account_id
         call.key_id = key.key_id
-        refusal = key.refusal(now)
-        if refusal is not None:
-            raise _refusal_error(key, refusal)
+        _check_key(runtime, request, key, now)
         body, size = await _read_body(request, runtime.settings.max_body_bytes)
         call.model_id = validate.check_model(body)
         call.stream = bool(body.get("stream")) and endpoint != EMBEDDINGS
@@ -465,9 +466,7 @@ async def count_tokens(request: web.Request) -> web.Response:
         key = await _authenticate(runtime, request)
         call.account_id = key.account_id
         call.key_id = key.key_id
-        refusal = key.refusal(now)
-        if refusal is not None:
-            raise _refusal_error(key, refusal)
+        _check_key(runtime, request, key, now)
         body, size = await _read_body(request, runtime.settings.max_body_bytes)
         call.model_id = validate.check_model(body)
         model, provider, long_context = _resolve_model(runtime.catalog, call.model_id, MESSAGES)
@@ -522,6 +521,7 @@ async def list_models(request: web.Request) -> web.Response:
     try:
         now = datetime.now(timezone.utc)
         key = await _authenticate(runtime, request)
+        key_checks.check_client_ip(key, request, runtime.settings.trust_proxy)
         refusal = key.refusal(now)
         if refusal in ("revoked", "expired", "suspended"):
             raise _REFUSALS[refusal]

@@ -95,9 +95,14 @@ def test_refusals_are_logged_at_no_cost(gateway, fake_upstream):
     assert post(gateway.url, customer.key, CHAT, body_for(CHAT, "gpt-5.2")).status_code == 403
     assert post(gateway.url, customer.key, CHAT, body_for(CHAT)).status_code == 200
     assert post(gateway.url, customer.key, CHAT, body_for(CHAT)).status_code == 429
-    customer.settled(3)
+    patch_key(gateway, customer, allowed_ips=["192.0.2.0/24"])
+    assert post(gateway.url, customer.key, MESSAGES, body_for(MESSAGES)).status_code == 403
+    patch_key(gateway, customer, allowed_ips=[], rpm_limit=None, budget_micro_p=1, budget_period="day")
+    assert post(gateway.url, customer.key, CHAT, body_for(CHAT)).status_code == 402
+    customer.settled(5)
     log = customer.log()
-    assert {row["error_class"] for row in log} == {None, "model_not_allowed", "rate_limited"}
+    assert {row["error_class"] for row in log} == {None, "model_not_allowed", "rate_limited", "ip_not_allowed",
+                                                   "key_budget_exceeded"}
     assert all(row["cost_micro_p"] == 0 for row in log if row["error_class"])
 
 
