@@ -7,13 +7,13 @@ from __future__ import annotations
 import html
 import re
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 import requests
-import time_machine
 
 from fixtures.portal import call_api, login, wait_for_requests, wait_for_status
+from portal.keys.controls import budget_is_spent, period_days
 from portal.timeutil import parse_iso
 
 HTMX = {"HX-Request": "true"}
@@ -199,8 +199,7 @@ def test_request_log_shows_the_controls_refusals_at_no_cost(portal_app, funded_u
 
 
 def test_a_spent_budget_shows_until_the_reset(make_user, portal_app, gateway):
-    """The Keys table marks a key whose budget is spent, and no longer once the period has
-    reset (the portal's clock moved past the reset; the session is made inside it)."""
+    """The Keys table marks a key whose budget for the period is spent, with when it resets."""
     user = make_user(timezone="UTC")
     gateway.internal("POST", f"/accounts/{user.account_id}/ledger", json={
         "kind": "credit", "amount_micro_p": 100_000_000, "idempotency_key": f"test-{user.account_id}"})
@@ -211,17 +210,25 @@ def test_a_spent_budget_shows_until_the_reset(make_user, portal_app, gateway):
                                json={"budget_micro_p": 1_000, "budget_period": "day"}).json()
     assert limited["budget_spent_micro_p"] >= 1_000
     resets = parse_iso(limited["budget_resets_at"])
-
     client = portal_app.test_client()
     assert login(client, user.email, user.password).status_code == 303
     row = _row(client.get("/keys").get_data(as_text=True), key["id"])
-    assert "Budget spent" in row and "Refused until" in row
+    assert "Budget spent" in row and f"Refused until {resets:%a %-d %b} 00:00" in row
+    assert call_api(gateway, key["key"])["status"] == 402
+    # Past the reset the same key reads as a new period, not spent.
+    assert budget_is_spent(limited, resets - timedelta(seconds=1))
+    assert not budget_is_spent(limited, resets)
 
-    with time_machine.travel(resets + timedelta(minutes=5), tick=True):
-        later = portal_app.test_client()
-        assert login(later, user.email, user.password).status_code == 303
-        row = _row(later.get("/keys").get_data(as_text=True), key["id"])
-        assert "Budget spent" not in row and "Active" in row
+
+@pytest.mark.parametrize(("period", "resets_at", "today", "days"), [
+    ("day", "2026-03-30T00:00:00Z", date(2026, 3, 29), (date(2026, 3, 29), date(2026, 3, 29))),
+    ("week", "2026-03-30T00:00:00Z", date(2026, 3, 25), (date(2026, 3, 23), date(2026, 3, 25))),
+    ("month", "2026-04-01T00:00:00Z", date(2026, 3, 15), (date(2026, 3, 1), date(2026, 3, 15))),
+])
+def test_the_key_page_charts_the_budgets_own_period(period, resets_at, today, days):
+    key = {"budget_period": period, "budget_resets_at": resets_at}
+    assert period_days(key, "UTC", today) == days
+    assert period_days({"budget_period": None, "budget_resets_at": None}, "UTC", today) is None
 
 
 def test_the_gateway_refuses_a_call_from_outside_the_portals_allow_list(logged_in_client, gateway):
