@@ -1,8 +1,9 @@
 """Builds the gateway application: one lifespan for every shared resource.
 
 ``create_app(settings)`` opens, in order, the database (migrated to the newest schema),
-the upstream HTTP session, the key cache, the reserver, the batch writer, the
-catalogue refresher, the console's provider keys and the channel breakers, and closes them in reverse: the writer's final flush runs before
+the upstream HTTP session, the key cache, the reserver, the rate limiter, the batch writer, the
+catalogue refresher, the console's provider keys and the channel breakers, and closes them in
+reverse: the writer's final flush runs before
 the reserver returns its leases.
 
 The same application serves both listeners (see ``serve``); ``_listener_guard`` keeps
@@ -20,10 +21,13 @@ from aiohttp import web
 from .accounting.catalog_overrides import CatalogRefresher
 from .accounting.leases import Reserver
 from .accounting.metering import BatchWriter
+from .accounting.ratelimits import RateLimiter
 from .api import admin, guards, internal, public
 from .api import metrics as metrics_api
 from .accounting.provider_keys import ProviderKeys
-from .appkeys import BREAKERS, CATALOG, ENGINE, HTTP, KEYS, PROVIDER_KEYS, REFRESHER, RESERVER, SETTINGS, WRITER
+from .appkeys import (
+    BREAKERS, CATALOG, ENGINE, HTTP, KEYS, LIMITER, PROVIDER_KEYS, REFRESHER, RESERVER, SETTINGS, WRITER,
+)
 from .auth import KeyCache
 from .catalog import load_catalog
 from .config import Settings
@@ -70,6 +74,14 @@ async def _reserver(app: web.Application) -> AsyncIterator[None]:
     app[RESERVER] = reserver
     yield
     await reserver.close()
+
+
+async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
+    limiter = RateLimiter(app[ENGINE])
+    await limiter.start()
+    app[LIMITER] = limiter
+    yield
+    await limiter.close()
 
 
 async def _batch_writer(app: web.Application) -> AsyncIterator[None]:
@@ -143,7 +155,7 @@ def create_app(settings: Settings) -> web.Application:
     # Demo mode, and only demo mode, serves every model with the simulated provider.
     app[CATALOG] = simulated.simulate_catalog(catalog) if settings.demo else catalog
     simulated.configure(simulated.Pace(settings.simulated_first_token_seconds, settings.simulated_tokens_per_second))
-    app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _batch_writer, _catalog_refresher,
+    app.cleanup_ctx.extend([_database, _http_session, _key_cache, _reserver, _rate_limiter, _batch_writer, _catalog_refresher,
                             _provider_keys, _breakers])
     internal.setup_routes(app)
     admin.setup_routes(app)

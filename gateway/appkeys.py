@@ -9,6 +9,7 @@ from .accounting.catalog_overrides import CatalogRefresher
 from .accounting.leases import Reserver
 from .accounting.metering import BatchWriter
 from .accounting.provider_keys import ProviderKeys
+from .accounting.ratelimits import RateLimiter
 from .auth import KeyCache
 from .catalog import Catalog
 from .config import Settings
@@ -25,3 +26,4 @@ WRITER = web.AppKey("writer", BatchWriter)
 REFRESHER = web.AppKey("catalog_refresher", CatalogRefresher)
 BREAKERS = web.AppKey("breakers", Breakers)
 PROVIDER_KEYS = web.AppKey("provider_keys", ProviderKeys)
+LIMITER = web.AppKey("rate_limiter", RateLimiter)

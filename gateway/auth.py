@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import re
 import time
@@ -25,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from .background import stop_task
 from .db import Database, accounts, api_keys, utcnow
+from .key_controls import IpNetwork, parse_ip_entry, period_bounds
 
 log = logging.getLogger("samalink.gateway.auth")
 
@@ -71,10 +73,20 @@ class KeyInfo:
     expires_at: datetime | None
     revoked: bool
     account_active: bool
+    budget_micro_p: int | None = None
+    budget_period: str | None = None
+    budget_spent_micro_p: int = 0
+    budget_resets_at: datetime | None = None
+    allowed_models: frozenset[str] = frozenset()  # canonical ids; empty: every model
+    allowed_ips: tuple[IpNetwork, ...] = ()  # empty: any address
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    account_rpm_limit: int | None = None
+    account_tpm_limit: int | None = None
 
     def refusal(self, now: datetime | None = None) -> str | None:
         """Why this key may not be used now (``revoked``, ``expired``, ``suspended``,
-        ``spend_limit``), or None when it may."""
+        ``spend_limit``, ``budget``), or None when it may."""
         now = now or utcnow()
         if self.revoked:
             return "revoked"
@@ -84,7 +96,29 @@ class KeyInfo:
             return "suspended"
         if self.spend_limit_micro_p is not None and self.spent_micro_p >= self.spend_limit_micro_p:
             return "spend_limit"
+        if self.budget_exhausted(now):
+            return "budget"
         return None
+
+    def budget_exhausted(self, now: datetime) -> bool:
+        """Whether this period's budget is spent (a period that has ended is not)."""
+        return (
+            self.budget_micro_p is not None
+            and self.budget_resets_at is not None
+            and self.budget_resets_at > now
+            and self.budget_spent_micro_p >= self.budget_micro_p
+        )
+
+    @property
+    def has_budget(self) -> bool:
+        """Whether the key has a budget per period."""
+        return self.budget_micro_p is not None and self.budget_resets_at is not None
+
+    @property
+    def rate_limited(self) -> bool:
+        """Whether any requests- or tokens-per-minute limit applies to the key."""
+        return any(limit is not None for limit in
+                   (self.rpm_limit, self.tpm_limit, self.account_rpm_limit, self.account_tpm_limit))
 
 
 def _key_query() -> sa.Select:
@@ -92,15 +126,51 @@ def _key_query() -> sa.Select:
         api_keys.c.id, api_keys.c.account_id, api_keys.c.name, api_keys.c.key_hash,
         api_keys.c.spend_limit_micro_p, api_keys.c.spent_micro_p, api_keys.c.expires_at,
         api_keys.c.revoked_at, accounts.c.status,
+        api_keys.c.budget_micro_p, api_keys.c.budget_period, api_keys.c.budget_spent_micro_p,
+        api_keys.c.budget_resets_at, api_keys.c.allowed_models, api_keys.c.allowed_ips,
+        api_keys.c.rpm_limit, api_keys.c.tpm_limit,
+        accounts.c.rpm_limit.label("account_rpm_limit"), accounts.c.tpm_limit.label("account_tpm_limit"),
     ).join(accounts, accounts.c.id == api_keys.c.account_id)
 
 
+def json_list(text: str | None) -> list[str]:
+    """A stored JSON list of strings (anything else reads as empty)."""
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _networks(text: str | None) -> tuple[IpNetwork, ...]:
+    networks = []
+    for entry in json_list(text):
+        try:
+            networks.append(parse_ip_entry(entry))
+        except ValueError:
+            # Entries are checked on the way in; one that is not is skipped, never widened.
+            log.warning("skipping an unreadable IP allow-list entry")
+    if json_list(text) and not networks:
+        # Nothing readable left: allow nothing rather than everything.
+        return (parse_ip_entry("0.0.0.0/32"),)
+    return tuple(networks)
+
+
 def _info(row: Any) -> KeyInfo:
+    has_budget = row.budget_micro_p is not None and row.budget_period is not None
     return KeyInfo(
         key_id=row.id, account_id=row.account_id, name=row.name,
         spend_limit_micro_p=row.spend_limit_micro_p, spent_micro_p=row.spent_micro_p,
         expires_at=row.expires_at, revoked=row.revoked_at is not None,
         account_active=row.status == "active",
+        budget_micro_p=row.budget_micro_p if has_budget else None,
+        budget_period=row.budget_period if has_budget else None,
+        budget_spent_micro_p=row.budget_spent_micro_p,
+        budget_resets_at=row.budget_resets_at if has_budget else None,
+        allowed_models=frozenset(json_list(row.allowed_models)),
+        allowed_ips=_networks(row.allowed_ips),
+        rpm_limit=row.rpm_limit, tpm_limit=row.tpm_limit,
+        account_rpm_limit=row.account_rpm_limit, account_tpm_limit=row.account_tpm_limit,
     )
 
 
@@ -184,7 +254,8 @@ class KeyCache:
         digest = self._hash_by_id.get(key_id)
         info = self._by_hash.get(digest) if digest else None
         if info is not None:
-            self._by_hash[digest] = replace(info, spent_micro_p=info.spent_micro_p + amount_micro_p)
+            self._by_hash[digest] = replace(info, spent_micro_p=info.spent_micro_p + amount_micro_p,
+                                            budget_spent_micro_p=info.budget_spent_micro_p + amount_micro_p)
 
     async def refresh(self) -> None:
         """Read keys and accounts changed since the previous poll."""
@@ -193,12 +264,13 @@ class KeyCache:
         keys, changed_accounts = await self.db.run(self._read_changes, since)
         for row in keys:
             self._store(row.key_hash, _info(row))
-        for account_id, status in changed_accounts:
+        for account_id, status, rpm, tpm in changed_accounts:
             active = status == "active"
             for digest in self._hashes_by_account.get(account_id, ()):
                 info = self._by_hash.get(digest)
-                if info is not None and info.account_active != active:
-                    self._by_hash[digest] = replace(info, account_active=active)
+                if info is not None and (info.account_active, info.account_rpm_limit, info.account_tpm_limit) != (active, rpm, tpm):
+                    self._by_hash[digest] = replace(info, account_active=active, account_rpm_limit=rpm,
+                                                    account_tpm_limit=tpm)
         self._last_poll = started
 
     def _store(self, digest: str, info: KeyInfo) -> None:
@@ -216,12 +288,15 @@ class KeyCache:
     def _read(self, query: sa.Select) -> list[Any]:
         return self.db.read_sync(lambda conn: list(conn.execute(query)))
 
-    def _read_changes(self, since: datetime) -> tuple[list[Any], list[tuple[str, str]]]:
-        def read(conn: Connection) -> tuple[list[Any], list[tuple[str, str]]]:
+    def _read_changes(self, since: datetime) -> tuple[list[Any], list[tuple]]:
+        def read(conn: Connection) -> tuple[list[Any], list[tuple]]:
             keys = list(conn.execute(_key_query().where(api_keys.c.updated_at >= since)))
             changed = [
-                (row.id, row.status)
-                for row in conn.execute(sa.select(accounts.c.id, accounts.c.status).where(accounts.c.updated_at >= since))
+                (row.id, row.status, row.rpm_limit, row.tpm_limit)
+                for row in conn.execute(
+                    sa.select(accounts.c.id, accounts.c.status, accounts.c.rpm_limit, accounts.c.tpm_limit)
+                    .where(accounts.c.updated_at >= since)
+                )
             ]
             return keys, changed
 
@@ -244,16 +319,23 @@ def create_key(
     name: str,
     spend_limit_micro_p: int | None = None,
     expires_at: datetime | None = None,
+    **controls: Any,
 ) -> tuple[str, Any]:
-    """Create a key for ``account_id``; (the full key, its row). The full key is not stored."""
+    """Create a key for ``account_id``; (the full key, its row). The full key is not stored.
+
+    ``controls`` are further columns already checked by the caller (``budget_micro_p``,
+    ``allowed_models`` as a list, ``rpm_limit`` …); a budget period is started by the
+    caller (``accounting.budgets.set_budget``).
+    """
     key = generate_key()
     now = utcnow()
     key_id = str(uuid.uuid4())
+    values = {name: json.dumps(value) if isinstance(value, list) else value for name, value in controls.items()}
     conn.execute(
         api_keys.insert().values(
             id=key_id, account_id=account_id, name=name, key_hash=hash_key(key),
             prefix=key_prefix(key), suffix=key_suffix(key), spend_limit_micro_p=spend_limit_micro_p,
-            spent_micro_p=0, expires_at=expires_at, created_at=now, updated_at=now,
+            spent_micro_p=0, expires_at=expires_at, created_at=now, updated_at=now, **values,
         )
     )
     return key, conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).one()
@@ -269,8 +351,18 @@ def key_status(row: Any, now: datetime | None = None) -> str:
     return "active"
 
 
-def key_dict(row: Any) -> dict:
+def budget_now(row: Any, usage_tz: str, now: datetime) -> tuple[int, datetime | None]:
+    """(spent this period, when it resets) for a key row; a period that ended reads as a new one."""
+    if row.budget_period is None:
+        return 0, None
+    if row.budget_resets_at is None or row.budget_resets_at <= now:
+        return 0, period_bounds(row.budget_period, usage_tz, now)[1]
+    return row.budget_spent_micro_p, row.budget_resets_at
+
+
+def key_dict(row: Any, usage_tz: str = "UTC") -> dict:
     """A key row as the internal API shows it (never the hash)."""
+    budget_spent, resets_at = budget_now(row, usage_tz, utcnow())
     return {
         "id": row.id,
         "name": row.name,
@@ -284,4 +376,12 @@ def key_dict(row: Any) -> dict:
         "last_used_at": row.last_used_at,
         "created_at": row.created_at,
         "status": key_status(row),
+        "budget_micro_p": row.budget_micro_p,
+        "budget_period": row.budget_period,
+        "budget_spent_micro_p": budget_spent,
+        "budget_resets_at": resets_at,
+        "allowed_models": json_list(row.allowed_models),
+        "allowed_ips": json_list(row.allowed_ips),
+        "rpm_limit": row.rpm_limit,
+        "tpm_limit": row.tpm_limit,
     }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
-from samalink_common.config import ConfigError, database_url, demo_mode, instance_token
+from samalink_common.config import ConfigError, database_url, demo_mode, instance_token, trusted_proxy_hops
 
 INSTANCE_DIR = Path(os.environ.get("SAMALINK_INSTANCE_DIR", Path.cwd() / "instance"))
 DEFAULT_PROVIDERS_FILE = Path(__file__).with_name("providers.toml")
@@ -90,6 +90,9 @@ class Settings:
     # A request whose limits cannot cover its worst case is served with a lower output
     # bound, but never one below this (a smaller max_tokens of the client's own counts).
     min_output_tokens: int = 1024
+    # Proxies in front of the public listener whose X-Forwarded-For entry is believed
+    # (TRUST_PROXY, shared with the portal); 0: the socket peer is the client.
+    trust_proxy: int = 0
     upstream_keys: dict[str, str] = field(default_factory=dict)
     # Demo mode: every catalogue provider is served by the simulated provider.
     demo: bool = False
@@ -147,6 +150,7 @@ class Settings:
             breaker_failures=_int(env, "GATEWAY_BREAKER_FAILURES", 3, 1, 1000),
             breaker_cooldown=_float(env, "GATEWAY_BREAKER_COOLDOWN", 30.0),
             channel_poll_interval=_float(env, "GATEWAY_CHANNEL_POLL_INTERVAL", 1.0),
+            trust_proxy=trusted_proxy_hops(env),
             upstream_keys={k: v for k, v in env.items() if k.endswith("_API_KEY") and v},
             demo=demo_mode(env),
             top_ups=bool(env.get("STRIPE_SECRET_KEY")),

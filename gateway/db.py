@@ -70,6 +70,9 @@ accounts = sa.Table(
     sa.Column("requests", sa.BigInteger, nullable=False, server_default="0"),
     # The zone whose local days ``usage_days`` is kept in (the customer's own).
     sa.Column("usage_tz", sa.String(64), nullable=False, server_default="UTC"),
+    # Account-wide requests and tokens per minute an operator may set (null: none).
+    sa.Column("rpm_limit", sa.Integer),
+    sa.Column("tpm_limit", sa.BigInteger),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_accounts_updated_at", "updated_at"),
@@ -118,6 +121,20 @@ api_keys = sa.Table(
     sa.Column("last_used_at", UTCDateTime),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # A budget that resets each day, week or month (key_controls.period_bounds), beside
+    # the lifetime limit above: what it allows, what was spent since the period began,
+    # and the part leased by gateway processes, as for the lifetime limit.
+    sa.Column("budget_micro_p", sa.BigInteger),
+    sa.Column("budget_period", sa.String(8)),
+    sa.Column("budget_spent_micro_p", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("budget_leased_micro_p", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("budget_period_start", UTCDateTime),
+    sa.Column("budget_resets_at", UTCDateTime),
+    # JSON lists: canonical model ids, and addresses or CIDR ranges ("[]": any).
+    sa.Column("allowed_models", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("allowed_ips", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("rpm_limit", sa.Integer),
+    sa.Column("tpm_limit", sa.BigInteger),
     sa.Index("ix_api_keys_account_id", "account_id"),
     sa.Index("ix_api_keys_updated_at", "updated_at"),
 )
@@ -130,6 +147,29 @@ key_leases = sa.Table(
     sa.Column("amount_micro_p", sa.BigInteger, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
     sa.Index("ix_key_leases_expires_at", "expires_at"),
+)
+
+key_budget_leases = sa.Table(
+    "key_budget_leases",
+    metadata,
+    sa.Column("key_id", sa.String(36), sa.ForeignKey("api_keys.id"), primary_key=True),
+    sa.Column("holder_id", sa.String(36), primary_key=True),
+    sa.Column("amount_micro_p", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Index("ix_key_budget_leases_expires_at", "expires_at"),
+)
+
+# Requests and tokens admitted per minute, per key ("key:<id>") or account
+# ("account:<id>"): the shared counters of the rate limits (accounting/ratelimits.py).
+rate_windows = sa.Table(
+    "rate_windows",
+    metadata,
+    sa.Column("scope", sa.String(48), primary_key=True),
+    # Epoch seconds of the minute's start.
+    sa.Column("window_start", sa.BigInteger, primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("tokens", sa.BigInteger, nullable=False),
+    sa.Index("ix_rate_windows_window_start", "window_start"),
 )
 
 request_log = sa.Table(

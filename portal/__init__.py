@@ -42,7 +42,7 @@ def create_app(config: Config | None = None) -> Flask:
     if app.config.get("TRUST_PROXY"):
         from werkzeug.middleware.proxy_fix import ProxyFix
 
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUST_PROXY"], x_proto=1, x_host=1)
 
     db.init_app(app)
     # Mail leaves through the outbox, delivered by one background sender per process.

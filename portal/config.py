@@ -9,7 +9,9 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from samalink_common.config import ConfigError, database_url, demo_mode, instance_secret, instance_token
+from samalink_common.config import (
+    ConfigError, database_url, demo_mode, instance_secret, instance_token, trusted_proxy_hops,
+)
 
 INSTANCE_DIR = Path(os.environ.get("SAMALINK_INSTANCE_DIR", Path.cwd() / "instance"))
 
@@ -137,7 +139,7 @@ class Config:
         self.SESSION_COOKIE_SECURE = _flag(env, "SESSION_COOKIE_SECURE") or _flag(env, "PORTAL_HTTPS")
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
         self.PREFERRED_URL_SCHEME = "https" if self.SESSION_COOKIE_SECURE else "http"
-        self.TRUST_PROXY = _flag(env, "TRUST_PROXY")
+        self.TRUST_PROXY = trusted_proxy_hops(env)
         self.SESSION_IDLE_MINUTES = _positive(env, "SESSION_IDLE_MINUTES", 30)
         self.SESSION_MAX_HOURS = _positive(env, "SESSION_MAX_HOURS", 12)
         if self.SQLALCHEMY_DATABASE_URI.startswith("sqlite"):

@@ -72,6 +72,22 @@ def token_threshold(tokens: int | None) -> str:
     return f"{tokens:,}"
 
 
+# What the request log's error classes of a key's own controls mean (all cost 0 P).
+ERROR_CLASS_TITLES = {
+    "key_budget_exceeded": "Refused: the key's budget for this period was spent",
+    "model_not_allowed": "Refused: the model is not on the key's allow-list",
+    "ip_not_allowed": "Refused: the caller's address is not on the key's allow-list",
+    "rate_limited": "Refused: over the key's or account's requests or tokens per minute",
+    "key_spend_limit_reached": "Refused: the key's lifetime spending limit was reached",
+    "insufficient_balance": "Refused: the balance could not cover the request",
+}
+
+
+def error_class_title(error_class: str | None) -> str:
+    """A sentence for an error class in the request log (the class itself when not known)."""
+    return ERROR_CLASS_TITLES.get(error_class or "", error_class or "")
+
+
 def register_filters(app: Flask) -> None:
     """Install the filters on the app's Jinja environment."""
     app.jinja_env.filters.update(
@@ -84,4 +100,5 @@ def register_filters(app: Flask) -> None:
         localdate=local_date,
         reltime=relative_time,
         tokens_k=token_threshold,
+        error_title=error_class_title,
     )

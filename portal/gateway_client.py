@@ -213,18 +213,29 @@ class GatewayClient:
         return self._json("GET", f"/accounts/{_seg(account_id)}/keys")["data"]
 
     def create_key(self, account_id: str, name: str, spend_limit_micro_p: int | None = None,
-                   expires_at: str | None = None) -> dict:
-        """``POST /accounts/{id}/keys``: the answer's ``key`` is the only copy of the full key."""
+                   expires_at: str | None = None, **controls: Any) -> dict:
+        """``POST /accounts/{id}/keys``: the answer's ``key`` is the only copy of the full key.
+
+        ``controls`` are the key's ``budget_micro_p``, ``budget_period``, ``allowed_models``,
+        ``allowed_ips``, ``rpm_limit`` and ``tpm_limit`` (empty ones are left out).
+        """
         body: dict[str, Any] = {"name": name}
         if spend_limit_micro_p is not None:
             body["spend_limit_micro_p"] = spend_limit_micro_p
         if expires_at is not None:
             body["expires_at"] = expires_at
+        body.update({field: value for field, value in controls.items() if value not in (None, [])})
         return self._json("POST", f"/accounts/{_seg(account_id)}/keys", json=body)
 
     def update_key(self, account_id: str, key_id: str, **changes: Any) -> dict:
-        """``PATCH /accounts/{id}/keys/{key_id}`` with ``name``, ``spend_limit_micro_p`` or ``expires_at``."""
+        """``PATCH /accounts/{id}/keys/{key_id}`` with ``name``, ``spend_limit_micro_p``,
+        ``expires_at`` or any of the controls ``create_key`` takes (None or [] clears one)."""
         return self._json("PATCH", f"/accounts/{_seg(account_id)}/keys/{_seg(key_id)}", json=changes)
+
+    def key_usage(self, account_id: str, key_id: str, start: str, end: str, tz: str) -> dict:
+        """``GET /accounts/{id}/keys/{key_id}/usage``: one key's sums by local day."""
+        return self._json("GET", f"/accounts/{_seg(account_id)}/keys/{_seg(key_id)}/usage",
+                          params={"start": start, "end": end, "tz": tz})
 
     def revoke_key(self, account_id: str, key_id: str) -> dict:
         """``DELETE /accounts/{id}/keys/{key_id}``."""

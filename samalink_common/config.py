@@ -7,7 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["ConfigError", "database_url", "demo_mode", "instance_secret", "instance_token"]
+__all__ = ["ConfigError", "database_url", "demo_mode", "instance_secret", "instance_token", "trusted_proxy_hops"]
 
 DEMO_ENV = "SAMALINK_DEMO"
 
@@ -61,3 +61,17 @@ def database_url(env: dict, name: str, default: str) -> str:
     if not (url.startswith("sqlite") or url.startswith("postgresql")):
         raise ConfigError(f"{name} must be a sqlite:// or postgresql+psycopg:// URL")
     return url
+
+
+def trusted_proxy_hops(env: dict) -> int:
+    """``TRUST_PROXY``: how many proxies in front of the process add ``X-Forwarded-For``
+    (default 0, trusting none). ``true``/``yes``/``on`` mean one; raises ``ConfigError``
+    for anything else that is not a whole number from 0 to 10."""
+    raw = (env.get("TRUST_PROXY") or "").strip().lower()
+    if raw in ("", "false", "no", "off"):
+        return 0
+    if raw in ("true", "yes", "on"):
+        return 1
+    if not raw.isdigit() or int(raw) > 10:
+        raise ConfigError(f"TRUST_PROXY must be the number of trusted proxy hops (0 to 10), got {raw[:20]!r}")
+    return int(raw)

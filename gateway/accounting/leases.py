@@ -1,8 +1,8 @@
 """Leases of spendable amounts: the only writer of ``leases``, ``key_leases`` and the
 ``leased_micro_p`` columns of accounts and keys.
 
-Every limit a request must fit in is a ``Pool``: the account's balance, and a key's
-lifetime spending limit. ``Reserver`` hands out reservations from per-process leases of
+Every limit a request must fit in is a ``Pool``: the account's balance, a key's
+lifetime spending limit, and a key's budget for the current day, week or month. ``Reserver`` hands out reservations from per-process leases of
 each pool, one database write per lease rather than per request, so a limit is a hard
 bound however many requests and gateway processes run at once. ``settle_reservations``
 is how settled reservations leave their leases, in the batch writer's transaction. See
@@ -23,7 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..background import stop_task
-from ..db import Database, accounts, api_keys, key_leases, leases, utcnow
+from ..db import Database, accounts, api_keys, key_budget_leases, key_leases, leases, utcnow
+from .budgets import roll_budget_period
 from .ledger import LedgerError
 
 log = logging.getLogger("samalink.gateway.leases")
@@ -47,10 +48,17 @@ class KeyLimitReached(LimitReached):
     pool = "key_limit"
 
 
+class KeyBudgetExceeded(LimitReached):
+    """What is left of the key's budget for this period cannot cover the reservation."""
+
+    pool = "key_budget"
+
+
 @dataclass(frozen=True, eq=False)
 class Pool:
     """One kind of limit: the rows that hold it, the table of their leases, and how much
-    each row may spend (``capacity``)."""
+    each row may spend (``capacity``). ``prepare`` brings an owner row up to date
+    before its capacity is read (a budget whose period ended starts a new one)."""
 
     name: str
     owners: sa.Table
@@ -58,10 +66,16 @@ class Pool:
     owner_column: str
     capacity: Callable[[], Any]
     refusal: type[LimitReached]
+    leased_column: str = "leased_micro_p"
+    prepare: Callable[[Connection, str], None] | None = None
 
     def owner_key(self) -> sa.Column:
         """The lease table's column naming the owner row."""
         return self.lease_rows.c[self.owner_column]
+
+    def leased(self) -> sa.Column:
+        """The owner's column summing its lease rows."""
+        return self.owners.c[self.leased_column]
 
 
 BALANCE = Pool("balance", accounts, leases, "account_id", lambda: accounts.c.balance_micro_p, InsufficientBalance)
@@ -69,7 +83,12 @@ KEY_LIMIT = Pool(
     "key_limit", api_keys, key_leases, "key_id",
     lambda: api_keys.c.spend_limit_micro_p - api_keys.c.spent_micro_p, KeyLimitReached,
 )
-POOLS = (BALANCE, KEY_LIMIT)
+KEY_BUDGET = Pool(
+    "key_budget", api_keys, key_budget_leases, "key_id",
+    lambda: api_keys.c.budget_micro_p - api_keys.c.budget_spent_micro_p, KeyBudgetExceeded,
+    leased_column="budget_leased_micro_p", prepare=lambda conn, key_id: roll_budget_period(conn, key_id, utcnow()),
+)
+POOLS = (BALANCE, KEY_LIMIT, KEY_BUDGET)
 
 
 def shrink_lease(conn: Connection, pool: Pool, owner_id: str, holder_id: str, amount: int) -> bool:
@@ -88,7 +107,7 @@ def shrink_lease(conn: Connection, pool: Pool, owner_id: str, holder_id: str, am
         return False
     owners = pool.owners
     conn.execute(
-        owners.update().where(owners.c.id == owner_id).values(leased_micro_p=owners.c.leased_micro_p - amount)
+        owners.update().where(owners.c.id == owner_id).values({pool.leased(): pool.leased() - amount})
     )
     return True
 
@@ -98,7 +117,8 @@ class Reservation:
     """An amount set aside in memory for one request until it is settled or released.
 
     It comes out of the account's balance lease and, when ``key_id`` is set, out of that
-    key's spending-limit lease too.
+    key's spending-limit lease too; when ``budget_key_id`` is set, out of that key's
+    budget lease as well.
     """
 
     account_id: str
@@ -106,12 +126,15 @@ class Reservation:
     holder_id: str
     done: bool = False
     key_id: str | None = None
+    budget_key_id: str | None = None
 
     def owners(self) -> list[tuple[Pool, str]]:
         """Each pool this reservation holds a part of, with its owner row."""
         held = [(BALANCE, self.account_id)]
         if self.key_id is not None:
             held.append((KEY_LIMIT, self.key_id))
+        if self.budget_key_id is not None:
+            held.append((KEY_BUDGET, self.budget_key_id))
         return held
 
 
@@ -181,23 +204,29 @@ class Reserver:
         """Start the task that renews, returns and reclaims leases."""
         self._task = asyncio.create_task(self._maintain(), name="samalink-lease-maintenance")
 
-    async def reserve(self, account_id: str, amount_micro_p: int, key_id: str | None = None) -> Reservation:
+    async def reserve(
+        self, account_id: str, amount_micro_p: int, key_id: str | None = None, budget_key_id: str | None = None
+    ) -> Reservation:
         """Set ``amount_micro_p`` aside; raises the ``LimitReached`` of the pool that cannot cover it."""
-        return await self.reserve_up_to(account_id, amount_micro_p, amount_micro_p, key_id)
+        return await self.reserve_up_to(account_id, amount_micro_p, amount_micro_p, key_id, budget_key_id)
 
     async def reserve_up_to(
-        self, account_id: str, want_micro_p: int, at_least_micro_p: int, key_id: str | None = None
+        self, account_id: str, want_micro_p: int, at_least_micro_p: int, key_id: str | None = None,
+        budget_key_id: str | None = None,
     ) -> Reservation:
         """Set aside as much of ``want_micro_p`` as every pool allows, and at least
         ``at_least_micro_p``; raises the ``LimitReached`` of the first pool that cannot.
 
-        The key's spending limit is a pool only when ``key_id`` is given (a key with a limit).
+        The key's spending limit is a pool only when ``key_id`` is given (a key with a
+        limit), its period budget only when ``budget_key_id`` is (a key with a budget).
         """
         want = max(1, int(want_micro_p))
         at_least = max(1, min(int(at_least_micro_p), want))
-        # The key's limit first: it is usually the smaller, and a request it refuses then
-        # holds none of the balance that other keys of the account could be spending.
-        pools = [(KEY_LIMIT, key_id)] if key_id is not None else []
+        # The key's limits first: they are usually the smaller, and a request they refuse
+        # then holds none of the balance that other keys of the account could be spending.
+        pools = [(KEY_BUDGET, budget_key_id)] if budget_key_id is not None else []
+        if key_id is not None:
+            pools.append((KEY_LIMIT, key_id))
         pools.append((BALANCE, account_id))
         taken: list[tuple[Pool, str, int]] = []
         amount = want
@@ -211,7 +240,7 @@ class Reserver:
             raise
         for pool, owner_id, held in taken:
             self._give_back(pool, owner_id, held - amount)
-        return Reservation(account_id, amount, self.holder_id, key_id=key_id)
+        return Reservation(account_id, amount, self.holder_id, key_id=key_id, budget_key_id=budget_key_id)
 
     async def _take(self, pool: Pool, owner_id: str, want: int, at_least: int) -> int:
         while True:
@@ -281,8 +310,11 @@ class Reserver:
     def _extend_lease(self, conn: Connection, pool: Pool, owner_id: str, need: int, minimum: int) -> tuple[int, bool]:
         """Lease at least ``minimum`` more (``need`` or a chunk when there is room); (granted, row existed)."""
         owners, rows = pool.owners, pool.lease_rows
+        if pool.prepare is not None:
+            pool.prepare(conn, owner_id)
         capacity = pool.capacity()
-        query = sa.select(capacity.label("capacity"), owners.c.leased_micro_p).where(owners.c.id == owner_id)
+        leased = pool.leased()
+        query = sa.select(capacity.label("capacity"), leased.label("leased")).where(owners.c.id == owner_id)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update(of=owners)
         row = conn.execute(query).first()
@@ -291,7 +323,7 @@ class Reserver:
         ).first()
         if row is None or row.capacity is None or row.capacity <= 0:
             return 0, existing is not None
-        available = row.capacity - row.leased_micro_p
+        available = row.capacity - row.leased
         if available <= 0 or available < minimum:
             return 0, existing is not None
         # A fraction of the capacity, so several processes can each hold a lease on a
@@ -300,8 +332,8 @@ class Reserver:
         result = conn.execute(
             owners.update()
             .where(owners.c.id == owner_id)
-            .where(capacity - owners.c.leased_micro_p >= grant)
-            .values(leased_micro_p=owners.c.leased_micro_p + grant)
+            .where(capacity - leased >= grant)
+            .values({leased: leased + grant})
         )
         if result.rowcount == 0:
             return 0, existing is not None
@@ -407,6 +439,6 @@ def _drop_leases(conn: Connection, pool: Pool, condition: Any) -> int:
     owners = pool.owners
     for owner_id in sorted(totals):
         conn.execute(
-            owners.update().where(owners.c.id == owner_id).values(leased_micro_p=owners.c.leased_micro_p - totals[owner_id])
+            owners.update().where(owners.c.id == owner_id).values({pool.leased(): pool.leased() - totals[owner_id]})
         )
     return len(rows)

@@ -78,6 +78,8 @@ def account_dict(row: Any) -> dict:
         "spent_micro_p": row.spent_micro_p,
         "requests": row.requests,
         "usage_tz": row.usage_tz,
+        "rpm_limit": row.rpm_limit,
+        "tpm_limit": row.tpm_limit,
         "created_at": row.created_at,
     }
 

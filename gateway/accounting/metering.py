@@ -31,6 +31,7 @@ from ..auth import KeyCache
 from ..db import (
     Database, accounts, api_keys, dead_letters, request_attempts, request_log, upsert, usage_rollups, utcnow,
 )
+from .budgets import add_budget_spend
 from .leases import Reservation, Reserver, Settled, settle_reservations
 from .ledger import UsageCharge, debit_usage
 from .usage import BUCKET_SECONDS, DAY_TABLES, SUMS, local_day
@@ -312,6 +313,12 @@ def _add_key_use(conn: Connection, records: list[RequestRecord]) -> None:
         spent, last = key_use.get(record.key_id, (0, record.created_at))
         key_use[record.key_id] = (spent + record.cost_micro_p, max(last, record.created_at))
     now = utcnow()
+    charges: dict[str, list[tuple[datetime, int]]] = {}
+    for record in records:
+        if record.key_id and record.cost_micro_p:
+            charges.setdefault(record.key_id, []).append((record.created_at, record.cost_micro_p))
+    if charges:
+        add_budget_spend(conn, charges, now)
     for key_id in sorted(key_use):
         spent, last = key_use[key_id]
         conn.execute(

@@ -168,6 +168,23 @@ def daily_by_model(conn: Connection, account_id: str, start: date, end: date, tz
     return [{"date": dates[d], "model": model, **sums} for d, model, sums in rows]
 
 
+def daily_for_key(conn: Connection, account_id: str, key_id: str, start: date, end: date, tz: ZoneInfo) -> list[dict]:
+    """Rows ``{date, <SUMS>}`` by local day for one key (days without use left out)."""
+    source = span(conn, account_id, start, end, tz, by="key_id")
+    if source.table is usage_key_days:
+        query = (
+            sa.select(usage_key_days.c.day, *(usage_key_days.c[c] for c in SUMS))
+            .where(source.where, usage_key_days.c.key_id == key_id)
+            .order_by(usage_key_days.c.day)
+        )
+        rows = [(row.day, _row_sums(row)) for row in conn.execute(query)]
+    else:
+        lo, hi = range_bounds(start, end, tz)
+        merged = _buckets_by_local_day(conn, account_id, lo, hi, tz, "key_id")
+        rows = [(d, sums) for (d, key), sums in sorted(merged.items()) if key == key_id]
+    return [{"date": (EPOCH + timedelta(days=d)).isoformat(), **sums} for d, sums in rows]
+
+
 def by_model(daily: list[dict]) -> list[dict]:
     """Totals per model of ``daily_by_model`` rows, costliest first."""
     merged: dict[str, dict] = defaultdict(lambda: dict.fromkeys(SUMS, 0))

@@ -13,12 +13,14 @@ import logging
 import os
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.engine import Connection
 
 from .. import __version__
 from ..accounting import usage
+from ..accounting.budgets import set_budget
 from ..accounting.ledger import (
     POSTABLE_KINDS, IdempotencyConflict, account_dict, create_account, entry_dict, get_account, list_entries,
     post_entry_async, set_account_status, signed_amount,
@@ -28,8 +30,9 @@ from ..accounting.pricing import prices_at
 from ..accounting.requestlog import CSV_COLUMNS, csv_rows, query_requests, request_csv_values, request_dict
 from ..appkeys import CATALOG, KEYS, SETTINGS, WRITER
 from ..auth import create_key, key_dict
-from ..catalog import CACHE_PRICES, SIMULATED_API, Model
-from ..db import api_keys, utcnow
+from ..catalog import CACHE_PRICES, SIMULATED_API, Catalog, Model
+from ..db import accounts, api_keys, utcnow
+from ..key_controls import BUDGET_PERIODS, MAX_ALLOWED_MODELS, InvalidIpEntry, normalise_ip_list
 from .http import (
     HttpError, account_id_param, database, datetime_field, decode_cursor, errors_middleware, int_field,
     is_uuid, json_body, json_response, keyset_page, query_date_range, query_int, query_tz, request_filter, str_field,
@@ -39,6 +42,10 @@ from .http import (
 log = logging.getLogger("samalink.gateway.internal")
 
 MAX_AMOUNT = 10**15  # one billion P: far above any top-up, far below BigInteger's limit
+MAX_RPM = 10_000_000
+MAX_TPM = 10**12
+KEY_FIELDS = {"name", "spend_limit_micro_p", "expires_at", "budget_micro_p", "budget_period", "allowed_models",
+              "allowed_ips", "rpm_limit", "tpm_limit"}
 
 
 async def _refresh_keys(request: web.Request) -> None:
@@ -155,11 +162,14 @@ async def read_account(request: web.Request) -> web.Response:
 
 
 async def patch_account(request: web.Request) -> web.Response:
-    """Suspend or reactivate an account, or move its daily usage sums to another zone."""
+    """Suspend or reactivate an account, move its daily usage sums to another zone, or set
+    its account-wide requests and tokens per minute."""
     account_id = account_id_param(request)
-    data = await json_body(request, {"status", "usage_tz"})
+    data = await json_body(request, {"status", "usage_tz", "rpm_limit", "tpm_limit"})
     if not data:
-        raise HttpError(422, "Give status, usage_tz or both.", "invalid_field")
+        raise HttpError(422, "Give status, usage_tz, rpm_limit or tpm_limit.", "invalid_field")
+    limits = {name: int_field(data, name, 1, high) for name, high in (("rpm_limit", MAX_RPM), ("tpm_limit", MAX_TPM))
+              if name in data}
     status = data.get("status")
     if "status" in data and status not in ("active", "suspended"):
         raise HttpError(422, "status must be active or suspended.", "invalid_field")
@@ -171,12 +181,14 @@ async def patch_account(request: web.Request) -> web.Response:
         get_account(conn, account_id)
         if new_zone is not None:
             usage.set_usage_zone(conn, account_id, new_zone)
+        if limits:
+            conn.execute(accounts.update().where(accounts.c.id == account_id).values(**limits, updated_at=utcnow()))
         if status is not None:
             return set_account_status(conn, account_id, status)
         return get_account(conn, account_id)
 
     row = await database(request).transaction(work)
-    if status is not None:
+    if status is not None or limits:
         await _refresh_keys(request)
     return json_response(account_dict(row))
 
@@ -248,13 +260,14 @@ async def list_keys(request: web.Request) -> web.Response:
     """The account's keys, newest first (never the full key)."""
     account_id = account_id_param(request)
 
-    def work(conn: Connection) -> list[Any]:
-        get_account(conn, account_id)
-        return list(conn.execute(
+    def work(conn: Connection) -> tuple[str, list[Any]]:
+        account = get_account(conn, account_id)
+        return account.usage_tz, list(conn.execute(
             sa.select(api_keys).where(api_keys.c.account_id == account_id).order_by(api_keys.c.created_at.desc(), api_keys.c.id)
         ))
 
-    return json_response({"data": [key_dict(r) for r in await database(request).read(work)]})
+    tz, rows = await database(request).read(work)
+    return json_response({"data": [key_dict(r, tz) for r in rows]})
 
 
 def _limit_and_expiry(data: dict) -> dict:
@@ -269,39 +282,109 @@ def _limit_and_expiry(data: dict) -> dict:
     return values
 
 
+def _string_list(data: dict, name: str, most: int) -> list[str]:
+    value = data.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise HttpError(422, f"{name} must be a list of strings.", "invalid_field")
+    if len(value) > most:
+        raise HttpError(422, f"{name} may hold at most {most} entries.", "invalid_field")
+    return value
+
+
+def _controls(data: dict, catalog: Catalog) -> dict:
+    """The key controls in ``data``, checked: a budget and its period, the allow-lists
+    (models as canonical ids, addresses in canonical form), and per-minute limits."""
+    values: dict[str, Any] = {}
+    if "budget_micro_p" in data:
+        values["budget_micro_p"] = int_field(data, "budget_micro_p", 1, MAX_AMOUNT)
+    if "budget_period" in data:
+        period = data["budget_period"]
+        if period is not None and period not in BUDGET_PERIODS:
+            raise HttpError(422, "budget_period must be day, week, month or null.", "invalid_field")
+        values["budget_period"] = period
+    if "allowed_models" in data:
+        models = []
+        for model_id in _string_list(data, "allowed_models", MAX_ALLOWED_MODELS):
+            model = catalog.resolve(model_id.strip())
+            if model is None:
+                raise HttpError(422, f"allowed_models: no model '{model_id[:100]}' in the catalogue.", "unknown_model")
+            if model.id not in models:
+                models.append(model.id)
+        values["allowed_models"] = models
+    if "allowed_ips" in data:
+        try:
+            values["allowed_ips"] = normalise_ip_list(_string_list(data, "allowed_ips", 1000))
+        except InvalidIpEntry as exc:
+            raise HttpError(422, f"allowed_ips: {exc}", "invalid_ip") from None
+    if "rpm_limit" in data:
+        values["rpm_limit"] = int_field(data, "rpm_limit", 1, MAX_RPM)
+    if "tpm_limit" in data:
+        values["tpm_limit"] = int_field(data, "tpm_limit", 1, MAX_TPM)
+    return values
+
+
+def _check_budget_pair(budget: int | None, period: str | None) -> None:
+    if (budget is None) != (period is None):
+        raise HttpError(422, "budget_micro_p and budget_period are set (or cleared) together.", "invalid_field")
+
+
+def _stored(values: dict) -> dict:
+    """Column values: the lists as JSON text."""
+    return {name: orjson.dumps(value).decode() if isinstance(value, list) else value for name, value in values.items()}
+
+
 async def post_key(request: web.Request) -> web.Response:
-    """Create a key; the only answer that contains the full key."""
+    """Create a key, with any of its controls; the only answer that contains the full key."""
     account_id = account_id_param(request)
-    data = await json_body(request, {"name", "spend_limit_micro_p", "expires_at"})
+    data = await json_body(request, KEY_FIELDS)
     name = str_field(data, "name", 100, required=True)
     values = _limit_and_expiry(data)
+    controls = _controls(data, request.config_dict[CATALOG])
+    _check_budget_pair(controls.get("budget_micro_p"), controls.get("budget_period"))
 
-    def work(conn: Connection) -> tuple[str, Any]:
-        get_account(conn, account_id)
-        return create_key(conn, account_id, name, values.get("spend_limit_micro_p"), values.get("expires_at"))
+    def work(conn: Connection) -> tuple[str, Any, str]:
+        account = get_account(conn, account_id)
+        key, row = create_key(conn, account_id, name, values.get("spend_limit_micro_p"), values.get("expires_at"),
+                              **controls)
+        if controls.get("budget_period"):
+            set_budget(conn, row.id, controls["budget_period"], utcnow())
+        return key, _key_row(conn, account_id, row.id), account.usage_tz
 
-    key, row = await database(request).transaction(work)
-    return json_response({**key_dict(row), "key": key}, status=201)
+    key, row, tz = await database(request).transaction(work)
+    return json_response({**key_dict(row, tz), "key": key}, status=201)
 
 
 async def patch_key(request: web.Request) -> web.Response:
-    """Rename a key, or set or clear its spending limit and expiry."""
+    """Rename a key, or set or clear its spending limit, expiry and controls.
+
+    Every process applies a change within two key-cache polls (under 2 s).
+    """
     account_id = account_id_param(request)
     key_id = request.match_info["key_id"]
-    data = await json_body(request, {"name", "spend_limit_micro_p", "expires_at"})
+    data = await json_body(request, KEY_FIELDS)
     values = _limit_and_expiry(data)
     if "name" in data:
         values["name"] = str_field(data, "name", 100, required=True)
+    controls = _controls(data, request.config_dict[CATALOG])
 
-    def work(conn: Connection) -> Any:
-        _key_row(conn, account_id, key_id)
-        if values:
-            conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(**values, updated_at=utcnow()))
-        return _key_row(conn, account_id, key_id)
+    def work(conn: Connection) -> tuple[Any, str]:
+        account = get_account(conn, account_id)
+        before = _key_row(conn, account_id, key_id)
+        budget = controls.get("budget_micro_p", before.budget_micro_p)
+        period = controls.get("budget_period", before.budget_period)
+        _check_budget_pair(budget, period)
+        changes = {**values, **_stored(controls)}
+        if changes:
+            conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(**changes, updated_at=utcnow()))
+        if period != before.budget_period:
+            set_budget(conn, key_id, period, utcnow())
+        return _key_row(conn, account_id, key_id), account.usage_tz
 
-    row = await database(request).transaction(work)
+    row, tz = await database(request).transaction(work)
     await _refresh_keys(request)
-    return json_response(key_dict(row))
+    return json_response(key_dict(row, tz))
 
 
 async def revoke_key(request: web.Request) -> web.Response:
@@ -332,6 +415,21 @@ async def get_usage(request: web.Request) -> web.Response:
     def work(conn: Connection) -> dict:
         get_account(conn, account_id)
         return usage.usage_report(conn, account_id, start, end, tz)
+
+    return json_response(await database(request).read(work))
+
+
+async def get_key_usage(request: web.Request) -> web.Response:
+    """One key's usage by local day over a date range (its page's chart of the period)."""
+    account_id = account_id_param(request)
+    key_id = request.match_info["key_id"]
+    start, end = query_date_range(request)
+    tz = query_tz(request)
+
+    def work(conn: Connection) -> dict:
+        _key_row(conn, account_id, key_id)
+        return {"start": start.isoformat(), "end": end.isoformat(), "tz": tz.key,
+                "daily": usage.daily_for_key(conn, account_id, key_id, start, end, tz)}
 
     return json_response(await database(request).read(work))
 
@@ -391,6 +489,7 @@ def create_internal_app() -> web.Application:
     app.router.add_post("/accounts/{account_id}/keys", post_key)
     app.router.add_patch("/accounts/{account_id}/keys/{key_id}", patch_key)
     app.router.add_delete("/accounts/{account_id}/keys/{key_id}", revoke_key)
+    app.router.add_get("/accounts/{account_id}/keys/{key_id}/usage", get_key_usage)
     app.router.add_get("/accounts/{account_id}/usage", get_usage)
     app.router.add_get("/accounts/{account_id}/requests.csv", export_requests)
     app.router.add_get("/accounts/{account_id}/requests", list_requests)

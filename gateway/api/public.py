@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from ..accounting.leases import InsufficientBalance, LimitReached, Reservation, Reserver
+from ..accounting.leases import InsufficientBalance, KeyBudgetExceeded, LimitReached, Reservation, Reserver
 from ..accounting.metering import BatchWriter, RequestRecord
 from ..accounting.provider_keys import ProviderKeys
 from ..accounting.pricing import (
@@ -35,7 +35,8 @@ from ..accounting.pricing import (
     worst_case_micro_p,
 )
 from .. import metrics
-from ..appkeys import BREAKERS, CATALOG, HTTP, KEYS, PROVIDER_KEYS, RESERVER, SETTINGS, WRITER
+from ..accounting.ratelimits import RateLimiter
+from ..appkeys import BREAKERS, CATALOG, HTTP, KEYS, LIMITER, PROVIDER_KEYS, RESERVER, SETTINGS, WRITER
 from ..auth import KeyCache, KeyInfo
 from ..catalog import Catalog, Model, Provider
 from ..config import Settings
@@ -59,7 +60,7 @@ from ..proxy.providers import anthropic as anthropic_wire
 from ..proxy.providers import read_json, send, simulated
 from ..proxy.upstream_errors import malformed_error
 from ..proxy.translate import responses_api_checks, validate
-from . import guards
+from . import guards, key_checks
 
 log = logging.getLogger("samalink.gateway.public_api")
 
@@ -92,6 +93,7 @@ class _Runtime:
     http: aiohttp.ClientSession
     keys: KeyCache
     reserver: Reserver
+    limiter: RateLimiter
     writer: BatchWriter
     breakers: Breakers
     provider_keys: ProviderKeys
@@ -110,6 +112,7 @@ class _Runtime:
         self.http = app[HTTP]
         self.keys = app[KEYS]
         self.reserver = app[RESERVER]
+        self.limiter = app[LIMITER]
         self.writer = app[WRITER]
         self.breakers = app[BREAKERS]
         self.provider_keys = app[PROVIDER_KEYS]
@@ -134,8 +137,9 @@ class _Runtime:
 RUNTIME = web.AppKey("public_api_runtime", _Runtime)
 
 
-def models_list(catalog: Catalog) -> dict:
-    """The catalogue in OpenAI's list format (unpriced models included, disabled ones not)."""
+def models_list(catalog: Catalog, allowed: frozenset[str] = frozenset()) -> dict:
+    """The catalogue in OpenAI's list format (unpriced models included, disabled ones not),
+    only the ``allowed`` models when a key has an allow-list."""
     return {
         "object": "list",
         "data": [
@@ -146,7 +150,7 @@ def models_list(catalog: Catalog) -> dict:
                 "owned_by": catalog.providers[model.provider].display_name,
             }
             for model in catalog.models.values()
-            if model.enabled
+            if model.enabled and (not allowed or model.id in allowed)
         ],
     }
 
@@ -207,6 +211,17 @@ async def _authenticate(runtime: _Runtime, request: web.Request) -> KeyInfo:
     if info is None:
         raise ApiError(401, "Invalid API key.", code="invalid_api_key", type="authentication_error")
     return info
+
+
+def _check_key(runtime: _Runtime, request: web.Request, key: KeyInfo, now: datetime) -> None:
+    """Refuse a key called from outside its IP allow-list, or one that may not be used now
+    (see ``KeyInfo.refusal``); run once the request is known to be the key's, so it is logged."""
+    key_checks.check_client_ip(key, request, runtime.settings.trust_proxy)
+    refusal = key.refusal(now)
+    if refusal == "budget":
+        raise key_checks.budget_error(key)
+    if refusal is not None:
+        raise _REFUSALS[refusal]
 
 
 async def _read_body(request: web.Request, limit: int) -> tuple[dict, int]:
@@ -307,8 +322,8 @@ def _provider_key(settings: Settings, provider: Provider, console: ProviderKeys 
 async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) -> Reservation:
     """Set aside the request's worst case under every limit, lowering its output bound to fit.
 
-    The allowance is the smallest of what the balance and the key's spending limit have
-    left. When the worst case (the prompt plus the whole output bound) does not fit, the
+    The allowance is the smallest of what the balance, the key's spending limit and the
+    key's budget for this period have left. When the worst case (the prompt plus the whole output bound) does not fit, the
     output bound sent upstream is lowered to what fits, but not below
     ``min_output_tokens`` (or the client's own smaller bound); below that, the request is
     refused with the code of the limit that ran out, before anything is sent upstream.
@@ -322,8 +337,11 @@ async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) ->
     least_output = min(plan.max_output, runtime.settings.min_output_tokens * plan.choices)
     at_least = worst_case_micro_p(model, plan.estimated_input, least_output, one_hour)
     limited_key = key.key_id if key.spend_limit_micro_p is not None else None
+    budget_key = key.key_id if key.has_budget else None
     try:
-        reservation = await runtime.reserver.reserve_up_to(key.account_id, want, at_least, limited_key)
+        reservation = await runtime.reserver.reserve_up_to(key.account_id, want, at_least, limited_key, budget_key)
+    except KeyBudgetExceeded:
+        raise key_checks.budget_error(key) from None
     except LimitReached as exc:
         bound_field = "max_output_tokens" if plan.responses is not None else "max_tokens"
         raise _limit_error(exc, at_least, least_output, runtime.settings, bound_field) from None
@@ -404,6 +422,7 @@ def _settle(runtime: _Runtime, call: Call) -> None:
         attempts=tuple(call.attempts),
     )
     runtime.writer.settle(record, call.reservation)
+    key_checks.settle_admission(runtime.limiter, call.admission, usage.prompt_tokens + usage.output_tokens)
     if call.reservation is not None:
         metrics.RESERVED.dec(call.reservation.amount_micro_p)
 
@@ -424,6 +443,8 @@ def _planner(endpoint: str, body: dict, size: int, request: web.Request, long_co
 
 
 async def _reserve_for_call(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan, call: Call) -> None:
+    """Once per request, for the first channel's plan: the rate limits, then the money."""
+    call.admission = await key_checks.admit(runtime.limiter, key, plan.estimated_input + plan.max_output)
     call.reservation = await _reserve(runtime, key, model, plan)
     metrics.RESERVED.inc(call.reservation.amount_micro_p)
 
@@ -446,9 +467,7 @@ async def _serve(request: web.Request, endpoint: str) -> web.StreamResponse:
         key = await _authenticate(runtime, request)
         call.account_id = key.account_id
         call.key_id = key.key_id
-        refusal = key.refusal(now)
-        if refusal is not None:
-            raise _REFUSALS[refusal]
+        _check_key(runtime, request, key, now)
         body, size = await _read_body(request, runtime.settings.max_body_bytes)
         call.model_id = validate.check_model(body)
         call.stream = bool(body.get("stream")) and endpoint != EMBEDDINGS
@@ -457,6 +476,7 @@ async def _serve(request: web.Request, endpoint: str) -> web.StreamResponse:
         call.model_id = model.id
         call.model = model
         call.provider = provider.name
+        key_checks.check_model_allowed(key, model)
         _CHECKS[endpoint](body)
         routes = routes_for(runtime.catalog, model, endpoint,
                             lambda p: _configured_key(runtime.settings, p, runtime.provider_keys))
@@ -527,15 +547,14 @@ async def count_tokens(request: web.Request) -> web.Response:
         key = await _authenticate(runtime, request)
         call.account_id = key.account_id
         call.key_id = key.key_id
-        refusal = key.refusal(now)
-        if refusal is not None:
-            raise _REFUSALS[refusal]
+        _check_key(runtime, request, key, now)
         body, size = await _read_body(request, runtime.settings.max_body_bytes)
         call.model_id = validate.check_model(body)
         model, provider, long_context = _resolve_model(runtime.catalog, call.model_id, MESSAGES)
         call.model_id = model.id
         call.model = model
         call.provider = provider.name
+        key_checks.check_model_allowed(key, model)
         validate.check_messages(body)
         if provider.api == "anthropic":
             beta = _anthropic_beta(request.headers.get("anthropic-beta"), model, provider, long_context)
@@ -586,13 +605,16 @@ async def list_models(request: web.Request) -> web.Response:
     try:
         now = datetime.now(timezone.utc)
         key = await _authenticate(runtime, request)
+        key_checks.check_client_ip(key, request, runtime.settings.trust_proxy)
         refusal = key.refusal(now)
         if refusal in ("revoked", "expired", "suspended"):
             raise _REFUSALS[refusal]
     except ApiError as error:
         return _error_response(error, anthropic_shape, request_id)
-    return web.Response(body=runtime.models_json(), content_type="application/json",
-                        headers={"x-request-id": request_id})
+    body = runtime.models_json()
+    if key.allowed_models:
+        body = orjson.dumps(models_list(runtime.catalog, key.allowed_models))
+    return web.Response(body=body, content_type="application/json", headers={"x-request-id": request_id})
 
 
 async def get_model(request: web.Request) -> web.Response:
@@ -605,6 +627,11 @@ async def get_model(request: web.Request) -> web.Response:
     if model is None or not model.enabled:
         error = ApiError(404, "The model does not exist. GET /v1/models lists them.", code="model_not_found",
                          param="model")
+        return _error_response(error, False, response.headers["x-request-id"])
+    key = await _authenticate(runtime, request)
+    if not key_checks.model_allowed(key, model):
+        error = ApiError(403, "This API key may not call this model. GET /v1/models lists the models it may call.",
+                         code="model_not_allowed", param="model", type="permission_error")
         return _error_response(error, False, response.headers["x-request-id"])
     entry = {"id": model.id, "object": "model", "created": CATALOG_CREATED,
              "owned_by": runtime.catalog.providers[model.provider].display_name}

@@ -14,6 +14,7 @@ import orjson
 
 from ..accounting.leases import Reservation
 from ..accounting.metering import Attempt
+from ..accounting.ratelimits import Admission
 from ..accounting.pricing import TokenUsage
 from ..catalog import Cost, Model, Provider
 from ..errors import ApiError, bad_request
@@ -49,6 +50,7 @@ class Call:
     provider: str = ""
     stream: bool = False
     reservation: Reservation | None = None
+    admission: Admission | None = None  # what the per-minute limits counted for it
     usage: TokenUsage = TokenUsage()  # the checked usage the call is charged for
     cost_micro_p: int = 0  # what that usage costs, as charged to the ledger and told to the client
     estimated: bool = False

@@ -1,4 +1,5 @@
-"""Forms for creating API keys, renaming them, and changing their spending limit and expiry."""
+"""Forms for creating API keys, renaming them, and changing their spending limit, expiry
+and controls (a budget per period, model and IP allow-lists, rate limits)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, StringField
+from wtforms import DateField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from ..money import MICRO_PER_P, InvalidNumber, parse_p
 from ..timeutil import parse_iso, today_in, zone
+from .controls import MAX_RPM, MAX_TPM, PERIODS, check_ip_text, ip_text, parse_whole
 
 MAX_SPEND_LIMIT_P = 100_000_000  # $100,000: far above any real budget, below integer trouble
 MAX_EXPIRY_DAYS = 5 * 366
@@ -95,8 +98,95 @@ class KeyLimitsMixin:
         return changes
 
 
-class CreateKeyForm(KeyNameMixin, KeyLimitsMixin, FlaskForm):
-    """New key: name, optional spending limit in P, optional expiry date."""
+class KeyControlsMixin:
+    """A budget per period, the model and IP allow-lists and the rate limits, checked the
+    way the gateway checks them. ``models`` are the catalogue's ids (the picker's choices)."""
+
+    budget = StringField("Budget (P)", filters=[_strip], validators=[Optional()])
+    budget_period = SelectField("Resets", choices=[SelectChoice(value, label) for value, label in PERIODS], default="")
+    allowed_models = SelectMultipleField("Allowed models", choices=[], validate_choice=False)
+    allowed_ips = TextAreaField("Allowed IP addresses", filters=[_strip], validators=[Optional()])
+    rpm_limit = StringField("Requests per minute", filters=[_strip], validators=[Optional()])
+    tpm_limit = StringField("Tokens per minute", filters=[_strip], validators=[Optional()])
+
+    def set_models(self, model_ids: list[str]) -> None:
+        """The catalogue ids the picker offers."""
+        self.model_ids = list(model_ids)
+        self.allowed_models.choices = [SelectChoice(model_id, model_id) for model_id in model_ids]
+
+    def validate_budget(self, field) -> None:
+        try:
+            micro = parse_p(field.data)
+        except InvalidNumber as exc:
+            raise ValidationError(str(exc)) from None
+        if micro <= 0:
+            raise ValidationError("The budget must be more than 0 P.")
+        if micro > MAX_SPEND_LIMIT_P * MICRO_PER_P:
+            raise ValidationError(f"The budget can be at most {MAX_SPEND_LIMIT_P:,} P.")
+        if not self.budget_period.data:
+            raise ValidationError("Choose when the budget resets: daily, weekly or monthly.")
+
+    def validate_budget_period(self, field) -> None:
+        if field.data not in {value for value, _ in PERIODS}:
+            raise ValidationError("Choose daily, weekly or monthly.")
+        if field.data and not self.budget.data:
+            raise ValidationError("Give the budget in P above, or choose “No budget”.")
+
+    def validate_allowed_models(self, field) -> None:
+        known = set(getattr(self, "model_ids", []))
+        unknown = [model for model in field.data or [] if model not in known]
+        if unknown:
+            raise ValidationError(f"Unknown model: {unknown[0][:100]}.")
+
+    def validate_allowed_ips(self, field) -> None:
+        _, problem = check_ip_text(field.data)
+        if problem:
+            raise ValidationError(problem)
+
+    def validate_rpm_limit(self, field) -> None:
+        try:
+            parse_whole(field.data, MAX_RPM)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def validate_tpm_limit(self, field) -> None:
+        try:
+            parse_whole(field.data, MAX_TPM)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def controls(self) -> dict:
+        """The validated controls as the gateway's fields (None and [] clear them)."""
+        budget = parse_p(self.budget.data) if self.budget.data else None
+        return {
+            "budget_micro_p": budget,
+            "budget_period": (self.budget_period.data or None) if budget is not None else None,
+            "allowed_models": list(self.allowed_models.data or []),
+            "allowed_ips": check_ip_text(self.allowed_ips.data)[0],
+            "rpm_limit": parse_whole(self.rpm_limit.data, MAX_RPM),
+            "tpm_limit": parse_whole(self.tpm_limit.data, MAX_TPM),
+        }
+
+
+def controls_data(key: dict) -> dict:
+    """A key's controls as the form's initial values."""
+    budget = key.get("budget_micro_p")
+    return {
+        "budget": limit_text(budget),
+        "budget_period": key.get("budget_period") or "",
+        "allowed_models": list(key.get("allowed_models") or []),
+        "allowed_ips": ip_text(key.get("allowed_ips")),
+        "rpm_limit": "" if key.get("rpm_limit") is None else f"{key['rpm_limit']:,}",
+        "tpm_limit": "" if key.get("tpm_limit") is None else f"{key['tpm_limit']:,}",
+    }
+
+
+class CreateKeyForm(KeyNameMixin, KeyLimitsMixin, KeyControlsMixin, FlaskForm):
+    """New key: name, optional spending limit in P, optional expiry date, optional controls."""
+
+
+class KeyControlsForm(KeyControlsMixin, FlaskForm):
+    """A key's budget, allow-lists and rate limits: empty fields remove them."""
 
 
 class KeyLimitsForm(KeyLimitsMixin, FlaskForm):

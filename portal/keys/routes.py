@@ -1,18 +1,32 @@
-"""Routes: /keys (list and create), /keys/<id>/rename, /keys/<id>/limits, /keys/<id>/revoke."""
+"""Routes: /keys (list and create), /keys/<id> (its controls and usage), /keys/<id>/rename,
+/keys/<id>/limits, /keys/<id>/controls, /keys/<id>/revoke, and /keys/check-ips (the
+allow-list's inline check)."""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 from flask import Blueprint, abort, flash, request
 from flask_login import current_user, login_required
 
 from ..accounts import ensure_account
+from ..catalog_view import load_catalog
 from ..gateway_client import GatewayUnavailable, gateway
 from ..gateway_views import calling_gateway
 from ..htmx import is_htmx, redirect_to, render
 from ..money import format_p
-from .forms import CreateKeyForm, KeyLimitsForm, RenameKeyForm, last_day, limit_text
+from ..timeutil import today_in
+from .controls import budget_is_spent, budget_line, check_ip_text, model_groups, period_days, rate_line, reset_day
+from .forms import (
+    CreateKeyForm,
+    KeyControlsForm,
+    KeyLimitsForm,
+    RenameKeyForm,
+    controls_data,
+    last_day,
+    limit_text,
+)
 
 bp = Blueprint("keys", __name__)
 log = logging.getLogger(__name__)
@@ -27,6 +41,10 @@ def _shown(key: dict) -> dict:
         **key,
         "last_day": last_day(key.get("expires_at"), current_user.tz),
         "limit_reached": limit is not None and (key.get("spent_micro_p") or 0) >= limit,
+        "budget_spent": budget_is_spent(key, datetime.now(timezone.utc)),
+        "budget_line": budget_line(key),
+        "budget_resets": reset_day(key.get("budget_resets_at"), current_user.tz),
+        "rate_line": rate_line(key),
     }
 
 
@@ -62,11 +80,20 @@ def _row(key: dict):
     return render("keys/row.html", block="row", key=key)
 
 
+def _picker() -> tuple[list[tuple[str, list[dict]]], list[str]]:
+    """The model picker's groups and every id it offers (none while the gateway is down)."""
+    catalog = load_catalog()
+    groups = model_groups(catalog.models) if catalog else []
+    return groups, [model["id"] for _, members in groups for model in members]
+
+
 @bp.route("/keys", methods=["GET", "POST"])
 @login_required
 def keys():
-    """List keys; create one and show its full value exactly once."""
+    """List keys; create one (with any controls) and show its full value exactly once."""
+    groups, model_ids = _picker()
     form = CreateKeyForm(tz=current_user.tz)
+    form.set_models(model_ids)
     new_key = None
     error = None
     status = 200
@@ -74,14 +101,81 @@ def keys():
         with calling_gateway("The key could not be created because the usage service is unavailable. "
                              "Try again in a minute.", show_refusal=True) as call:
             new_key = gateway().create_key(ensure_account(current_user), form.name.data,
-                                           form.spend_limit_micro_p(), form.expires_at_iso())
+                                           form.spend_limit_micro_p(), form.expires_at_iso(), **form.controls())
             form = CreateKeyForm(formdata=None, tz=current_user.tz)
+            form.set_models(model_ids)
         error, status = call.message, call.status
     elif form.errors:
         status = 422
     response = render("keys/keys.html", block="keys_section", status=status, form=form,
-                      keys=_keys(), new_key=new_key, error=error)
+                      keys=_keys(), new_key=new_key, error=error, model_groups=groups)
     return _no_store(response) if new_key else response
+
+
+@bp.route("/keys/check-ips", methods=["POST"])
+@login_required
+def check_ips():
+    """The allow-list box's inline check: what would be saved, or why it is refused."""
+    field_id = request.args.get("field") or "allowed_ips"
+    text = next((value for name, value in request.form.items() if name.endswith("allowed_ips")), "")
+    entries, problem = check_ip_text(text)
+    return render("keys/_ip_check.html", block=None, entries=entries, problem=problem,
+                  field_id=field_id if field_id.replace("-", "").replace("_", "").isalnum() else "allowed_ips")
+
+
+def _key_usage(key: dict) -> tuple[list[dict], tuple | None]:
+    """The key's usage by day over its budget period (this month without a budget)."""
+    today = today_in(current_user.tz)
+    days = period_days(key, current_user.tz, today) or (today.replace(day=1), today)
+    with calling_gateway() as call:
+        data = gateway().key_usage(ensure_account(current_user), key["id"], days[0].isoformat(),
+                                   days[1].isoformat(), current_user.tz)
+    if call.failed:
+        return [], None
+    return list(data.get("daily") or []), days
+
+
+@bp.route("/keys/<key_id>", methods=["GET"])
+@login_required
+def detail(key_id: str):
+    """One key: its controls at a glance and to edit, and its spend by day this period."""
+    key = _key(key_id)
+    groups, model_ids = _picker()
+    form = KeyControlsForm(data=controls_data(key))
+    form.set_models(model_ids)
+    daily, days = _key_usage(key)
+    return render("keys/detail.html", block=None, key=key, form=form, model_groups=groups, daily=daily,
+                  days=days, most=max([row["cost_micro_p"] for row in daily] or [0]))
+
+
+@bp.route("/keys/<key_id>/controls", methods=["POST"])
+@login_required
+def controls(key_id: str):
+    """Save a key's budget, allow-lists and rate limits; empty fields remove them."""
+    key = _key(key_id)
+    groups, model_ids = _picker()
+    form = KeyControlsForm()
+    form.set_models(model_ids)
+    error = None
+    status = 200
+    if key.get("status") == "revoked":
+        error, status = f"“{key['name']}” is revoked; its controls can no longer change.", 409
+    elif form.validate_on_submit():
+        with calling_gateway("The controls could not be saved because the usage service is unavailable. "
+                             "Try again in a minute.", show_refusal=True) as call:
+            key = _shown(gateway().update_key(ensure_account(current_user), key_id, **form.controls()))
+        if call.failed:
+            error, status = call.message, call.status
+        else:
+            if is_htmx():
+                return render("keys/detail.html", block="controls_section", key=key, form=form,
+                              model_groups=groups, saved=True)
+            flash(f"Controls of “{key['name']}” saved. Every gateway applies them within 2 seconds.", "success")
+            return redirect_to(f"/keys/{key_id}")
+    else:
+        status = 422
+    return render("keys/detail.html", block="controls_section", status=status, key=key, form=form,
+                  model_groups=groups, error=error, daily=[], days=None, most=0)
 
 
 @bp.route("/keys/<key_id>/rename", methods=["GET", "POST"])

@@ -46,7 +46,7 @@ def _save(client, key_id: str, headers=None, **fields):
 
 def _cells(row_html: str) -> dict[str, str]:
     """The visible text of a key row's cells, by column."""
-    names = ["name", "key", "status", "spent", "last_used", "expires", "actions"]
+    names = ["name", "key", "status", "spent", "last_used", "expires", "controls", "actions"]
     texts = [" ".join(html.unescape(TAG.sub(" ", cell)).split()) for cell in CELL.findall(row_html)]
     return dict(zip(names, texts))
 

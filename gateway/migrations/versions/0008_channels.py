@@ -2,7 +2,7 @@
 and provider keys entered in the console (encrypted).
 
 Revision ID: 0008_channels
-Revises: 0006_cache_usage
+Revises: 0007_key_controls
 Create Date: 2026-11-30 13:00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision = "0008_channels"
-down_revision = "0006_cache_usage"
+down_revision = "0007_key_controls"
 branch_labels = None
 depends_on = None
 
