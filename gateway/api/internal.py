@@ -18,7 +18,7 @@ from aiohttp import web
 from sqlalchemy.engine import Connection
 
 from .. import __version__
-from ..accounting import usage
+from ..accounting import events, usage
 from ..accounting.ledger import (
     POSTABLE_KINDS, IdempotencyConflict, account_dict, create_account, entry_dict, get_account, list_entries,
     post_entry_async, set_account_status, signed_amount,
@@ -30,6 +30,7 @@ from ..appkeys import CATALOG, KEYS, SETTINGS, WRITER
 from ..auth import create_key, key_dict
 from ..catalog import CACHE_PRICES, SIMULATED_API, Model
 from ..db import api_keys, utcnow
+from . import events as events_api
 from .http import (
     HttpError, account_id_param, database, datetime_field, decode_cursor, errors_middleware, int_field,
     is_uuid, json_body, json_response, keyset_page, query_date_range, query_int, query_tz, request_filter, str_field,
@@ -150,16 +151,27 @@ async def post_account(request: web.Request) -> web.Response:
 async def read_account(request: web.Request) -> web.Response:
     """Balance and totals."""
     account_id = account_id_param(request)
-    row = await database(request).read(get_account, account_id)
-    return json_response(account_dict(row))
+
+    def work(conn: Connection) -> dict:
+        return _account_with_thresholds(conn, get_account(conn, account_id))
+
+    return json_response(await database(request).read(work))
+
+
+def _account_with_thresholds(conn: Connection, row: Any) -> dict:
+    return {**account_dict(row), "thresholds": events.thresholds(conn, row.id)}
 
 
 async def patch_account(request: web.Request) -> web.Response:
-    """Suspend or reactivate an account, or move its daily usage sums to another zone."""
+    """Suspend or reactivate an account, move its daily usage sums to another zone, or
+    set or clear (null) its low-balance and auto top-up thresholds."""
     account_id = account_id_param(request)
-    data = await json_body(request, {"status", "usage_tz"})
+    threshold_fields = {f"{name}_threshold_micro_p": name for name in events.THRESHOLD_NAMES}
+    data = await json_body(request, {"status", "usage_tz", *threshold_fields})
     if not data:
-        raise HttpError(422, "Give status, usage_tz or both.", "invalid_field")
+        raise HttpError(422, "Give status, usage_tz or a threshold.", "invalid_field")
+    new_thresholds = {name: int_field(data, field, 1, MAX_AMOUNT)
+                      for field, name in threshold_fields.items() if field in data}
     status = data.get("status")
     if "status" in data and status not in ("active", "suspended"):
         raise HttpError(422, "status must be active or suspended.", "invalid_field")
@@ -171,14 +183,15 @@ async def patch_account(request: web.Request) -> web.Response:
         get_account(conn, account_id)
         if new_zone is not None:
             usage.set_usage_zone(conn, account_id, new_zone)
-        if status is not None:
-            return set_account_status(conn, account_id, status)
-        return get_account(conn, account_id)
+        for name, threshold in new_thresholds.items():
+            events.set_threshold(conn, account_id, name, threshold)
+        row = set_account_status(conn, account_id, status) if status is not None else get_account(conn, account_id)
+        return _account_with_thresholds(conn, row)
 
-    row = await database(request).transaction(work)
+    answer = await database(request).transaction(work)
     if status is not None:
         await _refresh_keys(request)
-    return json_response(account_dict(row))
+    return json_response(answer)
 
 
 async def account_summary(request: web.Request) -> web.Response:
@@ -394,6 +407,7 @@ def create_internal_app() -> web.Application:
     app.router.add_get("/accounts/{account_id}/usage", get_usage)
     app.router.add_get("/accounts/{account_id}/requests.csv", export_requests)
     app.router.add_get("/accounts/{account_id}/requests", list_requests)
+    events_api.add_routes(app)
     return app
 
 
