@@ -264,6 +264,17 @@ class GatewayClient:
         return chunks()
 
 
+    # -- balance thresholds and their events ----------------------------------------
+
+    def set_thresholds(self, account_id: str, **thresholds: int | None) -> dict:
+        """``PATCH /accounts/{id}`` with ``low_balance_threshold_micro_p`` or
+        ``auto_top_up_threshold_micro_p`` (None stops watching); the account with ``thresholds``."""
+        return self._json("PATCH", f"/accounts/{_seg(account_id)}", json=thresholds)
+
+    def events(self, after: int, limit: int = 100) -> dict:
+        """``GET /events``: threshold crossings after the cursor, oldest first, and ``next_cursor``."""
+        return self._json("GET", "/events", params={"after": after, "limit": limit})
+
     # -- operator console ---------------------------------------------------------
 
     def update_account(self, account_id: str, **changes: Any) -> dict:

@@ -1,20 +1,22 @@
-"""Routes: /billing, /billing/checkout, /billing/success, /billing/cancel, /payments and /stripe/webhook."""
+"""Routes: /billing, /billing/alerts, /billing/checkout, /billing/success, /billing/cancel, /payments and /stripe/webhook."""
 
 from __future__ import annotations
 
 import logging
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, jsonify, request, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
 from flask_login import current_user, login_required
 
-from ..accounts import current_account
+from ..accounts import current_account, ensure_account
 from ..extensions import csrf
-from ..gateway_client import GatewayError, GatewayUnavailable
+from ..gateway_client import GatewayError, GatewayUnavailable, gateway
+from ..gateway_views import calling_gateway
+from ..money import p_amount
 from ..htmx import is_htmx, redirect_to, render
 from ..security import CONTENT_SECURITY_POLICY
 from . import service, stripe_api
-from .forms import TopUpForm
+from .forms import LowBalanceForm, TopUpForm
 from .models import EXPIRED, FAILED
 
 bp = Blueprint("billing", __name__)
@@ -46,11 +48,21 @@ def _public_url(endpoint: str) -> str:
     return url_for(endpoint, _external=True)
 
 
-def _billing_page(form: TopUpForm, status: int = 200, error: str | None = None, block: str = "content"):
+def _alert_form(account: dict | None) -> LowBalanceForm:
+    form = LowBalanceForm(formdata=None)
+    threshold = ((account or {}).get("thresholds") or {}).get("low_balance", {}).get("threshold_micro_p")
+    if threshold:
+        form.low_balance_threshold_p.data = f"{p_amount(threshold).normalize():f}"
+    return form
+
+
+def _billing_page(form: TopUpForm, status: int = 200, error: str | None = None, block: str = "content",
+                  alert_form: LowBalanceForm | None = None, alert_saved: bool = False):
+    account = current_account()
     response = render(
         "billing/billing.html", block=block, status=status, form=form, error=error,
-        account=current_account(), configured=stripe_api.payments_configured(),
-        presets=service.PRESET_USD,
+        account=account, configured=stripe_api.payments_configured(),
+        presets=service.PRESET_USD, alert_form=alert_form or _alert_form(account), alert_saved=alert_saved,
     )
     return _with_checkout_form_action(response)
 
@@ -60,6 +72,24 @@ def _billing_page(form: TopUpForm, status: int = 200, error: str | None = None, 
 def billing():
     """Balance and the top-up forms."""
     return _billing_page(TopUpForm(formdata=None))
+
+
+@bp.post("/billing/alerts")
+@login_required
+def alerts():
+    """Set or switch off the low-balance alert (kept by the gateway, which notices the crossing)."""
+    form = LowBalanceForm()
+    if not form.validate_on_submit():
+        return _billing_page(TopUpForm(formdata=None), status=422, block="alerts", alert_form=form)
+    with calling_gateway("The alert could not be saved; try again in a minute.", show_refusal=True) as call:
+        g.account = gateway().set_thresholds(ensure_account(current_user),
+                                             low_balance_threshold_micro_p=form.threshold_micro_p)
+    if call.failed:
+        form.low_balance_threshold_p.errors = [call.message]
+        # htmx swaps only 2xx and 422 answers, and this message must show.
+        return _billing_page(TopUpForm(formdata=None), status=422 if is_htmx() else call.status, block="alerts",
+                             alert_form=form)
+    return _billing_page(TopUpForm(formdata=None), block="alerts", alert_form=form, alert_saved=True)
 
 
 @bp.post("/billing/checkout")
