@@ -4,8 +4,8 @@ The gateway records each fall below a balance threshold once (``GET /internal/ev
 ``process_events`` takes the cursor row with a conditional UPDATE (so with several
 portal processes on one database exactly one reads at a time; a claim older than
 ``CLAIM_LEASE`` is taken over), asks the gateway for the events after it, handles
-them, and moves the cursor in the same transaction as the mail it queued: a crash
-before the commit handles the page again, after it never. One ``EventWorker`` thread
+them one by one, moving the cursor in the same transaction as the mail each queued: a
+crash before that commit handles the event again, after it never. One ``EventWorker`` thread
 per process and database (started by ``install`` unless EVENT_POLL_SECONDS is off)
 runs the passes.
 """
@@ -85,6 +85,12 @@ def _claim(me: str) -> int | None:
     return db.session.scalar(sa.select(EventCursor.position).where(EventCursor.name == CURSOR)) if taken else None
 
 
+def _advance(me: str, position: int) -> bool:
+    """Move the position while keeping the claim; False when the claim was lost."""
+    return db.session.execute(sa.update(EventCursor).where(EventCursor.name == CURSOR, EventCursor.claimed_by == me)
+                              .values(position=position, claimed_at=utcnow())).rowcount == 1
+
+
 def _release(me: str, position: int | None = None) -> bool:
     """Give the claim back, moving the position when given; False when the claim was lost."""
     values: dict = {"claimed_by": None, "claimed_at": None}
@@ -108,8 +114,15 @@ def process_events() -> int:
                 handler = HANDLERS.get(event.get("kind"))
                 if handler is None:
                     log.warning("event %s of unknown kind skipped", event.get("id"))
-                    continue
-                handler(event)
+                else:
+                    handler(event)
+                # The position moves with each event's own work (a handler may call
+                # Stripe): a failure later in the page repeats only what was not done.
+                if not _advance(me, int(event["id"])):
+                    db.session.rollback()
+                    return handled
+                db.session.commit()
+                handled += 1
             if not _release(me, int(page["next_cursor"])):
                 # Held past the lease and taken over: the other worker handles this page.
                 db.session.rollback()
@@ -120,7 +133,6 @@ def process_events() -> int:
             _release(me)
             db.session.commit()
             raise
-        handled += len(page["data"])
         if len(page["data"]) < PAGE:
             return handled
 

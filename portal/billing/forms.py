@@ -1,13 +1,13 @@
 """Billing's forms: the top-up (``amount_usd``, shared by the preset buttons and the custom
-amount) and the low-balance alert (``low_balance_threshold_p``)."""
+amount), the low-balance alert (``low_balance_threshold_p``) and auto top-up."""
 
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import StringField, ValidationError
+from wtforms import BooleanField, StringField, ValidationError
 from wtforms.validators import DataRequired
 
-from ..money import InvalidNumber, parse_p
+from ..money import InvalidNumber, TooManyDecimals, parse_p, scaled_integer
 from .service import MAX_CENTS, MIN_CENTS, InvalidAmount, parse_amount_usd
 
 
@@ -65,3 +65,48 @@ class LowBalanceForm(FlaskForm):
     def threshold_micro_p(self) -> int | None:
         """The validated threshold in micro-P, None for off (only after ``validate_on_submit``)."""
         return self.low_balance_threshold_p.micro_p
+
+
+MAX_MONTHLY_CENTS = 100 * MAX_CENTS
+
+
+class DollarsUpTo:
+    """Accept a dollar amount between the smallest top-up and ``high`` cents; keep the cents on the field."""
+
+    def __init__(self, high: int) -> None:
+        self.high = high
+
+    def __call__(self, form, field) -> None:
+        text = (field.data or "").strip().removeprefix("$").lstrip()
+        try:
+            if len(text) > 24:
+                raise InvalidNumber("too long")
+            cents = scaled_integer(text, 2)
+        except TooManyDecimals:
+            raise ValidationError("Use at most two decimal places (whole cents).") from None
+        except InvalidNumber:
+            raise ValidationError("Enter an amount in US dollars, like 25 or 25.50.") from None
+        if not MIN_CENTS <= cents <= self.high:
+            raise ValidationError(f"Enter between ${MIN_CENTS // 100:,} and ${self.high // 100:,}.")
+        field.cents = cents
+
+
+class AutoTopUpForm(FlaskForm):
+    """Auto top-up: "when the balance falls below X P, charge my card $Y", at most $Z a month."""
+
+    enabled = BooleanField("Top up automatically")
+    threshold_p = StringField("When the balance falls below (P)",
+                              validators=[DataRequired("Enter a balance in P, like 5000."), PAmount()])
+    amount_usd = StringField("Charge my card (USD)",
+                             validators=[DataRequired("Enter an amount in US dollars, like 25."),
+                                         DollarsUpTo(MAX_CENTS)])
+    monthly_max_usd = StringField("At most, per calendar month (USD)",
+                                  validators=[DataRequired("Enter a monthly maximum in US dollars."),
+                                              DollarsUpTo(MAX_MONTHLY_CENTS)],
+                                  description="Refills stop for the month once they would pass this.")
+
+    def validate_monthly_max_usd(self, field) -> None:
+        """The maximum must allow at least one refill."""
+        amount = getattr(self.amount_usd, "cents", None)
+        if amount is not None and getattr(field, "cents", amount) < amount:
+            raise ValidationError("The monthly maximum must be at least the amount of one refill.")
