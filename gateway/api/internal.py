@@ -30,6 +30,7 @@ from ..appkeys import CATALOG, KEYS, SETTINGS, WRITER
 from ..auth import create_key, key_dict
 from ..catalog import CACHE_PRICES, SIMULATED_API, Model
 from ..db import api_keys, utcnow
+from . import books as books_api
 from . import events as events_api
 from .http import (
     HttpError, account_id_param, database, datetime_field, decode_cursor, errors_middleware, int_field,
@@ -408,6 +409,7 @@ def create_internal_app() -> web.Application:
     app.router.add_get("/accounts/{account_id}/requests.csv", export_requests)
     app.router.add_get("/accounts/{account_id}/requests", list_requests)
     events_api.add_routes(app)
+    books_api.add_account_routes(app)
     return app
 
 
