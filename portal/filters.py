@@ -84,4 +84,5 @@ def register_filters(app: Flask) -> None:
         localdate=local_date,
         reltime=relative_time,
         tokens_k=token_threshold,
+        p_exact=money.format_p_exact,
     )

@@ -275,6 +275,14 @@ class GatewayClient:
         """``GET /events``: threshold crossings after the cursor, oldest first, and ``next_cursor``."""
         return self._json("GET", "/events", params={"after": after, "limit": limit})
 
+    def statement(self, account_id: str, month: str, tz: str) -> dict:
+        """``GET /accounts/{id}/statement``: one calendar month (``YYYY-MM``) of the books in ``tz``."""
+        return self._json("GET", f"/accounts/{_seg(account_id)}/statement", params={"month": month, "tz": tz})
+
+    def verify_ledger(self) -> dict:
+        """``GET /admin/verify-ledger``: every account's books recomputed, and the differences."""
+        return self._json("GET", "/admin/verify-ledger")
+
     # -- operator console ---------------------------------------------------------
 
     def update_account(self, account_id: str, **changes: Any) -> dict:
