@@ -3,9 +3,7 @@ books and report a balance that does not match its ledger."""
 
 from __future__ import annotations
 
-import uuid
 
-import sqlalchemy as sa
 
 from gateway.db import accounts
 

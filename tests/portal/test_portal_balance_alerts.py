@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-import sqlalchemy as sa
 
 from fixtures.gateway import free_port
 from fixtures.portal import DEFAULT_PASSWORD, login, portal_config
