@@ -3,8 +3,6 @@ books and report a balance that does not match its ledger."""
 
 from __future__ import annotations
 
-
-
 from gateway.db import accounts
 
 
