@@ -269,6 +269,33 @@ dead_letters = sa.Table(
     sa.Index("ix_dead_letters_created_at", "created_at"),
 )
 
+# Balance thresholds an account watches (``name``: low_balance, auto_top_up). ``armed`` is
+# true while the balance is at or above the threshold: falling below disarms it and
+# records one event, climbing back re-arms it (see accounting/events.py).
+balance_thresholds = sa.Table(
+    "balance_thresholds",
+    metadata,
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("name", sa.String(32), nullable=False),
+    sa.Column("threshold_micro_p", sa.BigInteger, nullable=False),
+    sa.Column("armed", sa.Boolean, nullable=False),
+    sa.PrimaryKeyConstraint("account_id", "name", name="pk_balance_thresholds"),
+)
+
+# The outbox the portal polls (GET /internal/events): one row per threshold crossing,
+# written in the transaction whose balance change crossed it.
+account_events = sa.Table(
+    "account_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("balance_micro_p", sa.BigInteger, nullable=False),
+    sa.Column("threshold_micro_p", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+
 def _cache_sums() -> list[sa.Column]:
     """The sums of the cached and reasoning parts (cache writes of both lifetimes together)
     and of what caching saved; zero in rows summed before they were kept."""

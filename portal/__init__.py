@@ -10,7 +10,7 @@ from flask import Flask, redirect, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
-from . import mail, security
+from . import events, mail, security
 from .accounts import current_account
 from .auth import sessions
 from .config import Config
@@ -63,6 +63,8 @@ def create_app(config: Config | None = None) -> Flask:
     _register_blueprints(app)
     _register_template_context(app)
     _register_error_handlers(app)
+    # Balance alerts from the gateway, handled by one worker per process (once routes exist).
+    events.install(app)
     return app
 
 

@@ -123,6 +123,10 @@ class Config:
         self.STRIPE_SECRET_KEY = env.get("STRIPE_SECRET_KEY") or ""
         self.STRIPE_WEBHOOK_SECRET = env.get("STRIPE_WEBHOOK_SECRET") or ""
         self.STRIPE_API_BASE = _http_url(env, "STRIPE_API_BASE", "") if env.get("STRIPE_API_BASE") else ""
+        # How often the event worker asks the gateway for balance alerts; "off" stops it
+        # in this process (another process on the same database then handles them).
+        self.EVENT_POLL_SECONDS = 0.0 if (env.get("EVENT_POLL_SECONDS") or "").strip() == "off" \
+            else _positive(env, "EVENT_POLL_SECONDS", 5.0)
         # Where Stripe sends the customer back to; the request's own host when unset.
         self.PUBLIC_URL = _http_url(env, "PUBLIC_URL", "") if env.get("PUBLIC_URL") else ""
         if self.SMTP_HOST and not self.PUBLIC_URL:
@@ -159,4 +163,6 @@ class TestingConfig(Config):
         # Tests freeze and move the clock by hours or days; session time-outs have their own tests.
         env.setdefault("SESSION_IDLE_MINUTES", str(10 * 365 * 24 * 60))
         env.setdefault("SESSION_MAX_HOURS", str(10 * 365 * 24))
+        # Tests run the event worker's passes themselves (portal.events.process_events).
+        env.setdefault("EVENT_POLL_SECONDS", "off")
         super().__init__(env, instance_dir)

@@ -101,4 +101,5 @@ def register_filters(app: Flask) -> None:
         reltime=relative_time,
         tokens_k=token_threshold,
         error_title=error_class_title,
+        p_exact=money.format_p_exact,
     )

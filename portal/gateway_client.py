@@ -275,6 +275,25 @@ class GatewayClient:
         return chunks()
 
 
+    # -- balance thresholds and their events ----------------------------------------
+
+    def set_thresholds(self, account_id: str, **thresholds: int | None) -> dict:
+        """``PATCH /accounts/{id}`` with ``low_balance_threshold_micro_p`` or
+        ``auto_top_up_threshold_micro_p`` (None stops watching); the account with ``thresholds``."""
+        return self._json("PATCH", f"/accounts/{_seg(account_id)}", json=thresholds)
+
+    def events(self, after: int, limit: int = 100) -> dict:
+        """``GET /events``: threshold crossings after the cursor, oldest first, and ``next_cursor``."""
+        return self._json("GET", "/events", params={"after": after, "limit": limit})
+
+    def statement(self, account_id: str, month: str, tz: str) -> dict:
+        """``GET /accounts/{id}/statement``: one calendar month (``YYYY-MM``) of the books in ``tz``."""
+        return self._json("GET", f"/accounts/{_seg(account_id)}/statement", params={"month": month, "tz": tz})
+
+    def verify_ledger(self) -> dict:
+        """``GET /admin/verify-ledger``: every account's books recomputed, and the differences."""
+        return self._json("GET", "/admin/verify-ledger")
+
     # -- operator console ---------------------------------------------------------
 
     def update_account(self, account_id: str, **changes: Any) -> dict:

@@ -140,3 +140,18 @@ class MailboxMessage(db.Model):
     subject: Mapped[str] = mapped_column(sa.String(300), nullable=False)
     body: Mapped[str] = mapped_column(sa.Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+
+
+class EventCursor(db.Model):
+    """How far the event worker has read the gateway's events (one row per source).
+
+    ``claimed_by`` and ``claimed_at`` mark the worker reading now, so one process at a
+    time handles a page and moves the position with the mail it queued.
+    """
+
+    __tablename__ = "event_cursors"
+
+    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    position: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(16))
+    claimed_at: Mapped[datetime | None] = mapped_column(sa.DateTime)

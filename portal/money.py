@@ -46,6 +46,16 @@ def format_p(micro_p: int | None, unit: bool = True) -> str:
     return f"{text} P" if unit else text
 
 
+def format_p_exact(micro_p: int | None) -> str:
+    """``1,234.567891 P``: every micro-P shown, for statements that must add up."""
+    if micro_p is None:
+        return "—"
+    text = f"{p_amount(micro_p):,f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text} P"
+
+
 def format_usd(micro_p: int | None) -> str:
     """``$1.23``; under a cent four decimals (``$0.0028``); below that ``<$0.0001``."""
     if micro_p is None:

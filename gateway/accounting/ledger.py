@@ -4,7 +4,8 @@ This module is the only writer of ``ledger_entries`` and of an account's balance
 ``post_entry`` for credits, debits, refunds and adjustments, ``debit_usage`` for the
 batch writer's usage charges. Each moves the balance in the same transaction as the
 entry that explains it, so ``accounts.balance_micro_p`` equals the sum of the
-account's entries at every commit.
+account's entries at every commit, and records any balance threshold the move crossed
+(``events.balance_moved``) in that transaction too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..db import Database, accounts, ledger_entries, utcnow
+from .events import balance_moved
 
 ENTRY_KINDS = ("credit", "debit", "refund", "adjustment", "usage")
 # Kinds the internal API accepts; "usage" entries are written only by the batch writer.
@@ -165,6 +167,7 @@ def post_entry(
     balance = conn.execute(
         sa.select(accounts.c.balance_micro_p).where(accounts.c.id == account_id)
     ).scalar_one()
+    balance_moved(conn, [account_id])
     inserted = conn.execute(
         ledger_entries.insert()
         .values(
@@ -257,3 +260,4 @@ def debit_usage(conn: Connection, charges: Iterable[UsageCharge]) -> None:
             })
     if entries:
         conn.execute(ledger_entries.insert(), entries)
+    balance_moved(conn, by_account)

@@ -17,7 +17,7 @@ from ..accounting.catalog_overrides import change_dict, list_changes, record_cha
 from ..appkeys import CATALOG, REFRESHER
 from ..catalog import CACHE_PRICES
 from ..db import safe_url, utcnow
-from . import channels
+from . import books, channels
 from .http import (
     HttpError, database, datetime_field, decode_cursor, errors_middleware, json_body, json_response,
     keyset_page, query_date_range, query_int, query_tz, request_filter, str_field, token_middleware,
@@ -164,6 +164,7 @@ def create_admin_app() -> web.Application:
     app.router.add_get("/catalog", admin_catalog)
     app.router.add_post("/catalog/{model_id}", change_model)
     channels.add_routes(app)
+    books.add_admin_routes(app)
     return app
 
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from sqlalchemy.engine import Connection
 
 from .. import __version__
-from ..accounting import usage
+from ..accounting import events, usage
 from ..accounting.budgets import set_budget
 from ..accounting.ledger import (
     POSTABLE_KINDS, IdempotencyConflict, account_dict, create_account, entry_dict, get_account, list_entries,
@@ -33,6 +33,8 @@ from ..auth import create_key, key_dict
 from ..catalog import CACHE_PRICES, SIMULATED_API, Catalog, Model
 from ..db import accounts, api_keys, utcnow
 from ..key_controls import BUDGET_PERIODS, MAX_ALLOWED_MODELS, InvalidIpEntry, normalise_ip_list
+from . import books as books_api
+from . import events as events_api
 from .http import (
     HttpError, account_id_param, database, datetime_field, decode_cursor, errors_middleware, int_field,
     is_uuid, json_body, json_response, keyset_page, query_date_range, query_int, query_tz, request_filter, str_field,
@@ -157,19 +159,30 @@ async def post_account(request: web.Request) -> web.Response:
 async def read_account(request: web.Request) -> web.Response:
     """Balance and totals."""
     account_id = account_id_param(request)
-    row = await database(request).read(get_account, account_id)
-    return json_response(account_dict(row))
+
+    def work(conn: Connection) -> dict:
+        return _account_with_thresholds(conn, get_account(conn, account_id))
+
+    return json_response(await database(request).read(work))
+
+
+def _account_with_thresholds(conn: Connection, row: Any) -> dict:
+    return {**account_dict(row), "thresholds": events.thresholds(conn, row.id)}
 
 
 async def patch_account(request: web.Request) -> web.Response:
-    """Suspend or reactivate an account, move its daily usage sums to another zone, or set
-    its account-wide requests and tokens per minute."""
+    """Suspend or reactivate an account, move its daily usage sums to another zone, set its
+    account-wide requests and tokens per minute, or set or clear (null) its low-balance and
+    auto top-up thresholds."""
     account_id = account_id_param(request)
-    data = await json_body(request, {"status", "usage_tz", "rpm_limit", "tpm_limit"})
+    threshold_fields = {f"{name}_threshold_micro_p": name for name in events.THRESHOLD_NAMES}
+    data = await json_body(request, {"status", "usage_tz", "rpm_limit", "tpm_limit", *threshold_fields})
     if not data:
-        raise HttpError(422, "Give status, usage_tz, rpm_limit or tpm_limit.", "invalid_field")
+        raise HttpError(422, "Give status, usage_tz, rpm_limit, tpm_limit or a threshold.", "invalid_field")
     limits = {name: int_field(data, name, 1, high) for name, high in (("rpm_limit", MAX_RPM), ("tpm_limit", MAX_TPM))
               if name in data}
+    new_thresholds = {name: int_field(data, field, 1, MAX_AMOUNT)
+                      for field, name in threshold_fields.items() if field in data}
     status = data.get("status")
     if "status" in data and status not in ("active", "suspended"):
         raise HttpError(422, "status must be active or suspended.", "invalid_field")
@@ -183,14 +196,15 @@ async def patch_account(request: web.Request) -> web.Response:
             usage.set_usage_zone(conn, account_id, new_zone)
         if limits:
             conn.execute(accounts.update().where(accounts.c.id == account_id).values(**limits, updated_at=utcnow()))
-        if status is not None:
-            return set_account_status(conn, account_id, status)
-        return get_account(conn, account_id)
+        for name, threshold in new_thresholds.items():
+            events.set_threshold(conn, account_id, name, threshold)
+        row = set_account_status(conn, account_id, status) if status is not None else get_account(conn, account_id)
+        return _account_with_thresholds(conn, row)
 
-    row = await database(request).transaction(work)
+    answer = await database(request).transaction(work)
     if status is not None or limits:
         await _refresh_keys(request)
-    return json_response(account_dict(row))
+    return json_response(answer)
 
 
 async def account_summary(request: web.Request) -> web.Response:
@@ -493,6 +507,8 @@ def create_internal_app() -> web.Application:
     app.router.add_get("/accounts/{account_id}/usage", get_usage)
     app.router.add_get("/accounts/{account_id}/requests.csv", export_requests)
     app.router.add_get("/accounts/{account_id}/requests", list_requests)
+    events_api.add_routes(app)
+    books_api.add_account_routes(app)
     return app
 
 

@@ -1,4 +1,5 @@
-"""Payment records: one row per Checkout Session, and the Stripe events already handled.
+"""Payment records: one row per Checkout Session, the Stripe events already handled, and
+auto top-up: its settings and saved card, and one row per refill.
 
 A payment row is written before the customer is sent to Stripe, so the amount the
 account is credited always comes from here, never from an event body or the browser.
@@ -152,3 +153,52 @@ class StripeEvent(db.Model):
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     type: Mapped[str] = mapped_column(sa.String(255), nullable=False)
     processed_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+
+
+class AutoTopUp(db.Model):
+    """A user's auto top-up: "when the balance falls below the threshold, charge my card".
+
+    Only Stripe's customer and payment-method ids are kept, never card details.
+    ``in_flight_refill_id`` is the refill being charged or awaiting Stripe's answer; while
+    it is set no other refill starts.
+    """
+
+    __tablename__ = "auto_top_ups"
+
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    threshold_micro_p: Mapped[int | None] = mapped_column(sa.BigInteger)
+    amount_cents: Mapped[int | None] = mapped_column(sa.Integer)
+    monthly_max_cents: Mapped[int | None] = mapped_column(sa.Integer)
+    stripe_customer_id: Mapped[str | None] = mapped_column(sa.String(255))
+    stripe_payment_method_id: Mapped[str | None] = mapped_column(sa.String(255))
+    card_label: Mapped[str | None] = mapped_column(sa.String(64))
+    in_flight_refill_id: Mapped[int | None] = mapped_column(sa.Integer)
+    # Why it was switched off by us (a declined card), shown on Billing.
+    stopped_reason: Mapped[str | None] = mapped_column(sa.String(255))
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+
+REFILL_PENDING = "pending"
+REFILL_SUCCEEDED = "succeeded"
+REFILL_FAILED = "failed"
+
+
+class Refill(db.Model):
+    """One automatic charge of a saved card, started by one balance crossing (``event_id``)."""
+
+    __tablename__ = "refills"
+    __table_args__ = (sa.Index("ix_refills_user_month", "user_id", "month"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    # The gateway event of the crossing: a crossing starts at most one refill.
+    event_id: Mapped[int] = mapped_column(sa.BigInteger, unique=True, nullable=False)
+    payment_intent_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    amount_cents: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    # The UTC calendar month ("2026-11") whose maximum it counts against.
+    month: Mapped[str] = mapped_column(sa.String(7), nullable=False)
+    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default=REFILL_PENDING)
+    failure_code: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)

@@ -1,20 +1,23 @@
-"""Routes: /billing, /billing/checkout, /billing/success, /billing/cancel, /payments and /stripe/webhook."""
+"""Routes: /billing, /billing/alerts, /billing/auto-top-up (and its card), /billing/checkout, /billing/success, /billing/cancel, /payments and /stripe/webhook."""
 
 from __future__ import annotations
 
 import logging
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, jsonify, request, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
 from flask_login import current_user, login_required
 
-from ..accounts import current_account
+from ..accounts import current_account, ensure_account
 from ..extensions import csrf
-from ..gateway_client import GatewayError, GatewayUnavailable
+from ..gateway_client import GatewayError, GatewayUnavailable, gateway
+from ..gateway_views import calling_gateway
+from ..money import p_amount
 from ..htmx import is_htmx, redirect_to, render
 from ..security import CONTENT_SECURITY_POLICY
 from . import service, stripe_api
-from .forms import TopUpForm
+from . import refills
+from .forms import AutoTopUpForm, LowBalanceForm, TopUpForm
 from .models import EXPIRED, FAILED
 
 bp = Blueprint("billing", __name__)
@@ -46,11 +49,34 @@ def _public_url(endpoint: str) -> str:
     return url_for(endpoint, _external=True)
 
 
-def _billing_page(form: TopUpForm, status: int = 200, error: str | None = None, block: str = "content"):
+def _alert_form(account: dict | None) -> LowBalanceForm:
+    form = LowBalanceForm(formdata=None)
+    threshold = ((account or {}).get("thresholds") or {}).get("low_balance", {}).get("threshold_micro_p")
+    if threshold:
+        form.low_balance_threshold_p.data = f"{p_amount(threshold).normalize():f}"
+    return form
+
+
+def _auto_form(row) -> AutoTopUpForm:
+    form = AutoTopUpForm(formdata=None)
+    if row is not None and row.amount_cents:
+        form.enabled.data = row.enabled
+        form.threshold_p.data = f"{p_amount(row.threshold_micro_p).normalize():f}"
+        form.amount_usd.data = f"{row.amount_cents / 100:.2f}"
+        form.monthly_max_usd.data = f"{(row.monthly_max_cents or 0) / 100:.2f}"
+    return form
+
+
+def _billing_page(form: TopUpForm, status: int = 200, error: str | None = None, block: str = "content",
+                  alert_form: LowBalanceForm | None = None, alert_saved: bool = False,
+                  auto_form: AutoTopUpForm | None = None, auto_message: str | None = None):
+    account = current_account()
+    auto = refills.settings_for(current_user)
     response = render(
         "billing/billing.html", block=block, status=status, form=form, error=error,
-        account=current_account(), configured=stripe_api.payments_configured(),
-        presets=service.PRESET_USD,
+        account=account, configured=stripe_api.payments_configured(),
+        presets=service.PRESET_USD, alert_form=alert_form or _alert_form(account), alert_saved=alert_saved,
+        auto=auto, auto_form=auto_form or _auto_form(auto), auto_message=auto_message,
     )
     return _with_checkout_form_action(response)
 
@@ -60,6 +86,79 @@ def _billing_page(form: TopUpForm, status: int = 200, error: str | None = None, 
 def billing():
     """Balance and the top-up forms."""
     return _billing_page(TopUpForm(formdata=None))
+
+
+@bp.post("/billing/alerts")
+@login_required
+def alerts():
+    """Set or switch off the low-balance alert (kept by the gateway, which notices the crossing)."""
+    form = LowBalanceForm()
+    if not form.validate_on_submit():
+        return _billing_page(TopUpForm(formdata=None), status=422, block="alerts", alert_form=form)
+    with calling_gateway("The alert could not be saved; try again in a minute.", show_refusal=True) as call:
+        g.account = gateway().set_thresholds(ensure_account(current_user),
+                                             low_balance_threshold_micro_p=form.threshold_micro_p)
+    if call.failed:
+        form.low_balance_threshold_p.errors = [call.message]
+        # htmx swaps only 2xx and 422 answers, and this message must show.
+        return _billing_page(TopUpForm(formdata=None), status=422 if is_htmx() else call.status, block="alerts",
+                             alert_form=form)
+    return _billing_page(TopUpForm(formdata=None), block="alerts", alert_form=form, alert_saved=True)
+
+
+@bp.post("/billing/auto-top-up")
+@login_required
+def auto_top_up():
+    """Save the auto top-up settings; switching it on needs a saved card."""
+    form = AutoTopUpForm()
+    if not form.validate_on_submit():
+        return _billing_page(TopUpForm(formdata=None), status=422, block="autotopup", auto_form=form)
+    try:
+        with calling_gateway("Saved here, but the balance watch could not be set; save again in a minute.",
+                             show_refusal=True) as call:
+            refills.save_settings(current_user, bool(form.enabled.data), form.threshold_p.micro_p,
+                                  form.amount_usd.cents, form.monthly_max_usd.cents)
+    except ValueError as exc:
+        form.enabled.errors = [str(exc)]
+        return _billing_page(TopUpForm(formdata=None), status=422, block="autotopup", auto_form=form)
+    if call.failed:
+        return _billing_page(TopUpForm(formdata=None), status=422 if is_htmx() else call.status,
+                             block="autotopup", auto_form=form, auto_message=call.message)
+    message = "Auto top-up is on." if form.enabled.data else "Auto top-up is off."
+    return _billing_page(TopUpForm(formdata=None), block="autotopup", auto_form=form, auto_message=message)
+
+
+@bp.post("/billing/auto-top-up/card")
+@login_required
+def save_card():
+    """Send the browser to Stripe Checkout in setup mode to save a card for auto top-up."""
+    if not stripe_api.payments_configured():
+        return _billing_page(TopUpForm(formdata=None), status=200 if is_htmx() else 503, block="autotopup",
+                             auto_message="Card payments are not configured on this server.")
+    success_url = _public_url("billing.card_saved") + "?session_id={CHECKOUT_SESSION_ID}"
+    try:
+        url = refills.start_card_setup(current_user, success_url, _public_url("billing.billing"))
+    except stripe_api.StripeUnavailable:
+        return _billing_page(TopUpForm(formdata=None), status=200 if is_htmx() else 503, block="autotopup",
+                             auto_message="Stripe is unavailable right now; try again in a few minutes.")
+    return redirect_to(url)
+
+
+@bp.get("/billing/auto-top-up/card/done")
+@login_required
+def card_saved():
+    """Back from saving a card: keep its payment-method id, then show Billing."""
+    session_id = request.args.get("session_id", "")
+    if not session_id or len(session_id) > 255:
+        abort(404)
+    try:
+        refills.finish_card_setup(session_id, current_user)
+    except refills.RefillNotFound:
+        abort(404)
+    except (stripe_api.StripeUnavailable, GatewayUnavailable, GatewayError) as exc:
+        # The webhook saves it too; the page says so meanwhile.
+        log.warning("card setup %s not confirmed yet: %s", session_id, type(exc).__name__)
+    return redirect_to(url_for("billing.billing") + "#autotopup")
 
 
 @bp.post("/billing/checkout")

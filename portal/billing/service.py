@@ -484,15 +484,19 @@ def handle_event(event: dict[str, Any]) -> str:
     event_id, event_type = event["id"], event["type"]
     if event_already_processed(event_id):
         return "duplicate"
+    from . import refills  # auto top-up's events: card setups and off-session refills
+
     object_id = _id_of(event["data"]["object"].get("id"))
     outcome = "ignored"
-    handler = _SESSION_HANDLERS.get(event_type) or _CHARGE_HANDLERS.get(event_type)
+    handler = refills.webhook_handler(event) or _SESSION_HANDLERS.get(event_type) or _CHARGE_HANDLERS.get(event_type)
     if handler is not None and object_id:
         try:
             payment = handler(object_id)
             outcome = "processed" if payment is not None else "not ours"
-        except PaymentNotFound:
+        except (PaymentNotFound, refills.RefillNotFound):
             outcome = "not ours"
+        except refills.RefillMismatch as exc:
+            raise PaymentMismatch(str(exc)) from None
     _record_event(event_id, event_type)
     log.info("stripe event %s (%s): %s", event_id, event_type, outcome)
     return outcome

@@ -31,6 +31,16 @@ class StripeUnavailable(Exception):
     """Stripe could not be reached or refused the call; nothing was charged by it."""
 
 
+class CardDeclined(Exception):
+    """An off-session charge was refused by the card (``code``: card_declined,
+    authentication_required, ...); ``payment_intent_id`` is the intent Stripe left behind."""
+
+    def __init__(self, code: str, payment_intent_id: str | None) -> None:
+        super().__init__(f"The card was declined ({code}).")
+        self.code = code
+        self.payment_intent_id = payment_intent_id
+
+
 class InvalidWebhook(Exception):
     """A webhook body whose signature, timestamp or JSON does not check out."""
 
@@ -106,6 +116,46 @@ def retrieve_dispute(dispute_id: str) -> dict[str, Any]:
     """Re-read a dispute."""
     client = _client()
     return _call("read the dispute", client.v1.disputes.retrieve, dispute_id)
+
+
+def create_customer(params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+    """Create a Stripe customer (the owner of saved cards)."""
+    client = _client()
+    return _call("create the customer", client.v1.customers.create,
+                 params=params, options={"idempotency_key": idempotency_key})
+
+
+def retrieve_setup_session(session_id: str) -> dict[str, Any]:
+    """Re-read a setup-mode Checkout Session with its setup intent expanded."""
+    client = _client()
+    return _call("read the checkout session", client.v1.checkout.sessions.retrieve, session_id,
+                 params={"expand": ["setup_intent"]})
+
+
+def charge_saved_card(params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+    """Create and confirm an off-session PaymentIntent on a saved card.
+
+    Raises ``CardDeclined`` when the card refuses (the customer must act), and
+    ``StripeUnavailable`` for anything else (safe to retry with the same key).
+    """
+    client = _client()
+    try:
+        return _plain(client.v1.payment_intents.create(params=params, options={"idempotency_key": idempotency_key}))
+    except stripe.CardError as exc:
+        error = (getattr(exc, "json_body", None) or {}).get("error") or {}
+        intent = error.get("payment_intent") or {}
+        log.info("off-session charge declined: %s", exc.code)
+        raise CardDeclined(exc.code or "card_declined", intent.get("id") if isinstance(intent, dict) else None) from None
+    except stripe.StripeError as exc:
+        log.warning("Stripe charge of a saved card failed: %s (status %s, code %s)", type(exc).__name__,
+                    getattr(exc, "http_status", None), getattr(exc, "code", None))
+        raise StripeUnavailable("Stripe could not charge the saved card.") from exc
+
+
+def retrieve_payment_intent(payment_intent_id: str) -> dict[str, Any]:
+    """Re-read a PaymentIntent."""
+    client = _client()
+    return _call("read the payment intent", client.v1.payment_intents.retrieve, payment_intent_id)
 
 
 def verify_webhook(payload: bytes, signature_header: str | None) -> dict[str, Any]:

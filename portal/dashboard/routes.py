@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 from flask_login import current_user, login_required
 
-from ..accounts import ensure_account, sync_usage_zone
+from ..accounts import current_account, ensure_account, sync_usage_zone
 from ..catalog_view import load_catalog
 from ..gateway_client import gateway
 from ..gateway_views import calling_gateway
@@ -32,5 +32,12 @@ def dashboard():
         keys = gateway().list_keys(account_id)
         sync_usage_zone(current_user, summary["usage_tz"])
     active_keys = [k for k in keys if k.get("status") == "active"]
-    return render("dashboard/dashboard.html", summary=summary, active_keys=active_keys,
+    return render("dashboard/dashboard.html", summary=summary, active_keys=active_keys, low_balance=low_balance_alert(),
                   catalog=load_catalog(), base_url=current_app.config["GATEWAY_PUBLIC_URL"])
+
+
+def low_balance_alert() -> dict | None:
+    """The low-balance threshold the balance is below (not yet topped up past it), or None."""
+    account = current_account() or {}
+    alert = (account.get("thresholds") or {}).get("low_balance") or {}
+    return alert if alert.get("below") and alert.get("threshold_micro_p") else None

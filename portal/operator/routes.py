@@ -549,16 +549,17 @@ def margin_csv():
 @bp.route("/health")
 def health():
     """Whether the portal reaches the gateway, its version, the batch writer, and the databases."""
-    status = gateway_state = None
+    status = gateway_state = ledger = None
     with console_call() as call:
         status = gateway().health()
         gateway_state = gateway().admin_status()
+        ledger = gateway().verify_ledger()
     # The gateway answered its health check but not the status: show the health, not the status's error.
     error = call.message if status is None else None
     portal_db = db.engine.url
     return render("operator/health.html", block=None, status_data=status, error=error, gateway_state=gateway_state,
                   gateway_url=current_app.config["GATEWAY_URL"], smtp_on=smtp_configured(),
-                  oldest_open=service.oldest_unanswered(),
+                  oldest_open=service.oldest_unanswered(), ledger=ledger,
                   portal_database=portal_db.get_backend_name(), portal_database_name=portal_db.database or "")
 
 

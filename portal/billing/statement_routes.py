@@ -1,0 +1,48 @@
+"""Routes: /billing/statements, /billing/statements/<YYYY-MM> and its .csv download."""
+
+from __future__ import annotations
+
+from flask import Response, abort
+from flask_login import current_user, login_required
+
+from ..accounts import ensure_account
+from ..gateway_client import gateway
+from ..htmx import render
+from . import statements
+from .routes import bp
+
+
+def _statement_or_404(month: str) -> dict:
+    parsed = statements.parse_month(month)
+    current = statements.current_month(current_user.tz)
+    if parsed is None or parsed > current:
+        abort(404)
+    statement = gateway().statement(ensure_account(current_user), month, current_user.tz)
+    # The month is live until it ends where the customer is (the page's clock decides).
+    statement["in_progress"] = parsed == current
+    return statement
+
+
+@bp.get("/billing/statements")
+@login_required
+def statement_list():
+    """Every month since sign-up, newest first; the current one is in progress."""
+    months = statements.months_since(current_user.created_at, current_user.tz)
+    return render("billing/statements.html", months=months, tz=current_user.tz)
+
+
+@bp.get("/billing/statements/<month>.csv")
+@login_required
+def statement_csv(month: str):
+    """The month's statement as CSV: one row per movement and usage line, balances as rows."""
+    statement = _statement_or_404(month)
+    return Response(statements.csv_text(statements.csv_rows(statement)), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="samalink-statement-{month}.csv"',
+                             "Cache-Control": "no-store"})
+
+
+@bp.get("/billing/statements/<month>")
+@login_required
+def statement_page(month: str):
+    """The month's statement as a printable page."""
+    return render("billing/statement.html", block=None, statement=_statement_or_404(month), tz=current_user.tz)

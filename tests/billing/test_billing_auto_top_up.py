@@ -1,0 +1,194 @@
+"""Auto top-up: a card saved with Checkout in setup mode, charged off-session once per
+balance crossing, credited once on payment_intent.succeeded, switched off by a decline,
+and never past the monthly maximum — with several event workers and webhook deliveries at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+import time_machine
+
+from fixtures.portal import mail_log
+from portal.billing import refills
+from portal.billing.models import REFILL_FAILED, REFILL_SUCCEEDED, AutoTopUp, Refill
+from portal.events import process_events
+from portal.extensions import db
+from portal.models import OutboxMessage, User
+
+P = 1_000_000
+MID_MONTH = datetime(2026, 11, 15, 12, tzinfo=timezone.utc)
+
+
+def save_card(billing, buyer, decline: str | None = None) -> AutoTopUp:
+    with billing.app.test_request_context():
+        user = db.session.get(User, buyer.id)
+        url = refills.start_card_setup(user, "http://portal.test/done?session_id={CHECKOUT_SESSION_ID}",
+                                       "http://portal.test/billing")
+    session_id = url.rsplit("/", 1)[1]
+    billing.fake.complete_setup(session_id, decline)
+    with billing.app.app_context():
+        row = refills.finish_card_setup(session_id)
+        db.session.expunge(row)
+        return row
+
+
+def enable(billing, buyer, threshold_p: int, amount_cents: int, max_cents: int) -> None:
+    with billing.app.test_request_context():
+        refills.save_settings(db.session.get(User, buyer.id), True, threshold_p * P, amount_cents, max_cents)
+
+
+def refills_of(billing, buyer) -> list[Refill]:
+    with billing.app.app_context():
+        rows = list(db.session.scalars(sa.select(Refill).where(Refill.user_id == buyer.id).order_by(Refill.id)))
+        for row in rows:
+            db.session.expunge(row)
+        return rows
+
+
+def settings_of(billing, buyer) -> AutoTopUp:
+    with billing.app.app_context():
+        row = db.session.get(AutoTopUp, buyer.id)
+        db.session.expunge(row)
+        return row
+
+
+def run_events(app, until, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with app.test_request_context():
+            process_events()
+        if until():
+            return
+        assert time.monotonic() < deadline, "the event worker did not get there"
+        time.sleep(0.2)
+
+
+def spend(billing, buyer, micro_p: int) -> None:
+    answer = billing.app.extensions["gateway_client"].post_ledger_entry(
+        buyer.account_id, "debit", micro_p, f"test-spend-{time.monotonic_ns()}", "test spend")
+    assert answer["entry"]["amount_micro_p"] == -micro_p
+
+
+def test_saving_a_card_through_checkout_keeps_only_stripe_ids(billing, web, user, fake_stripe):
+    answer = web.post("/billing/auto-top-up/card")
+    assert answer.status_code == 303 and answer.headers["Location"].startswith(fake_stripe.base_url + "/pay/cs_")
+    session_id = answer.headers["Location"].rsplit("/", 1)[1]
+    assert fake_stripe.sessions[session_id]["mode"] == "setup"
+    fake_stripe.complete_setup(session_id)
+    back = web.get(f"/billing/auto-top-up/card/done?session_id={session_id}")
+    assert back.status_code == 303
+    row = settings_of(billing, user)
+    assert row.stripe_customer_id.startswith("cus_") and row.stripe_payment_method_id.startswith("pm_")
+    assert "data-card-saved" in web.get("/billing").get_data(as_text=True)
+    # Someone else's setup session is not taken.
+    other = billing.make_buyer()
+    with billing.app.test_request_context():
+        url = refills.start_card_setup(db.session.get(User, other.id), "http://portal.test/done", "http://portal.test/")
+    fake_stripe.complete_setup(url.rsplit("/", 1)[1])
+    assert web.get(f"/billing/auto-top-up/card/done?session_id={url.rsplit('/', 1)[1]}").status_code == 404
+
+
+def test_a_crossing_charges_once_with_several_workers_and_credits_once(billing, fake_stripe):
+    buyer = billing.make_buyer()
+    save_card(billing, buyer)
+    with time_machine.travel(MID_MONTH, tick=True):
+        enable(billing, buyer, threshold_p=5_000, amount_cents=1_000, max_cents=10_000)  # balance 0: crossed
+        barrier = threading.Barrier(4)
+
+        def worker():
+            barrier.wait()
+            for _ in range(10):
+                with billing.app.test_request_context():
+                    process_events()
+                time.sleep(0.15)
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        run_events(billing.app, lambda: any(r.status == REFILL_SUCCEEDED for r in refills_of(billing, buyer)))
+    [refill] = refills_of(billing, buyer)
+    assert len({r["idempotency_key"] for r in fake_stripe.payment_intent_creations()}) == 1
+    params = fake_stripe.payment_intent_creations()[0]["params"]
+    assert params["off_session"] == "true" and params["confirm"] == "true" and params["amount"] == "1000"
+    # Stripe's webhook, delivered twice at once, finds it credited already.
+    intent = fake_stripe.intents[refill.payment_intent_id]
+    outcomes = []
+    deliveries = [threading.Thread(target=lambda: outcomes.append(
+        billing.deliver("payment_intent.succeeded", intent).status_code)) for _ in range(2)]
+    for thread in deliveries:
+        thread.start()
+    for thread in deliveries:
+        thread.join()
+    assert outcomes == [200, 200]
+    assert billing.balance(buyer) == 10_000 * P
+    assert billing.entries(buyer) == {f"refill:{refill.payment_intent_id}": 10_000 * P}
+    assert settings_of(billing, buyer).in_flight_refill_id is None
+
+
+def test_the_monthly_maximum_is_never_passed(billing, fake_stripe):
+    buyer = billing.make_buyer()
+    save_card(billing, buyer)
+    with time_machine.travel(MID_MONTH, tick=True):
+        enable(billing, buyer, threshold_p=5_000, amount_cents=1_000, max_cents=2_500)
+        run_events(billing.app, lambda: len(refills_of(billing, buyer)) == 1 and billing.balance(buyer) == 10_000 * P)
+        spend(billing, buyer, 6_000 * P)  # 4,000 P: the second crossing
+        run_events(billing.app, lambda: billing.balance(buyer) == 14_000 * P)
+        spend(billing, buyer, 10_000 * P)  # 4,000 P: a third refill would make $30 of $25
+        time.sleep(1.5)
+        run_events(billing.app, lambda: True)
+        run_events(billing.app, lambda: True)
+    assert [r.amount_cents for r in refills_of(billing, buyer)] == [1_000, 1_000]
+    assert billing.balance(buyer) == 4_000 * P
+    assert len(fake_stripe.payment_intent_creations()) == 2
+
+
+def _mailed(app, email: str, subject: str, mail) -> bool:
+    if any(to == email and subj == subject for to, subj, _ in mail.messages):
+        return True
+    with app.app_context():
+        return db.session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.to_address == email, OutboxMessage.subject == subject)) > 0
+
+
+@pytest.mark.parametrize("code", ["card_declined", "authentication_required"])
+def test_a_declined_card_switches_auto_top_up_off_and_mails(billing, fake_stripe, gateway, code):
+    buyer = billing.make_buyer()
+    save_card(billing, buyer, decline=code)
+    with mail_log() as mail, time_machine.travel(MID_MONTH, tick=True):
+        enable(billing, buyer, threshold_p=5_000, amount_cents=1_000, max_cents=10_000)
+        run_events(billing.app, lambda: any(r.status == REFILL_FAILED for r in refills_of(billing, buyer)))
+        deadline = time.monotonic() + 20
+        while not _mailed(billing.app, buyer.email, refills.DECLINED_SUBJECT, mail):
+            assert time.monotonic() < deadline, "no decline mail"
+            time.sleep(0.1)
+    [refill] = refills_of(billing, buyer)
+    assert refill.failure_code == code
+    row = settings_of(billing, buyer)
+    assert row.enabled is False and code in row.stopped_reason and row.in_flight_refill_id is None
+    assert billing.balance(buyer) == 0
+    watched = gateway.internal("GET", f"/accounts/{buyer.account_id}").json()["thresholds"]["auto_top_up"]
+    assert watched["threshold_micro_p"] is None
+
+
+def test_switching_on_needs_a_saved_card_and_a_sensible_maximum(billing, web):
+    fields = {"enabled": "y", "threshold_p": "5000", "amount_usd": "10", "monthly_max_usd": "50"}
+    answer = web.post("/billing/auto-top-up", data=fields)
+    assert answer.status_code == 422 and "Save a card first" in answer.get_data(as_text=True)
+    answer = web.post("/billing/auto-top-up", data={**fields, "monthly_max_usd": "5"})
+    assert answer.status_code == 422 and "at least the amount of one refill" in answer.get_data(as_text=True)
+    answer = web.post("/billing/auto-top-up", data={**fields, "amount_usd": "1e9"})
+    assert answer.status_code == 422
+
+
+def test_a_refill_event_for_someone_elses_intent_is_not_ours(billing, fake_stripe):
+    intent = {"id": "pi_test_unknown", "object": "payment_intent", "amount": 1000, "currency": "usd",
+              "metadata": {"refill_id": "999999999"}, "status": "succeeded"}
+    fake_stripe.intents[intent["id"]] = dict(intent)
+    answer = billing.deliver("payment_intent.succeeded", intent)
+    assert answer.status_code == 200 and answer.get_json()["outcome"] == "not ours"
