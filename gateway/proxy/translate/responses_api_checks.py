@@ -10,8 +10,8 @@ upstream (pass-through) or left out (translation).
 
 from __future__ import annotations
 
-from ...errors import ApiError, bad_request
-from .validate import MAX_OUTPUT_TOKENS, SEED_RANGE
+from ...errors import bad_request
+from .validate import MAX_OUTPUT_TOKENS, SEED_RANGE, fail, is_int, number_in
 
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
@@ -37,39 +37,21 @@ _STATEFUL = {
 }
 
 
-def _fail(param: str, what: str) -> ApiError:
-    return bad_request(f"{param}: {what}", param)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _typed(holder: dict, name: str, kind: type, what: str, param: str | None = None) -> None:
     value = holder.get(name)
     if value is not None and not isinstance(value, kind):
-        raise _fail(param or name, what)
+        raise fail(param or name, what)
 
 
 def _int_in(holder: dict, name: str, low: int, high: int, param: str | None = None) -> None:
     value = holder.get(name)
-    if value is not None and not (_is_int(value) and low <= value <= high):
-        raise _fail(param or name, f"must be an integer between {low} and {high}")
-
-
-def _number_in(body: dict, name: str, low: float, high: float) -> None:
-    value = body.get(name)
-    if value is not None and not (_is_number(value) and low <= value <= high):
-        raise _fail(name, f"must be a number between {low:g} and {high:g}")
+    if value is not None and not (is_int(value) and low <= value <= high):
+        raise fail(param or name, f"must be an integer between {low} and {high}")
 
 
 def _required_string(holder: dict, name: str, param: str) -> None:
     if not isinstance(holder.get(name), str):
-        raise _fail(param, "is required and must be a string")
+        raise fail(param, "is required and must be a string")
 
 
 def _content_parts(content: object, param: str) -> None:
@@ -77,20 +59,20 @@ def _content_parts(content: object, param: str) -> None:
     if isinstance(content, str):
         return
     if not isinstance(content, list):
-        raise _fail(param, "must be a string or a list of content parts")
+        raise fail(param, "must be a string or a list of content parts")
     for index, part in enumerate(content):
         where = f"{param}[{index}]"
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-            raise _fail(where, "each content part must be an object with a type")
+            raise fail(where, "each content part must be an object with a type")
         fields = _PART_FIELDS.get(part["type"])
         if fields is None:
-            raise _fail(f"{where}.type", f"must be one of {', '.join(_PART_FIELDS)}")
+            raise fail(f"{where}.type", f"must be one of {', '.join(_PART_FIELDS)}")
         for name in fields:
             _typed(part, name, str, "must be a string", f"{where}.{name}")
         if not any(isinstance(part.get(name), str) for name in fields):
             if len(fields) == 1:
-                raise _fail(f"{where}.{fields[0]}", "is required and must be a string")
-            raise _fail(where, f"a {part['type']} part needs {' or '.join(fields)}")
+                raise fail(f"{where}.{fields[0]}", "is required and must be a string")
+            raise fail(where, f"a {part['type']} part needs {' or '.join(fields)}")
         _typed(part, "detail", str, "must be a string", f"{where}.detail")
 
 
@@ -103,18 +85,18 @@ def _output_value(value: object, param: str) -> None:
 
 def _item(item: object, param: str) -> None:
     if not isinstance(item, dict):
-        raise _fail(param, "each input item must be an object")
+        raise fail(param, "each input item must be an object")
     kind = item.get("type")
     if kind is None and "role" in item:
         kind = "message"
     if not isinstance(kind, str):
-        raise _fail(f"{param}.type", "is required and must be a string")
+        raise fail(f"{param}.type", "is required and must be a string")
     _typed(item, "id", str, "must be a string", f"{param}.id")
     if kind == "message":
         if item.get("role") not in MESSAGE_ROLES:
-            raise _fail(f"{param}.role", f"must be one of {', '.join(MESSAGE_ROLES)}")
+            raise fail(f"{param}.role", f"must be one of {', '.join(MESSAGE_ROLES)}")
         if "content" not in item:
-            raise _fail(f"{param}.content", "is required")
+            raise fail(f"{param}.content", "is required")
         _content_parts(item["content"], f"{param}.content")
     elif kind in ("function_call", "custom_tool_call"):
         _required_string(item, "call_id", f"{param}.call_id")
@@ -124,19 +106,19 @@ def _item(item: object, param: str) -> None:
     elif kind in ("function_call_output", "custom_tool_call_output"):
         _required_string(item, "call_id", f"{param}.call_id")
         if "output" not in item:
-            raise _fail(f"{param}.output", "is required")
+            raise fail(f"{param}.output", "is required")
         _output_value(item["output"], f"{param}.output")
     elif kind == "reasoning":
         summary = item.get("summary")
         if summary is not None:
             if not isinstance(summary, list):
-                raise _fail(f"{param}.summary", "must be a list of summary_text parts")
+                raise fail(f"{param}.summary", "must be a list of summary_text parts")
             for index, part in enumerate(summary):
                 if not isinstance(part, dict) or not isinstance(part.get("text"), str):
-                    raise _fail(f"{param}.summary[{index}]", "must be an object with a text")
+                    raise fail(f"{param}.summary[{index}]", "must be an object with a text")
         _typed(item, "encrypted_content", str, "must be a string", f"{param}.encrypted_content")
     elif kind == "item_reference":
-        raise _fail(param, "item_reference is not supported: the gateway does not store responses")
+        raise fail(param, "item_reference is not supported: the gateway does not store responses")
 
 
 def _input(body: dict) -> None:
@@ -144,7 +126,7 @@ def _input(body: dict) -> None:
     if isinstance(value, str):
         return
     if not isinstance(value, list) or not value:
-        raise _fail("input", "is required and must be a string or a non-empty list of input items")
+        raise fail("input", "is required and must be a string or a non-empty list of input items")
     for index, item in enumerate(value):
         _item(item, f"input[{index}]")
 
@@ -154,14 +136,14 @@ def _tools(body: dict) -> None:
     if tools is None:
         return
     if not isinstance(tools, list):
-        raise _fail("tools", "must be a list")
+        raise fail("tools", "must be a list")
     for index, tool in enumerate(tools):
         where = f"tools[{index}]"
         if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
-            raise _fail(where, "each tool must be an object with a type")
+            raise fail(where, "each tool must be an object with a type")
         if tool["type"] in ("function", "custom"):
             if not isinstance(tool.get("name"), str) or not tool["name"]:
-                raise _fail(f"{where}.name", "is required and must be a non-empty string")
+                raise fail(f"{where}.name", "is required and must be a non-empty string")
             _typed(tool, "description", str, "must be a string", f"{where}.description")
         if tool["type"] == "function":
             _typed(tool, "parameters", dict, "must be a JSON schema object", f"{where}.parameters")
@@ -175,9 +157,9 @@ def _tool_choice(body: dict) -> None:
     if isinstance(choice, dict) and isinstance(choice.get("type"), str):
         if choice["type"] in ("function", "custom"):
             if not isinstance(choice.get("name"), str) or not choice["name"]:
-                raise _fail("tool_choice.name", "is required and must be a non-empty string")
+                raise fail("tool_choice.name", "is required and must be a non-empty string")
         return
-    raise _fail("tool_choice", "must be auto, none, required or an object with a type "
+    raise fail("tool_choice", "must be auto, none, required or an object with a type "
                                "(such as {\"type\": \"function\", \"name\": ...})")
 
 
@@ -186,14 +168,14 @@ def _reasoning(body: dict) -> None:
     if reasoning is None:
         return
     if not isinstance(reasoning, dict):
-        raise _fail("reasoning", "must be an object")
+        raise fail("reasoning", "must be an object")
     effort = reasoning.get("effort")
     if effort is not None and effort not in REASONING_EFFORTS:
-        raise _fail("reasoning.effort", f"must be one of {', '.join(REASONING_EFFORTS)}")
+        raise fail("reasoning.effort", f"must be one of {', '.join(REASONING_EFFORTS)}")
     for name in ("summary", "generate_summary"):
         value = reasoning.get(name)
         if value is not None and value not in REASONING_SUMMARIES:
-            raise _fail(f"reasoning.{name}", f"must be one of {', '.join(REASONING_SUMMARIES)}")
+            raise fail(f"reasoning.{name}", f"must be one of {', '.join(REASONING_SUMMARIES)}")
 
 
 def _text(body: dict) -> None:
@@ -201,11 +183,11 @@ def _text(body: dict) -> None:
     if text is None:
         return
     if not isinstance(text, dict):
-        raise _fail("text", "must be an object")
+        raise fail("text", "must be an object")
     _typed(text, "verbosity", str, "must be a string", "text.verbosity")
     fmt = text.get("format")
     if fmt is not None and not (isinstance(fmt, dict) and isinstance(fmt.get("type"), str)):
-        raise _fail("text.format", "must be an object with a type")
+        raise fail("text.format", "must be an object with a type")
 
 
 def check_responses(body: dict) -> None:
@@ -218,15 +200,15 @@ def check_responses(body: dict) -> None:
                           "background", code="unsupported_parameter")
     for name in ("max_tokens", "max_completion_tokens"):
         if name in body:
-            raise _fail(name, "is not a Responses API field; use max_output_tokens")
+            raise fail(name, "is not a Responses API field; use max_output_tokens")
     _input(body)
     _typed(body, "instructions", str, "must be a string")
     _int_in(body, "max_output_tokens", 1, MAX_OUTPUT_TOKENS)
     _int_in(body, "max_tool_calls", 1, MAX_OUTPUT_TOKENS)
     _int_in(body, "top_logprobs", 0, 20)
     _int_in(body, "seed", *SEED_RANGE)
-    _number_in(body, "temperature", 0, 2)
-    _number_in(body, "top_p", 0, 1)
+    number_in(body, "temperature", 0, 2)
+    number_in(body, "top_p", 0, 1)
     for name in ("stream", "store", "parallel_tool_calls", "background"):
         _typed(body, name, bool, "must be true or false")
     for name in ("prompt_cache_key", "user", "safety_identifier", "service_tier", "truncation",
@@ -236,7 +218,7 @@ def check_responses(body: dict) -> None:
         _typed(body, name, dict, "must be an object")
     include = body.get("include")
     if include is not None and not (isinstance(include, list) and all(isinstance(i, str) for i in include)):
-        raise _fail("include", "must be a list of strings")
+        raise fail("include", "must be a list of strings")
     _tools(body)
     _tool_choice(body)
     _reasoning(body)

@@ -41,15 +41,18 @@ def _openai_path(parent: str, key: str | int) -> str:
     return f"{parent}[{key}]" if isinstance(key, int) else f"{parent}.{key}"
 
 
-def _fail(param: str, what: str) -> ApiError:
+def fail(param: str, what: str) -> ApiError:
+    """The 400 for a bad field, naming it."""
     return bad_request(f"{param}: {what}", param)
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
+    """An integer, and not a boolean (which Python counts as one)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
+    """An integer or a float, and not a boolean."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -61,55 +64,56 @@ def _is_number(value: object) -> bool:
 
 def _int_in(body: dict, name: str, low: int, high: int) -> None:
     value = body.get(name)
-    if value is not None and not (_is_int(value) and low <= value <= high):
-        raise _fail(name, f"must be an integer between {low} and {high}")
+    if value is not None and not (is_int(value) and low <= value <= high):
+        raise fail(name, f"must be an integer between {low} and {high}")
 
 
 def _positive_int(body: dict, name: str) -> None:
     _int_in(body, name, 1, MAX_OUTPUT_TOKENS)
 
 
-def _number_in(body: dict, name: str, low: float, high: float) -> None:
+def number_in(body: dict, name: str, low: float, high: float) -> None:
+    """A number within [low, high], when given."""
     value = body.get(name)
-    if value is not None and not (_is_number(value) and low <= value <= high):
-        raise _fail(name, f"must be a number between {low:g} and {high:g}")
+    if value is not None and not (is_number(value) and low <= value <= high):
+        raise fail(name, f"must be a number between {low:g} and {high:g}")
 
 
 def _boolean(body: dict, name: str) -> None:
     value = body.get(name)
     if value is not None and not isinstance(value, bool):
-        raise _fail(name, "must be true or false")
+        raise fail(name, "must be true or false")
 
 
 def _string(body: dict, name: str) -> None:
     value = body.get(name)
     if value is not None and not isinstance(value, str):
-        raise _fail(name, "must be a string")
+        raise fail(name, "must be a string")
 
 
 def _object(body: dict, name: str) -> None:
     value = body.get(name)
     if value is not None and not isinstance(value, dict):
-        raise _fail(name, "must be an object")
+        raise fail(name, "must be an object")
 
 
 def _string_list(value: object, param: str, limit: int | None) -> None:
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-        raise _fail(param, "must be a list of strings")
+        raise fail(param, "must be a list of strings")
     if limit is not None and len(value) > limit:
-        raise _fail(param, f"may hold at most {limit} sequences")
+        raise fail(param, f"may hold at most {limit} sequences")
 
 
 def _required_string(block: dict, name: str, param: str) -> str:
     value = block.get(name)
     if not isinstance(value, str):
-        raise _fail(param, "is required and must be a string")
+        raise fail(param, "is required and must be a string")
     return value
 
 
 def _optional_string(block: dict, name: str, param: str) -> None:
     if block.get(name) is not None and not isinstance(block[name], str):
-        raise _fail(param, "must be a string")
+        raise fail(param, "must be a string")
 
 
 def check_model(body: dict) -> str:
@@ -131,7 +135,7 @@ def _typed_parts(content: list, param: str) -> list[tuple[str, dict, str]]:
     for index, part in enumerate(content):
         where = _openai_path(param, index)
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-            raise _fail(where, "each content part must be an object with a type")
+            raise fail(where, "each content part must be an object with a type")
         parts.append((part["type"], part, where))
     return parts
 
@@ -141,10 +145,10 @@ def _openai_text_parts(content: object, param: str, allowed: tuple[str, ...] = (
     if isinstance(content, str):
         return
     if not isinstance(content, list):
-        raise _fail(param, "must be a string or a list of content parts")
+        raise fail(param, "must be a string or a list of content parts")
     for kind, part, where in _typed_parts(content, param):
         if kind not in allowed:
-            raise _fail(where, f"content part type must be {' or '.join(allowed)} here")
+            raise fail(where, f"content part type must be {' or '.join(allowed)} here")
         _required_string(part, kind, f"{where}.{kind}")
 
 
@@ -152,43 +156,43 @@ def _openai_user_content(content: object, param: str) -> None:
     if isinstance(content, str):
         return
     if not isinstance(content, list):
-        raise _fail(param, "must be a string or a list of content parts")
+        raise fail(param, "must be a string or a list of content parts")
     for kind, part, where in _typed_parts(content, param):
         if kind == "text":
             _required_string(part, "text", f"{where}.text")
         elif kind == "image_url":
             image = part.get("image_url")
             if not isinstance(image, dict):
-                raise _fail(f"{where}.image_url", "must be an object with a url")
+                raise fail(f"{where}.image_url", "must be an object with a url")
             _required_string(image, "url", f"{where}.image_url.url")
             _optional_string(image, "detail", f"{where}.image_url.detail")
         elif kind in ("input_audio", "file") and not isinstance(part.get(kind), dict):
-            raise _fail(f"{where}.{kind}", "must be an object")
+            raise fail(f"{where}.{kind}", "must be an object")
 
 
 def _openai_tool_calls(calls: object, param: str) -> None:
     if not isinstance(calls, list):
-        raise _fail(param, "must be a list of function calls")
+        raise fail(param, "must be a list of function calls")
     for index, call in enumerate(calls):
         where = _openai_path(param, index)
         if not isinstance(call, dict):
-            raise _fail(where, "each tool call must be an object")
+            raise fail(where, "each tool call must be an object")
         _optional_string(call, "id", f"{where}.id")
         if call.get("type") not in (None, "function"):
-            raise _fail(f"{where}.type", "must be function")
+            raise fail(f"{where}.type", "must be function")
         function = call.get("function")
         if not isinstance(function, dict):
-            raise _fail(f"{where}.function", "must be an object with a name and arguments")
+            raise fail(f"{where}.function", "must be an object with a name and arguments")
         _required_string(function, "name", f"{where}.function.name")
         _optional_string(function, "arguments", f"{where}.function.arguments")
 
 
 def _openai_message(message: object, param: str) -> None:
     if not isinstance(message, dict):
-        raise _fail(param, "each message must be an object")
+        raise fail(param, "each message must be an object")
     role = message.get("role")
     if role not in CHAT_ROLES:
-        raise _fail(f"{param}.role", f"must be one of {', '.join(CHAT_ROLES)}")
+        raise fail(f"{param}.role", f"must be one of {', '.join(CHAT_ROLES)}")
     _optional_string(message, "name", f"{param}.name")
     content = message.get("content")
     where = f"{param}.content"
@@ -198,15 +202,15 @@ def _openai_message(message: object, param: str) -> None:
             _openai_tool_calls(calls, f"{param}.tool_calls")
         if content is None:
             if not calls:
-                raise _fail(where, "an assistant message needs content or tool_calls")
+                raise fail(where, "an assistant message needs content or tool_calls")
         else:
             _openai_text_parts(content, where, ("text", "refusal"))
         _optional_string(message, "refusal", f"{param}.refusal")
         return
     if message.get("tool_calls") is not None:
-        raise _fail(f"{param}.tool_calls", "only assistant messages carry tool_calls")
+        raise fail(f"{param}.tool_calls", "only assistant messages carry tool_calls")
     if content is None:
-        raise _fail(where, "is required")
+        raise fail(where, "is required")
     if role == "user":
         _openai_user_content(content, where)
     else:
@@ -220,19 +224,19 @@ def _openai_tools(body: dict) -> None:
     if tools is None:
         return
     if not isinstance(tools, list):
-        raise _fail("tools", "must be a list")
+        raise fail("tools", "must be a list")
     for index, tool in enumerate(tools):
         where = f"tools[{index}]"
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
-            raise _fail(where, "each tool needs type \"function\" and a function.name")
+            raise fail(where, "each tool needs type \"function\" and a function.name")
         if tool.get("type") not in (None, "function"):
-            raise _fail(f"{where}.type", "must be function")
+            raise fail(f"{where}.type", "must be function")
         _optional_string(function, "description", f"{where}.function.description")
         if function.get("parameters") is not None and not isinstance(function["parameters"], dict):
-            raise _fail(f"{where}.function.parameters", "must be a JSON schema object")
+            raise fail(f"{where}.function.parameters", "must be a JSON schema object")
         if function.get("strict") is not None and not isinstance(function["strict"], bool):
-            raise _fail(f"{where}.function.strict", "must be true or false")
+            raise fail(f"{where}.function.strict", "must be true or false")
 
 
 def _openai_tool_choice(body: dict) -> None:
@@ -243,7 +247,7 @@ def _openai_tool_choice(body: dict) -> None:
         function = choice.get("function")
         if isinstance(function, dict) and isinstance(function.get("name"), str) and function["name"]:
             return
-    raise _fail("tool_choice", "must be auto, none, required or {\"type\": \"function\", \"function\": {\"name\": ...}}")
+    raise fail("tool_choice", "must be auto, none, required or {\"type\": \"function\", \"function\": {\"name\": ...}}")
 
 
 def _stream_options(body: dict) -> None:
@@ -251,9 +255,9 @@ def _stream_options(body: dict) -> None:
     if options is None:
         return
     if not isinstance(options, dict):
-        raise _fail("stream_options", "must be an object")
+        raise fail("stream_options", "must be an object")
     if options.get("include_usage") is not None and not isinstance(options["include_usage"], bool):
-        raise _fail("stream_options.include_usage", "must be true or false")
+        raise fail("stream_options.include_usage", "must be true or false")
 
 
 def _openai_stop(body: dict) -> None:
@@ -261,19 +265,19 @@ def _openai_stop(body: dict) -> None:
     if stop is None or isinstance(stop, str):
         return
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise _fail("stop", "must be a string or a list of strings")
+        raise fail("stop", "must be a string or a list of strings")
     if len(stop) > MAX_OPENAI_STOPS:
-        raise _fail("stop", f"may hold at most {MAX_OPENAI_STOPS} sequences")
+        raise fail("stop", f"may hold at most {MAX_OPENAI_STOPS} sequences")
 
 
 def _common_openai(body: dict) -> None:
     """The sampling and output fields chat and text completions share."""
     _positive_int(body, "max_tokens")
     _positive_int(body, "max_completion_tokens")
-    _number_in(body, "temperature", 0, 2)
-    _number_in(body, "top_p", 0, 1)
-    _number_in(body, "presence_penalty", -2, 2)
-    _number_in(body, "frequency_penalty", -2, 2)
+    number_in(body, "temperature", 0, 2)
+    number_in(body, "top_p", 0, 1)
+    number_in(body, "presence_penalty", -2, 2)
+    number_in(body, "frequency_penalty", -2, 2)
     _int_in(body, "n", 1, MAX_CHOICES)
     _int_in(body, "seed", *SEED_RANGE)
     _boolean(body, "stream")
@@ -287,7 +291,7 @@ def check_chat(body: dict) -> None:
     """An OpenAI chat completions body."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise _fail("messages", "must be a non-empty list")
+        raise fail("messages", "must be a non-empty list")
     for index, message in enumerate(messages):
         _openai_message(message, f"messages[{index}]")
     _common_openai(body)
@@ -304,7 +308,7 @@ def check_chat(body: dict) -> None:
     if response_format is not None and not (
         isinstance(response_format, dict) and isinstance(response_format.get("type"), str)
     ):
-        raise _fail("response_format", "must be an object with a type")
+        raise fail("response_format", "must be an object with a type")
 
 
 def check_completion(body: dict) -> None:
@@ -312,22 +316,22 @@ def check_completion(body: dict) -> None:
     prompt = body.get("prompt")
     if isinstance(prompt, list):
         if len(prompt) != 1 or not isinstance(prompt[0], str):
-            raise _fail("prompt", "must be a string (or a list holding one string)")
+            raise fail("prompt", "must be a string (or a list holding one string)")
     elif not isinstance(prompt, str):
-        raise _fail("prompt", "is required and must be a string")
+        raise fail("prompt", "is required and must be a string")
     for unsupported in ("suffix", "logprobs"):
         if body.get(unsupported) is not None:
-            raise _fail(unsupported, "is not supported")
+            raise fail(unsupported, "is not supported")
     _boolean(body, "echo")
     if body.get("echo"):
-        raise _fail("echo", "is not supported")
+        raise fail("echo", "is not supported")
     _int_in(body, "best_of", 1, 1)
     _common_openai(body)
 
 
 def _embedding_input_ok(value: object) -> bool:
     def token_ids(items: list) -> bool:
-        return bool(items) and all(_is_int(t) and 0 <= t <= MAX_TOKEN_ID for t in items)
+        return bool(items) and all(is_int(t) and 0 <= t <= MAX_TOKEN_ID for t in items)
 
     if isinstance(value, str):
         return value != ""
@@ -343,11 +347,11 @@ def _embedding_input_ok(value: object) -> bool:
 def check_embedding(body: dict) -> None:
     """An OpenAI embeddings body."""
     if not _embedding_input_ok(body.get("input")):
-        raise _fail("input", "must be a non-empty string, a list of strings or token arrays "
+        raise fail("input", "must be a non-empty string, a list of strings or token arrays "
                              f"(at most {MAX_EMBEDDING_INPUTS})")
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
-        raise _fail("encoding_format", "must be float or base64")
+        raise fail("encoding_format", "must be float or base64")
     _positive_int(body, "dimensions")
     _string(body, "user")
     # Not embeddings fields, but the gateway reads them before it knows the endpoint.
@@ -367,12 +371,12 @@ def _anthropic_source(block: dict, param: str, sources: dict[str, tuple[str, ...
     source = block.get("source")
     where = f"{param}.source"
     if not isinstance(source, dict) or not isinstance(source.get("type"), str):
-        raise _fail(where, "must be an object with a type")
+        raise fail(where, "must be an object with a type")
     if sources is None:
         return
     fields = sources.get(source["type"])
     if fields is None:
-        raise _fail(f"{where}.type", f"must be one of {', '.join(sources)}")
+        raise fail(f"{where}.type", f"must be one of {', '.join(sources)}")
     for name in fields:
         _required_string(source, name, f"{where}.{name}")
 
@@ -382,11 +386,11 @@ def _tool_result_content(content: object, param: str) -> None:
     if content is None or isinstance(content, str):
         return
     if not isinstance(content, list):
-        raise _fail(param, "must be a string or a list of text or image blocks")
+        raise fail(param, "must be a string or a list of text or image blocks")
     for index, block in enumerate(content):
         where = f"{param}.{index}"
         if not isinstance(block, dict) or block.get("type") not in ("text", "image"):
-            raise _fail(where, "must be a text or image block")
+            raise fail(where, "must be a text or image block")
         _anthropic_block(block, where)
 
 
@@ -397,9 +401,9 @@ def _cache_control(holder: dict, param: str) -> None:
         return
     where = f"{param}.cache_control"
     if not isinstance(control, dict) or control.get("type") != "ephemeral":
-        raise _fail(where, "must be an object whose type is ephemeral")
+        raise fail(where, "must be an object whose type is ephemeral")
     if control.get("ttl") is not None and control["ttl"] not in CACHE_TTLS:
-        raise _fail(f"{where}.ttl", f"must be one of {', '.join(CACHE_TTLS)}")
+        raise fail(f"{where}.ttl", f"must be one of {', '.join(CACHE_TTLS)}")
 
 
 def _anthropic_block(block: dict, param: str) -> None:
@@ -416,12 +420,12 @@ def _anthropic_block(block: dict, param: str) -> None:
         _required_string(block, "id", f"{param}.id")
         _required_string(block, "name", f"{param}.name")
         if not isinstance(block.get("input"), dict):
-            raise _fail(f"{param}.input", "is required and must be an object")
+            raise fail(f"{param}.input", "is required and must be an object")
     elif kind == "tool_result":
         _required_string(block, "tool_use_id", f"{param}.tool_use_id")
         _tool_result_content(block.get("content"), f"{param}.content")
         if block.get("is_error") is not None and not isinstance(block["is_error"], bool):
-            raise _fail(f"{param}.is_error", "must be true or false")
+            raise fail(f"{param}.is_error", "must be true or false")
     elif kind == "thinking":
         _required_string(block, "thinking", f"{param}.thinking")
         _optional_string(block, "signature", f"{param}.signature")
@@ -433,13 +437,13 @@ def _anthropic_content(content: object, param: str, text_only: bool = False) -> 
     if isinstance(content, str):
         return
     if not isinstance(content, list):
-        raise _fail(param, "must be a string or a list of content blocks")
+        raise fail(param, "must be a string or a list of content blocks")
     for index, block in enumerate(content):
         where = f"{param}.{index}"
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-            raise _fail(where, "each content block must be an object with a type")
+            raise fail(where, "each content block must be an object with a type")
         if text_only and block["type"] != "text":
-            raise _fail(f"{where}.type", "must be text")
+            raise fail(f"{where}.type", "must be text")
         _anthropic_block(block, where)
 
 
@@ -448,11 +452,11 @@ def _anthropic_tools(body: dict) -> None:
     if tools is None:
         return
     if not isinstance(tools, list):
-        raise _fail("tools", "must be a list")
+        raise fail("tools", "must be a list")
     for index, tool in enumerate(tools):
         where = f"tools.{index}"
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str) or not tool["name"]:
-            raise _fail(where, "each tool needs a name")
+            raise fail(where, "each tool needs a name")
         _optional_string(tool, "type", f"{where}.type")
         _optional_string(tool, "description", f"{where}.description")
         _cache_control(tool, where)
@@ -460,9 +464,9 @@ def _anthropic_tools(body: dict) -> None:
         # server tools (web_search_…, bash_…) carry a versioned type and their own fields.
         if is_custom_tool(tool):
             if not isinstance(tool.get("input_schema"), dict):
-                raise _fail(f"{where}.input_schema", "is required and must be a JSON schema object")
+                raise fail(f"{where}.input_schema", "is required and must be a JSON schema object")
         elif tool.get("input_schema") is not None and not isinstance(tool["input_schema"], dict):
-            raise _fail(f"{where}.input_schema", "must be a JSON schema object")
+            raise fail(f"{where}.input_schema", "must be a JSON schema object")
 
 
 def is_custom_tool(tool: dict) -> bool:
@@ -475,35 +479,35 @@ def _anthropic_tool_choice(body: dict) -> None:
     if choice is None:
         return
     if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
-        raise _fail("tool_choice", "must be an object whose type is auto, any, tool or none")
+        raise fail("tool_choice", "must be an object whose type is auto, any, tool or none")
     if choice["type"] == "tool":
         _required_string(choice, "name", "tool_choice.name")
     if choice.get("disable_parallel_tool_use") is not None and not isinstance(
         choice["disable_parallel_tool_use"], bool
     ):
-        raise _fail("tool_choice.disable_parallel_tool_use", "must be true or false")
+        raise fail("tool_choice.disable_parallel_tool_use", "must be true or false")
 
 
 def check_messages(body: dict) -> None:
     """An Anthropic Messages body."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise _fail("messages", "must be a non-empty list")
+        raise fail("messages", "must be a non-empty list")
     for index, message in enumerate(messages):
         param = f"messages.{index}"
         if not isinstance(message, dict):
-            raise _fail(param, "each message must be an object")
+            raise fail(param, "each message must be an object")
         role = message.get("role")
         if role not in ANTHROPIC_ROLES:
-            raise _fail(f"{param}.role", "must be user, assistant or system")
+            raise fail(f"{param}.role", "must be user, assistant or system")
         if "content" not in message:
-            raise _fail(f"{param}.content", "field required")
+            raise fail(f"{param}.content", "field required")
         _anthropic_content(message["content"], f"{param}.content", text_only=role == "system")
     if body.get("system") is not None:
         _anthropic_content(body["system"], "system", text_only=True)
     _positive_int(body, "max_tokens")
-    _number_in(body, "temperature", 0, 1)
-    _number_in(body, "top_p", 0, 1)
+    number_in(body, "temperature", 0, 1)
+    number_in(body, "top_p", 0, 1)
     _int_in(body, "top_k", 0, MAX_OUTPUT_TOKENS)
     _boolean(body, "stream")
     if body.get("stop_sequences") is not None:
@@ -513,13 +517,13 @@ def check_messages(body: dict) -> None:
     metadata = body.get("metadata")
     if metadata is not None:
         if not isinstance(metadata, dict):
-            raise _fail("metadata", "must be an object")
+            raise fail("metadata", "must be an object")
         _optional_string(metadata, "user_id", "metadata.user_id")
     _thinking(body)
     output_config = body.get("output_config")
     if output_config is not None:
         if not isinstance(output_config, dict):
-            raise _fail("output_config", "must be an object")
+            raise fail("output_config", "must be an object")
         _optional_string(output_config, "effort", "output_config.effort")
     _object(body, "context_management")
     _string(body, "service_tier")
@@ -531,10 +535,10 @@ def _thinking(body: dict) -> None:
     if thinking is None:
         return
     if not isinstance(thinking, dict) or thinking.get("type") not in THINKING_TYPES:
-        raise _fail("thinking", f"must be an object whose type is {', '.join(THINKING_TYPES)}")
+        raise fail("thinking", f"must be an object whose type is {', '.join(THINKING_TYPES)}")
     budget = thinking.get("budget_tokens")
     if thinking["type"] == "enabled" or budget is not None:
-        if not (_is_int(budget) and MIN_THINKING_BUDGET <= budget <= MAX_OUTPUT_TOKENS):
-            raise _fail("thinking.budget_tokens",
+        if not (is_int(budget) and MIN_THINKING_BUDGET <= budget <= MAX_OUTPUT_TOKENS):
+            raise fail("thinking.budget_tokens",
                         f"must be an integer between {MIN_THINKING_BUDGET} and {MAX_OUTPUT_TOKENS}")
     _optional_string(thinking, "display", "thinking.display")
