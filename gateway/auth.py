@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .background import stop_task
+from .background import repeat_every, stop_task
 from .db import Database, accounts, api_keys, utcnow
 from .key_controls import IpNetwork, parse_ip_entry, period_bounds
 
@@ -206,7 +206,7 @@ class KeyCache:
         for row in rows:
             self._store(row.key_hash, _info(row))
         self._last_poll = started
-        self._task = asyncio.create_task(self._poll_forever(), name="samalink-key-poll")
+        self._task = repeat_every(self.refresh_interval, self.refresh, "key refresh")
 
     async def close(self) -> None:
         """Stop polling."""
@@ -301,16 +301,6 @@ class KeyCache:
             return keys, changed
 
         return self.db.read_sync(read)
-
-    async def _poll_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh_interval)
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a database hiccup must not stop the poll
-                log.warning("key refresh failed; retrying", exc_info=True)
 
 
 def create_key(

@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..background import stop_task
+from ..background import repeat_every, stop_task
 from ..catalog import CACHE_PRICES, Catalog, Model
 from ..db import Database, UTCDateTime, metadata, utcnow
 
@@ -162,15 +162,7 @@ class CatalogRefresher:
     async def start(self) -> None:
         """Apply what is in force, then keep polling in the background."""
         await self.refresh()
-        self._task = asyncio.create_task(self._poll(), name="catalog-refresher")
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.refresh()
-            except Exception as exc:  # noqa: BLE001 - the next poll retries; serving goes on
-                log.warning("catalogue refresh failed (%s); retrying", type(exc).__name__)
+        self._task = repeat_every(self.interval, self.refresh, "catalogue refresh")
 
     async def close(self) -> None:
         """Stop polling."""

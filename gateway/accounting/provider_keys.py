@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.engine import Connection
 
-from ..background import stop_task
+from ..background import repeat_every, stop_task
 from ..db import Database, provider_keys, upsert, utcnow
 
 log = logging.getLogger("samalink.gateway.provider_keys")
@@ -131,15 +131,7 @@ class ProviderKeys:
     async def start(self) -> None:
         """Read the stored keys, then keep polling."""
         await self.refresh()
-        self._task = asyncio.create_task(self._poll(), name="provider-keys")
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.refresh()
-            except Exception as exc:  # noqa: BLE001 - the next poll retries; serving goes on
-                log.warning("provider key refresh failed (%s); retrying", type(exc).__name__)
+        self._task = repeat_every(self.interval, self.refresh, "provider key refresh")
 
     async def close(self) -> None:
         """Stop polling."""

@@ -29,7 +29,7 @@ from typing import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..background import stop_task
+from ..background import repeat_every, stop_task
 from ..db import Database, rate_windows
 
 log = logging.getLogger("samalink.gateway.ratelimits")
@@ -207,7 +207,7 @@ class RateLimiter:
 
     async def start(self) -> None:
         """Start the task that writes token corrections and drops old minutes."""
-        self._task = asyncio.create_task(self._run(), name="samalink-rate-corrections")
+        self._task = repeat_every(self.flush_interval, self.flush, "rate-limit corrections")
 
     async def admit(self, limits: list[RateLimit], tokens: int) -> tuple[Admission, dict]:
         """Count one request of ``tokens`` estimated tokens under ``limits``; raises ``RateLimited``."""
@@ -261,16 +261,6 @@ class RateLimiter:
             raise
         if expire is not None:
             self._last_expiry = now
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval)
-            try:
-                await self.flush()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - keep correcting after a database hiccup
-                log.warning("rate-limit corrections failed; retrying", exc_info=True)
 
     async def close(self) -> None:
         """Stop the task and write what is pending."""

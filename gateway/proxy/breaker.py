@@ -25,7 +25,7 @@ from typing import Sequence, TypeVar
 
 from ..accounting.channel_health import BreakerWrite, HealthRow, read_rows, write_breakers
 from .. import metrics
-from ..background import stop_task
+from ..background import repeat_every, stop_task
 from ..catalog import Channel
 from ..db import Database
 
@@ -219,15 +219,7 @@ class Breakers:
     async def start(self) -> None:
         """Adopt the stored state, then keep in step in the background."""
         await self.sync()
-        self._task = asyncio.create_task(self._poll(), name="channel-breakers")
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            try:
-                await self.sync()
-            except Exception as exc:  # noqa: BLE001 - the next poll retries; serving goes on
-                log.warning("channel health sync failed (%s); retrying", type(exc).__name__)
+        self._task = repeat_every(self.poll_interval, self.sync, "channel health sync")
 
     async def close(self) -> None:
         """Stop polling and write what is left."""
