@@ -21,7 +21,7 @@ from ..errors import ApiError
 from . import tokens
 from .call import CHAT, CLIENT_CLOSED, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES, RESPONSES_WIRE, Call, Plan
 from .providers import read_json, send, simulated
-from .sse import SSESplitter, carries_content
+from .sse import SSESplitter, carries_content, events_of
 from .translate import responses as tresp
 from .translate import responses_api_answers as tanswers
 from .translate import responses_api_stream as tresponses_stream
@@ -262,11 +262,10 @@ async def forward_stream(session: aiohttp.ClientSession, timeout: aiohttp.Client
         async with asyncio.timeout(None) as drain:
             async for chunk in upstream.content.iter_any():
                 # Everything that arrived together leaves together: one write per read.
-                events = splitter.feed(chunk)
-                if call.ttft is None and any(carries_content(raw) for raw in events):
+                block, parts = splitter.feed_block(chunk)
+                if call.ttft is None and any(carries_content(raw) for raw in events_of(parts)):
                     call.ttft = time.perf_counter()
-                data = b"".join([relay.event(raw) for raw in events])
-                await deliver(data)
+                await deliver(relay.block(block, parts))
                 if client_gone:
                     if relay.usage.reported:
                         break
