@@ -223,6 +223,23 @@ def start_fake_upstream(port: int, latency_ms: float = 0.0, chunks: int = 8, chu
     return Service(name, proc, url, log_path)
 
 
+def start_relay_floor(port: int, upstream_port: int, mode: str) -> Service:
+    """Start bench/relay_floor.py in front of the fake on ``upstream_port`` and wait until it relays."""
+    argv = [PYTHON, str(BENCH_DIR / "relay_floor.py"), "--port", str(port), "--upstream",
+            f"127.0.0.1:{upstream_port}", "--mode", mode]
+    proc, log_path = _spawn(f"relay-floor-{mode}-{port}", argv, dict(os.environ), REPO_DIR)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"relay_floor.py did not start; see {log_path}") from None
+            time.sleep(0.1)
+    return Service(f"relay-floor-{mode}", proc, f"http://127.0.0.1:{port}", log_path)
+
+
 def providers_file(fast_port: int, paced_port: int) -> Path:
     """bench/providers.toml with the fakes' ports substituted (a copy under results/)."""
     text = PROVIDERS_FILE.read_text()
@@ -474,13 +491,23 @@ def cpu_seconds(pid: int, tree: bool = True) -> float:
     Unlike wall-clock figures this does not grow when other work shares the machine,
     so CPU per request stays comparable on a busy host.
     """
+    return sum(cpu_times(pid, tree))
+
+
+def cpu_times(pid: int, tree: bool = True) -> tuple[float, float]:
+    """(user, system) CPU seconds consumed so far by ``pid`` (and its descendants).
+
+    System time is the kernel's work on the process's behalf: on 127.0.0.1 a socket
+    send also carries the receiving side's TCP processing.
+    """
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    user = system = 0
     for p in process_tree(pid) if tree else [pid]:
         try:
             # Fields after the parenthesised command name; utime and stime are 14th and 15th.
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / ticks, system / ticks

@@ -103,19 +103,26 @@ def measure(args: argparse.Namespace, chunks: int) -> tuple[dict, dict]:
                                         name="fake_paced")
     gateway = None
     try:
-        gateway = harness.start_gateway(harness.free_port(), harness.providers_file(fast_port, paced_port),
-                                        args.gateway_database_url, workers=args.workers, name="gateway-streams",
-                                        extra_env=dict(item.split("=", 1) for item in args.gateway_env))
-        _, access = harness.prepare_account(gateway, f"streams-{int(time.time())}")
+        if args.target == "gateway":
+            gateway = harness.start_gateway(harness.free_port(), harness.providers_file(fast_port, paced_port),
+                                            args.gateway_database_url, workers=args.workers, name="gateway-streams",
+                                            extra_env=dict(item.split("=", 1) for item in args.gateway_env))
+            _, access = harness.prepare_account(gateway, f"streams-{int(time.time())}")
+            key = access[0].key
+        else:
+            gateway = harness.start_relay_floor(harness.free_port(), paced_port, args.target.split("-", 1)[1])
+            key = "none"
         idle_mb = harness.rss_mb(gateway.pid)
         idle_start = harness.cpu_seconds(gateway.pid)
         time.sleep(IDLE_SECONDS)
         idle_rate = (harness.cpu_seconds(gateway.pid) - idle_start) / IDLE_SECONDS
         with harness.RssSampler(gateway.pid) as sampler, harness.ConnectionSampler(paced_port) as upstream:
-            cpu_start = harness.cpu_seconds(gateway.pid)
-            outcome = asyncio.run(run_streams(gateway.url + "/v1/chat/completions", access[0].key,
+            user_start, system_start = harness.cpu_times(gateway.pid)
+            outcome = asyncio.run(run_streams(gateway.url + "/v1/chat/completions", key,
                                               args.streams, chunks, args.ramp_seconds))
-            cpu = harness.cpu_seconds(gateway.pid) - cpu_start
+            user_end, system_end = harness.cpu_times(gateway.pid)
+            user, system = user_end - user_start, system_end - system_start
+            cpu = user + system
         hwm_mb = harness.peak_rss_mb(gateway.pid)
     finally:
         if gateway is not None:
@@ -125,13 +132,13 @@ def measure(args: argparse.Namespace, chunks: int) -> tuple[dict, dict]:
     completed = outcome["outcomes"].get("completed", 0)
     busy_cpu = max(0.0, cpu - idle_rate * outcome["seconds"])
     events = max(1, outcome["events"])
-    row = {"streams": args.streams, "chunks": chunks, "completed": completed, "peak_open": outcome["peak_open"],
+    row = {"target": args.target, "streams": args.streams, "chunks": chunks, "completed": completed, "peak_open": outcome["peak_open"],
            "seconds": outcome["seconds"], "idle_rss_mb": idle_mb, "peak_rss_mb": sampler.peak_mb,
            "hwm_rss_mb": hwm_mb, "ttft_p50_ms": outcome["ttft_p50_ms"], "ttft_p99_ms": outcome["ttft_p99_ms"],
            "workers": args.workers, "upstream_open": upstream.peak, "events": outcome["events"],
-           "cpu_s": cpu, "idle_cpu_per_s": idle_rate, "busy_cpu_s": busy_cpu,
+           "cpu_s": cpu, "user_s": user, "system_s": system, "idle_cpu_per_s": idle_rate, "busy_cpu_s": busy_cpu,
            "cpu_us_per_stream": busy_cpu / max(1, args.streams) * 1e6, "cpu_us_per_event": busy_cpu / events * 1e6,
-           "load_avg": os.getloadavg()[0]}
+           "system_share": system / cpu * 100 if cpu else 0.0, "load_avg": os.getloadavg()[0]}
     return row, outcome["outcomes"]
 
 
@@ -145,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-interval-ms", type=float, default=100.0)
     parser.add_argument("--ramp-seconds", type=float, default=1.0, help="spread the stream starts over this")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--target", choices=("gateway", "floor-aiohttp", "floor-protocol"), default="gateway",
+                        help="the gateway, or bench/relay_floor.py's bare relay in that mode")
     parser.add_argument("--gateway-database-url", default=None)
     parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the gateway (repeatable)")
@@ -158,19 +167,23 @@ def main(argv: list[str] | None = None) -> None:
     rows = [row for row, _ in runs]
     result = {"rows": rows, "outcomes": [outcomes for _, outcomes in runs], "args": vars(args)}
     if len(rows) == 2 and rows[1]["events"] != rows[0]["events"]:
-        result["cpu_us_per_extra_event"] = ((rows[1]["busy_cpu_s"] - rows[0]["busy_cpu_s"])
-                                            / (rows[1]["events"] - rows[0]["events"]) * 1e6)
+        extra = rows[1]["events"] - rows[0]["events"]
+        result["cpu_us_per_extra_event"] = (rows[1]["busy_cpu_s"] - rows[0]["busy_cpu_s"]) / extra * 1e6
+        result["user_us_per_extra_event"] = (rows[1]["user_s"] - rows[0]["user_s"]) / extra * 1e6
+        result["system_us_per_extra_event"] = (rows[1]["system_s"] - rows[0]["system_s"]) / extra * 1e6
     harness.write_result("streams" + (f"-{args.tag}" if args.tag else ""), result)
     print(format_table(rows, [
-        ("workers", "gateway workers"), ("streams", "streams"), ("chunks", "chunks"), ("completed", "completed"),
+        ("target", "target"), ("workers", "gateway workers"), ("streams", "streams"), ("chunks", "chunks"), ("completed", "completed"),
         ("peak_open", "client streams open at once"), ("upstream_open", "upstream streams open at once"),
         ("seconds", "wall s"), ("idle_rss_mb", "idle RSS MB"),
         ("peak_rss_mb", "peak RSS MB (sampled)"), ("hwm_rss_mb", "VmHWM MB"),
         ("ttft_p50_ms", "TTFT p50 ms"), ("ttft_p99_ms", "TTFT p99 ms"), ("events", "events"),
         ("busy_cpu_s", "gateway CPU s (less idle)"), ("cpu_us_per_stream", "CPU µs/stream"),
-        ("cpu_us_per_event", "CPU µs/event"), ("load_avg", "load avg")]))
+        ("cpu_us_per_event", "CPU µs/event"), ("system_share", "of it kernel %"), ("load_avg", "load avg")]))
     if "cpu_us_per_extra_event" in result:
-        print(f"CPU of one more relayed event (slope between the runs): {result['cpu_us_per_extra_event']:.1f} µs")
+        print(f"CPU of one more relayed event (slope between the runs): {result['cpu_us_per_extra_event']:.1f} µs "
+              f"(user {result['user_us_per_extra_event']:.1f}, kernel {result['system_us_per_extra_event']:.1f}; "
+              "idle timers subtracted from the total only)")
     ok = True
     for row, outcomes in runs:
         failures = {k: v for k, v in outcomes.items() if k != "completed"}
