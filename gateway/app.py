@@ -56,12 +56,14 @@ def upstream_session(settings: Settings) -> aiohttp.ClientSession:
 
     With the default of no cap every client stream gets its own upstream connection at
     once; a fixed cap below the number of clients made the streams beyond it wait for a
-    free connection before their first byte.
+    free connection before their first byte. Cookies an upstream sets are not kept.
     """
     connector = aiohttp.TCPConnector(limit=settings.upstream_connections, limit_per_host=0, keepalive_timeout=60,
                                      ttl_dns_cache=300)
     timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout, sock_connect=settings.upstream_connect_timeout)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+    # No cookie jar: one customer's upstream answer must not set what another's request
+    # sends, and skipping the jar saves its work on every request and answer.
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar())
 
 
 async def _key_cache(app: web.Application) -> AsyncIterator[None]:

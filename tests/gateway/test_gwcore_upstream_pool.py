@@ -111,3 +111,30 @@ def test_sequential_requests_reuse_one_connection():
 def test_a_bad_upstream_connections_value_is_refused_naming_it(value):
     with pytest.raises(ConfigError, match="UPSTREAM_CONNECTIONS"):
         settings(UPSTREAM_CONNECTIONS=value)
+
+
+def test_a_cookie_one_upstream_answer_sets_is_not_sent_with_the_next_request():
+    async def run() -> list[str | None]:
+        seen: list[str | None] = []
+
+        async def handler(request: web.Request) -> web.Response:
+            seen.append(request.headers.get("Cookie"))
+            response = web.json_response({"ok": True})
+            response.set_cookie("session", "first-customer")
+            return response
+
+        app = web.Application()
+        app.router.add_post("/", handler)
+        async with TestServer(app) as server:
+            session = upstream_session(settings())
+            try:
+                # A host name, not an address: a cookie jar keeps cookies only for names.
+                url = f"http://localhost:{server.port}/"
+                for _ in range(2):
+                    async with session.post(url, json={}) as response:
+                        await response.read()
+            finally:
+                await session.close()
+        return seen
+
+    assert asyncio.run(run()) == [None, None]
