@@ -375,6 +375,44 @@ def start_litellm(port: int, fast_port: int, paced_port: int, database_url: str 
     return service
 
 
+PORTKEY_VERSION = "1.15.2"
+PORTKEY_DIR = BENCH_DIR / ".portkey"
+# The version measured listens on this port whatever it is told.
+PORTKEY_PORT = 8787
+
+
+def start_portkey(timeout: float = 60.0) -> Service:
+    """Start Portkey's gateway (npm ``@portkey-ai/gateway``, installed on first use) with node."""
+    script = PORTKEY_DIR / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+    if not script.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RuntimeError("npm is not installed: Portkey's gateway needs node and npm")
+        subprocess.run([npm, "install", "--prefix", str(PORTKEY_DIR), f"@portkey-ai/gateway@{PORTKEY_VERSION}"],
+                       check=True, capture_output=True, timeout=600)
+    try:
+        socket.create_connection(("127.0.0.1", PORTKEY_PORT), timeout=1).close()
+    except OSError:
+        pass
+    else:
+        raise RuntimeError(f"port {PORTKEY_PORT} is taken; Portkey's gateway cannot listen elsewhere")
+    proc, log_path = _spawn(f"portkey-{PORTKEY_PORT}", [shutil.which("node") or "node", str(script)],
+                            dict(os.environ), PORTKEY_DIR)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", PORTKEY_PORT), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                service = Service("portkey", proc, "", log_path)
+                tail = service.log_tail(20)
+                service.stop()
+                raise RuntimeError(f"Portkey's gateway did not start:\n{tail}") from None
+            time.sleep(0.2)
+    return Service("portkey", proc, f"http://127.0.0.1:{PORTKEY_PORT}", log_path)
+
+
 def machine_description() -> dict:
     """nproc, memory, CPU model, Python and kernel, for the README."""
     cpu = ""
