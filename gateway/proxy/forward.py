@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 
 import aiohttp
 import orjson
@@ -202,10 +203,16 @@ def responses_relay(call: Call, plan: Plan, provider: Provider) -> Relay:
 
 
 def stream_charge(call: Call, plan: Plan, relay: Relay) -> Charge:
-    """The relay's ``Charge``: its usage (or, when the upstream sent none, an estimate), checked and priced."""
+    """The relay's ``Charge``: its usage (or, when the upstream sent none, an estimate), checked and priced.
+
+    It holds the relay weakly: the relay holds its charge, and a reference cycle would keep
+    every finished stream's relay, call and plan until the collector's next full pass.
+    """
+    estimated_usage = weakref.WeakMethod(relay.estimated_usage)
+
     def charge(usage: TokenUsage | None) -> tuple[TokenUsage, int]:
         if usage is None:
-            count_usage(call, plan, relay.estimated_usage(plan.estimated_input), estimated=True)
+            count_usage(call, plan, estimated_usage()(plan.estimated_input), estimated=True)
         else:
             count_usage(call, plan, usage, estimated=False)
         return call.usage, call.cost_micro_p

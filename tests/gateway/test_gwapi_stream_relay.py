@@ -148,3 +148,44 @@ def test_a_translating_relay_gives_the_same_bytes_per_block_as_per_event():
         by_event = relay_stream(ChatToMessagesRelay("deepseek", PUBLIC, 11), reads, by_block=False)
         assert by_block == by_event
         assert b"event: message_stop" in by_block[0]
+
+
+def _relay_makers() -> list:
+    from gateway.proxy.translate import responses_api_stream as rs
+    from gateway.proxy.translate.relays import ChatToCompletionRelay, MessagesPassthrough, MessagesToChatRelay
+
+    def events():
+        return rs.ResponseEvents(PUBLIC, {"model": PUBLIC, "input": "hi"}, [], False)
+
+    return [
+        lambda: ChatPassthrough("deepseek", True, RENAMES, PUBLIC),
+        lambda: MessagesPassthrough("anthropic", RENAMES),
+        lambda: MessagesToChatRelay("anthropic", PUBLIC, True, completion=False),
+        lambda: MessagesToChatRelay("anthropic", PUBLIC, True, completion=True),
+        lambda: ChatToMessagesRelay("deepseek", PUBLIC, 11),
+        lambda: ChatToCompletionRelay("deepseek", PUBLIC, True),
+        lambda: rs.ResponsesPassthrough("openai", RENAMES),
+        lambda: rs.ChatToResponsesRelay("deepseek", events()),
+        lambda: rs.MessagesToResponsesRelay("anthropic", events()),
+    ]
+
+
+def test_a_finished_streams_relay_is_freed_at_once_not_left_for_the_cycle_collector():
+    import gc
+    import weakref
+    from types import SimpleNamespace
+
+    from gateway.proxy.forward import stream_charge
+
+    gc.collect()
+    gc.disable()
+    try:
+        for make in _relay_makers():
+            relay = make()
+            relay.charge = stream_charge(SimpleNamespace(), SimpleNamespace(estimated_input=11), relay)
+            gone = weakref.ref(relay)
+            name = type(relay).__name__
+            del relay
+            assert gone() is None, name
+    finally:
+        gc.enable()

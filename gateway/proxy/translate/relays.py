@@ -9,6 +9,7 @@ how to report an error inside it.
 
 from __future__ import annotations
 
+import weakref
 from abc import ABC, abstractmethod
 from functools import lru_cache
 
@@ -85,9 +86,16 @@ class Relay(ABC):
         self.complete = False
         self.charge: Charge = no_charge
 
-    def _charge(self, usage: TokenUsage | None) -> tuple[TokenUsage, int | None]:
-        # Late-bound: translators made in __init__ see the charge set afterwards.
-        return self.charge(usage)
+    @property
+    def _charge(self) -> Charge:
+        """``charge`` for a translator the relay owns: late-bound, and holding the relay weakly.
+
+        Late-bound, so translators made in ``__init__`` see the charge set afterwards;
+        weakly, so relay and translator form no reference cycle, which would keep each
+        finished stream's relay (and the bytes it kept) until the collector's next full pass.
+        """
+        relay = weakref.ref(self)
+        return lambda usage: relay().charge(usage)
 
     @abstractmethod
     def event(self, raw: bytes) -> bytes:
