@@ -227,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--tracemalloc", action="store_true",
                         help="heap snapshots of the gateway every minute; the growth by line is printed at the end")
+    parser.add_argument("--collect-before-snapshot", action="store_true",
+                        help="a full garbage collection before each snapshot: only what is still reachable")
     args = parser.parse_args(argv)
 
     harness.raise_fd_limit()
@@ -242,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.tracemalloc:
             shutil.rmtree(TRACEMALLOC_DIR, ignore_errors=True)
             extra_env = {"BENCH_TRACEMALLOC_DIR": str(TRACEMALLOC_DIR),
+                         "BENCH_TRACEMALLOC_COLLECT": "1" if args.collect_before_snapshot else "0",
                          "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent / "tracemalloc_hook"),
                                                         str(harness.REPO_DIR), os.environ.get("PYTHONPATH", "")])}
         gateway = harness.start_gateway(harness.free_port(), providers, args.database_url, name="gateway-soak",
