@@ -223,6 +223,23 @@ def start_fake_upstream(port: int, latency_ms: float = 0.0, chunks: int = 8, chu
     return Service(name, proc, url, log_path)
 
 
+def start_relay_floor(port: int, upstream_port: int, mode: str) -> Service:
+    """Start bench/relay_floor.py in front of the fake on ``upstream_port`` and wait until it relays."""
+    argv = [PYTHON, str(BENCH_DIR / "relay_floor.py"), "--port", str(port), "--upstream",
+            f"127.0.0.1:{upstream_port}", "--mode", mode]
+    proc, log_path = _spawn(f"relay-floor-{mode}-{port}", argv, dict(os.environ), REPO_DIR)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"relay_floor.py did not start; see {log_path}") from None
+            time.sleep(0.1)
+    return Service(f"relay-floor-{mode}", proc, f"http://127.0.0.1:{port}", log_path)
+
+
 def providers_file(fast_port: int, paced_port: int) -> Path:
     """bench/providers.toml with the fakes' ports substituted (a copy under results/)."""
     text = PROVIDERS_FILE.read_text()
@@ -358,6 +375,44 @@ def start_litellm(port: int, fast_port: int, paced_port: int, database_url: str 
     return service
 
 
+PORTKEY_VERSION = "1.15.2"
+PORTKEY_DIR = BENCH_DIR / ".portkey"
+# The version measured listens on this port whatever it is told.
+PORTKEY_PORT = 8787
+
+
+def start_portkey(timeout: float = 60.0) -> Service:
+    """Start Portkey's gateway (npm ``@portkey-ai/gateway``, installed on first use) with node."""
+    script = PORTKEY_DIR / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+    if not script.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RuntimeError("npm is not installed: Portkey's gateway needs node and npm")
+        subprocess.run([npm, "install", "--prefix", str(PORTKEY_DIR), f"@portkey-ai/gateway@{PORTKEY_VERSION}"],
+                       check=True, capture_output=True, timeout=600)
+    try:
+        socket.create_connection(("127.0.0.1", PORTKEY_PORT), timeout=1).close()
+    except OSError:
+        pass
+    else:
+        raise RuntimeError(f"port {PORTKEY_PORT} is taken; Portkey's gateway cannot listen elsewhere")
+    proc, log_path = _spawn(f"portkey-{PORTKEY_PORT}", [shutil.which("node") or "node", str(script)],
+                            dict(os.environ), PORTKEY_DIR)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", PORTKEY_PORT), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                service = Service("portkey", proc, "", log_path)
+                tail = service.log_tail(20)
+                service.stop()
+                raise RuntimeError(f"Portkey's gateway did not start:\n{tail}") from None
+            time.sleep(0.2)
+    return Service("portkey", proc, f"http://127.0.0.1:{PORTKEY_PORT}", log_path)
+
+
 def machine_description() -> dict:
     """nproc, memory, CPU model, Python and kernel, for the README."""
     cpu = ""
@@ -474,13 +529,23 @@ def cpu_seconds(pid: int, tree: bool = True) -> float:
     Unlike wall-clock figures this does not grow when other work shares the machine,
     so CPU per request stays comparable on a busy host.
     """
+    return sum(cpu_times(pid, tree))
+
+
+def cpu_times(pid: int, tree: bool = True) -> tuple[float, float]:
+    """(user, system) CPU seconds consumed so far by ``pid`` (and its descendants).
+
+    System time is the kernel's work on the process's behalf: on 127.0.0.1 a socket
+    send also carries the receiving side's TCP processing.
+    """
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    user = system = 0
     for p in process_tree(pid) if tree else [pid]:
         try:
             # Fields after the parenthesised command name; utime and stime are 14th and 15th.
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / ticks, system / ticks

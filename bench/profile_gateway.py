@@ -1,7 +1,7 @@
 """Profile one gateway process under load with py-spy and print where its time goes.
 
     python bench/profile_gateway.py [--duration 15] [--concurrency 64] [--stream]
-        [--all-threads] [--upstream-latency-ms 0]
+        [--all-threads] [--upstream-latency-ms 0] [--chunks 8] [--chunk-interval-ms 5]
 
 wrk (or, for ``--stream``, the asyncio client) drives the gateway while
 ``py-spy record`` samples it; the raw stacks are kept in
@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="sample every thread, idle ones too (default: only the one holding the GIL)")
     parser.add_argument("--upstream-latency-ms", type=float, default=0.0)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--chunks", type=int, default=8, help="content chunks per stream (--stream)")
+    parser.add_argument("--chunk-interval-ms", type=float, default=5.0, help="gap between stream chunks (--stream)")
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
@@ -112,8 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     harness.warn_if_busy()
     fast_port, paced_port = harness.free_port(), harness.free_port()
     fast = harness.start_fake_upstream(fast_port, latency_ms=args.upstream_latency_ms, name="fake_fast")
-    paced = harness.start_fake_upstream(paced_port, latency_ms=args.upstream_latency_ms, chunk_interval_ms=5,
-                                        name="fake_paced")
+    paced = harness.start_fake_upstream(paced_port, latency_ms=args.upstream_latency_ms, chunks=args.chunks,
+                                        chunk_interval_ms=args.chunk_interval_ms, name="fake_paced")
     kind = "stream" if args.stream else "json"
     raw = harness.RESULTS_DIR / f"profile-{kind}-c{args.concurrency}.txt"
     svg = raw.with_suffix(".svg")

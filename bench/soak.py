@@ -29,8 +29,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import secrets
+import shutil
 import statistics
 import sys
 import threading
@@ -194,6 +196,26 @@ def _sample_rss(pids: dict[str, int], stop: threading.Event, interval: float, ou
         stop.wait(interval)
 
 
+TRACEMALLOC_DIR = harness.RESULTS_DIR / "soak-tracemalloc"
+
+
+def heap_growth(directory: Path, top: int = 15) -> str:
+    """Where the gateway's traced heap grew between its second snapshot (after warm-up) and its last."""
+    import tracemalloc
+
+    paths = sorted(directory.glob("*.snapshot"))
+    if len(paths) < 3:
+        return "tracemalloc: fewer than three snapshots, nothing to compare"
+    first, last = tracemalloc.Snapshot.load(str(paths[1])), tracemalloc.Snapshot.load(str(paths[-1]))
+    total = lambda snap: sum(stat.size for stat in snap.statistics("filename")) / 2**20  # noqa: E731
+    lines = [f"traced heap: {total(first):.1f} MB at {paths[1].stem} → {total(last):.1f} MB at {paths[-1].stem}",
+             "", "| growth KB | blocks | where |", "|---:|---:|---|"]
+    for stat in last.compare_to(first, "lineno")[:top]:
+        frame = stat.traceback[0]
+        lines.append(f"| {stat.size_diff / 1024:,.0f} | {stat.count_diff:+,} | `{frame.filename}:{frame.lineno}` |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -203,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-seconds", type=float, default=5.0)
     parser.add_argument("--rss-growth", type=float, default=0.25, help="allowed relative RSS growth")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="heap snapshots of the gateway every minute; the growth by line is printed at the end")
+    parser.add_argument("--collect-before-snapshot", action="store_true",
+                        help="a full garbage collection before each snapshot: only what is still reachable")
     args = parser.parse_args(argv)
 
     harness.raise_fd_limit()
@@ -214,7 +240,15 @@ def main(argv: list[str] | None = None) -> int:
         services.append(harness.start_fake_upstream(fast_port, name="soak_fast"))
         services.append(harness.start_fake_upstream(paced_port, chunks=8, chunk_interval_ms=50, name="soak_paced"))
         providers = harness.providers_file(fast_port, paced_port)
-        gateway = harness.start_gateway(harness.free_port(), providers, args.database_url, name="gateway-soak")
+        extra_env = {}
+        if args.tracemalloc:
+            shutil.rmtree(TRACEMALLOC_DIR, ignore_errors=True)
+            extra_env = {"BENCH_TRACEMALLOC_DIR": str(TRACEMALLOC_DIR),
+                         "BENCH_TRACEMALLOC_COLLECT": "1" if args.collect_before_snapshot else "0",
+                         "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent / "tracemalloc_hook"),
+                                                        str(harness.REPO_DIR), os.environ.get("PYTHONPATH", "")])}
+        gateway = harness.start_gateway(harness.free_port(), providers, args.database_url, name="gateway-soak",
+                                        extra_env=extra_env)
         services.append(gateway)
         database_url = args.database_url or f"sqlite:///{gateway.workdir / 'gateway.db'}"
         portal = harness.start_portal(harness.free_port(), gateway, name="portal-soak")
@@ -285,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         if tally.transport_errors:
             failures.append(f"transport errors: {dict(tally.transport_errors)}")
         print(json.dumps({k: v for k, v in result.items() if k not in ("by_kind", "machine")}, indent=2))
+        if args.tracemalloc:
+            print(heap_growth(TRACEMALLOC_DIR))
         print("soak: " + ("OK" if not failures else "FAILED: " + "; ".join(failures)), flush=True)
         return 1 if failures else 0
     finally:

@@ -52,12 +52,25 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
-    timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout, sock_connect=settings.upstream_connect_timeout)
-    session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+    session = upstream_session(settings)
     app[HTTP] = session
     yield
     await session.close()
+
+
+def upstream_session(settings: Settings) -> aiohttp.ClientSession:
+    """The shared upstream client: keep-alive connections, as many open at once as ``upstream_connections``.
+
+    With the default of no cap every client stream gets its own upstream connection at
+    once; a fixed cap below the number of clients made the streams beyond it wait for a
+    free connection before their first byte. Cookies an upstream sets are not kept.
+    """
+    connector = aiohttp.TCPConnector(limit=settings.upstream_connections, limit_per_host=0, keepalive_timeout=60,
+                                     ttl_dns_cache=300)
+    timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout, sock_connect=settings.upstream_connect_timeout)
+    # No cookie jar: one customer's upstream answer must not set what another's request
+    # sends, and skipping the jar saves its work on every request and answer.
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar())
 
 
 async def _key_cache(app: web.Application) -> AsyncIterator[None]:

@@ -81,6 +81,8 @@ class Settings:
     upstream_timeout: float = 300.0
     # How long a disconnected client's stream keeps being read for its usage.
     drain_timeout: float = 30.0
+    # Open upstream connections at most (0: no cap, so every client's stream gets its own).
+    upstream_connections: int = 0
     max_body_bytes: int = 4 * 1024 * 1024
     flush_interval: float = 0.2
     # Health answers 503 when flushes have kept failing for longer than this.
@@ -139,6 +141,7 @@ class Settings:
             upstream_connect_timeout=_float(env, "UPSTREAM_CONNECT_TIMEOUT", 10.0),
             upstream_timeout=_float(env, "UPSTREAM_TIMEOUT", 300.0),
             drain_timeout=_float(env, "STREAM_DRAIN_TIMEOUT", 30.0),
+            upstream_connections=_int(env, "UPSTREAM_CONNECTIONS", 0, 0, 1_000_000),
             max_body_bytes=_int(env, "GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024, 1024),
             flush_interval=_float(env, "GATEWAY_FLUSH_INTERVAL", 0.2),
             flush_alert_seconds=_float(env, "GATEWAY_FLUSH_ALERT_SECONDS", 30.0),

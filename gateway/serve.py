@@ -104,7 +104,7 @@ def _tune_gc() -> None:
     (700, 10, 10) the youngest generation was collected every 700 allocations and all of
     them, including every object loaded at start (modules, catalogue, caches), every
     70,000. What exists once the app is built is frozen out of the collector's sight,
-    and young collections wait for 50,000 allocations. bench/gateway_vs_litellm.py at
+    and young collections wait for 50,000 allocations. bench/compare.py at
     concurrency 64, alternating runs: 360–430 µs of CPU per request instead of 480–580,
     the same peak RSS.
     """

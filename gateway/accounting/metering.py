@@ -130,8 +130,12 @@ def _flag(value: object) -> bool:
         return False
 
 
+# Looked up once: normalise runs for every request.
+_COLUMN_LENGTHS = {column.name: getattr(column.type, "length", None) for column in request_log.c}
+
+
 def _column_length(name: str) -> int:
-    return request_log.c[name].type.length
+    return _COLUMN_LENGTHS[name]
 
 
 def normalise(record: RequestRecord) -> RequestRecord:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 
 import aiohttp
 import orjson
@@ -202,10 +203,16 @@ def responses_relay(call: Call, plan: Plan, provider: Provider) -> Relay:
 
 
 def stream_charge(call: Call, plan: Plan, relay: Relay) -> Charge:
-    """The relay's ``Charge``: its usage (or, when the upstream sent none, an estimate), checked and priced."""
+    """The relay's ``Charge``: its usage (or, when the upstream sent none, an estimate), checked and priced.
+
+    It holds the relay weakly: the relay holds its charge, and a reference cycle would keep
+    every finished stream's relay, call and plan until the collector's next full pass.
+    """
+    estimated_usage = weakref.WeakMethod(relay.estimated_usage)
+
     def charge(usage: TokenUsage | None) -> tuple[TokenUsage, int]:
         if usage is None:
-            count_usage(call, plan, relay.estimated_usage(plan.estimated_input), estimated=True)
+            count_usage(call, plan, estimated_usage()(plan.estimated_input), estimated=True)
         else:
             count_usage(call, plan, usage, estimated=False)
         return call.usage, call.cost_micro_p
@@ -298,10 +305,8 @@ async def forward_stream(session: aiohttp.ClientSession, timeout: aiohttp.Client
             if not ended:
                 async for chunk in chunks:
                     # Everything that arrived together leaves together: one write per read.
-                    data = b"".join([relay.event(raw) for raw in splitter.feed(chunk)])
-                    if data and call.ttft is None:
-                        call.ttft = time.perf_counter()
-                    await deliver(data)
+                    block, parts = splitter.feed_block(chunk)
+                    await deliver(relay.block(block, parts))
                     if client_gone:
                         if relay.usage.reported:
                             break

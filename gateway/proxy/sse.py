@@ -17,20 +17,38 @@ class SSESplitter:
     def __init__(self) -> None:
         self._buffer = b""
 
-    def feed(self, chunk: bytes) -> list[bytes]:
-        """Complete events found so far; a partial event waits for more bytes."""
+    def feed_block(self, chunk: bytes) -> tuple[bytes, list[bytes]]:
+        """The complete events found so far as one run of bytes, and its pieces between blank lines.
+
+        The block is the bytes as the upstream sent them (line ends made ``\n``) up to
+        and including the last blank line; a partial event waits for more bytes. The
+        pieces are the block split at its blank lines, separators left out; a piece
+        may itself be blank (several blank lines in a row).
+        """
         buffer = self._buffer + chunk if self._buffer else chunk
         if b"\r" in buffer:
             # A lone trailing \r may be the first half of \r\n: keep it for later.
             tail = b"\r" if buffer.endswith(b"\r") else b""
             buffer = buffer[: len(buffer) - len(tail)].replace(b"\r\n", b"\n").replace(b"\r", b"\n") + tail
         parts = buffer.split(b"\n\n")
-        self._buffer = parts.pop()
-        return [part + b"\n\n" for part in parts if part.strip()]
+        rest = parts.pop()
+        self._buffer = rest
+        if not parts:
+            return b"", parts
+        return (buffer[: len(buffer) - len(rest)] if rest else buffer), parts
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Complete events found so far; a partial event waits for more bytes."""
+        return events_of(self.feed_block(chunk)[1])
 
     def rest(self) -> bytes:
         """Whatever arrived after the last complete event (non-empty means a cut-off event)."""
         return self._buffer.strip()
+
+
+def events_of(parts: list[bytes]) -> list[bytes]:
+    """The events among a block's pieces (see ``SSESplitter.feed_block``), each ending in a blank line."""
+    return [part + b"\n\n" for part in parts if part.strip()]
 
 
 def parse_event(raw: bytes) -> tuple[bytes | None, bytes]:

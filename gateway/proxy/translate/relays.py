@@ -9,6 +9,7 @@ how to report an error inside it.
 
 from __future__ import annotations
 
+import weakref
 from abc import ABC, abstractmethod
 from functools import lru_cache
 
@@ -17,7 +18,7 @@ import orjson
 from ...accounting.pricing import TokenUsage
 from ...errors import ApiError, anthropic_error_dict, openai_error_dict
 from ..upstream_errors import malformed_error
-from ..sse import parse_event
+from ..sse import events_of, parse_event
 from . import usage as tusage
 from .streams import (
     OPENAI_DONE,
@@ -85,13 +86,24 @@ class Relay(ABC):
         self.complete = False
         self.charge: Charge = no_charge
 
-    def _charge(self, usage: TokenUsage | None) -> tuple[TokenUsage, int | None]:
-        # Late-bound: translators made in __init__ see the charge set afterwards.
-        return self.charge(usage)
+    @property
+    def _charge(self) -> Charge:
+        """``charge`` for a translator the relay owns: late-bound, and holding the relay weakly.
+
+        Late-bound, so translators made in ``__init__`` see the charge set afterwards;
+        weakly, so relay and translator form no reference cycle, which would keep each
+        finished stream's relay (and the bytes it kept) until the collector's next full pass.
+        """
+        relay = weakref.ref(self)
+        return lambda usage: relay().charge(usage)
 
     @abstractmethod
     def event(self, raw: bytes) -> bytes:
         """Bytes for the client for one complete upstream event (may be empty)."""
+
+    def block(self, block: bytes, parts: list[bytes]) -> bytes:
+        """Bytes for the client for a run of complete upstream events (see ``SSESplitter.feed_block``)."""
+        return b"".join([self.event(raw) for raw in events_of(parts)])
 
     def finish(self) -> bytes:
         """Bytes that end the client's stream after the upstream finished."""
@@ -111,15 +123,33 @@ class ChatPassthrough(Relay):
 
     The upstream is always asked for usage; when the client did not ask for
     it, the usage-only chunk is dropped so the client sees what it asked for.
+    A run of plain content events (one ``data: {...}`` line each, no usage, no
+    error, no ``[DONE]``) leaves as it came, its model name aside, without being
+    taken apart event by event; the rest go through ``event``.
     """
 
     def __init__(self, provider_name: str, client_wants_usage: bool,
                  renames: tuple[tuple[bytes, bytes], ...] = (), model_id: str = "") -> None:
         super().__init__(provider_name)
         self.client_wants_usage = client_wants_usage
-        self.renames = renames
+        self.renames = renames if any(old != new for old, new in renames) else ()
         self.model_id = model_id
+        # The events relayed so far, kept unparsed: read only if the upstream never reports usage.
         self._seen: list[bytes] = []
+
+    def block(self, block: bytes, parts: list[bytes]) -> bytes:
+        if not parts:
+            return b""
+        if not _plain_chat_events(block, parts):
+            return super().block(block, parts)
+        self._seen.append(block)
+        renames = self.renames
+        if not renames:
+            return block
+        if len(parts) == 1:
+            # The usual read: one event, renamed in place.
+            return rename_model(block, renames)
+        return b"\n\n".join([rename_model(part, renames) for part in parts]) + b"\n\n"
 
     def event(self, raw: bytes) -> bytes:
         _, data = parse_event(raw)
@@ -130,10 +160,8 @@ class ChatPassthrough(Relay):
         # that catches truncated or non-JSON events.
         if not (data.startswith(b"{") and data.endswith(b"}")):
             raise malformed_error(self.provider_name)
-        # Kept unparsed; read only if the upstream never reports usage.
-        self._seen.append(data)
-        # A usage object may sit beside a null one (Kimi's, in its last choice).
-        if data.count(b'"usage"') > data.count(b'"usage":null') + data.count(b'"usage": null'):
+        self._seen.append(raw)
+        if _has_usage(data):
             chunk = _load(data, self.provider_name)
             if isinstance(chunk.get("error"), dict):
                 raise upstream_stream_error(str(chunk["error"].get("message") or "unknown error"))
@@ -165,9 +193,9 @@ class ChatPassthrough(Relay):
                            "choices": [], "usage": tusage.openai_usage(charged, cost)})
 
     def estimated_usage(self, estimated_input: int) -> TokenUsage:
-        for data in self._seen:
+        for raw in events_of(b"".join(self._seen).split(b"\n\n")):
             try:
-                chunk = orjson.loads(data)
+                chunk = orjson.loads(parse_event(raw)[1])
             except orjson.JSONDecodeError:
                 continue
             if isinstance(chunk, dict):
@@ -178,6 +206,32 @@ class ChatPassthrough(Relay):
     def finish(self) -> bytes:
         # The upstream's own [DONE] already went through.
         return b"" if self.complete else OPENAI_DONE
+
+
+def _has_usage(data: bytes) -> bool:
+    """True when ``data`` holds a usage object that is not null.
+
+    A usage object may sit beside a null one (Kimi's, in its last choice).
+    """
+    return data.count(b'"usage"') > data.count(b'"usage":null') + data.count(b'"usage": null')
+
+
+def _plain_chat_events(block: bytes, parts: list[bytes]) -> bool:
+    """True when every event of the block is one ``data: {...}`` line without usage or error.
+
+    Such events need nothing from the relay but the model name; whole-block byte
+    searches rule out the rest, so the events of a read are not taken apart.
+    """
+    # Each piece a single line: the only line ends are the blank lines between events.
+    if block.count(b"\n") != 2 * len(parts):
+        return False
+    if b'"error"' in block or (b'"usage"' in block and _has_usage(block)):
+        return False
+    # A piece that starts with "data: {" is not [DONE].
+    for part in parts:
+        if not ((part.startswith(b"data: {") or part.startswith(b"data:{")) and part.endswith(b"}")):
+            return False
+    return True
 
 
 class MessagesPassthrough(Relay):

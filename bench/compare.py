@@ -1,14 +1,19 @@
-"""One command, one table: the fake upstream direct, through SAMALink, through LiteLLM.
+"""One command, one table: the fake upstream direct, through SAMALink, LiteLLM and Portkey's gateway.
 
-    python bench/gateway_vs_litellm.py [--duration 10] [--concurrency 1,16,64] [--workers 1,2]
-        [--upstream-latency-ms 0] [--repeat 1] [--skip-litellm] [--litellm-database-url postgresql://...]
+    python bench/compare.py [--duration 10] [--concurrency 1,16,64] [--workers 1,2]
+        [--upstream-latency-ms 0] [--repeat 1] [--skip-litellm] [--skip-portkey]
+        [--litellm-database-url postgresql://...]
 
 For every target and concurrency, wrk drives non-streaming chat completions and
 reports p50/p99 latency and throughput; "added" is the target's percentile minus the
 direct call's at the same concurrency. Streams (a paced fake: first chunk at once,
 then 8 chunks 5 ms apart) are driven by the asyncio client for time to first token.
 Targets run one after another, so only one proxy competes with the client and the
-fake for the machine's cores. Figures land in bench/results/gateway_vs_litellm[-TAG].json.
+fake for the machine's cores. Every row carries its ratios to the direct call at the
+same concurrency (throughput and server CPU per request). Portkey's gateway
+(``@portkey-ai/gateway`` from npm, run with node; installed into bench/.portkey on first
+use) is sent to the fakes with its ``x-portkey-provider`` / ``x-portkey-custom-host``
+headers. Figures land in bench/results/compare[-TAG].json.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import argparse
 import os
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,11 +37,14 @@ DEFAULT_LITELLM_DB = os.environ.get(
 
 
 def measure_target(label: str, base_url: str, headers: dict[str, str], model: str, stream_model: str,
-                   args: argparse.Namespace, pid: int, stream_base_url: str | None = None) -> dict:
+                   args: argparse.Namespace, pid: int, stream_base_url: str | None = None,
+                   skipped: dict[str, str] | None = None, stream_headers: dict[str, str] | None = None) -> dict:
     """Run every concurrency level (wrk) and the stream runs (asyncio client) against one target.
 
     ``pid`` is the serving process (the fake itself for "direct"): its peak RSS and the
-    CPU it spent per request are recorded beside the latencies.
+    CPU it spent per request are recorded beside the latencies. A target whose first
+    stream fails has its streams left out, the reason recorded in ``skipped``.
+    ``stream_headers`` replace ``headers`` for the streams.
     """
     url = base_url + "/chat/completions"
     body = chat_body(model, stream=False)
@@ -61,6 +71,13 @@ def measure_target(label: str, base_url: str, headers: dict[str, str], model: st
     streams = []
     stream_url = (stream_base_url or base_url) + "/chat/completions"
     stream_body = chat_body(stream_model, stream=True)
+    headers = stream_headers or headers
+    problem = stream_problem(stream_url, stream_body, headers)
+    if problem:
+        if skipped is not None:
+            skipped[f"{label}, streamed"] = problem
+        print(f"  {label:<28} streams not measured: {problem}", flush=True)
+        return {"label": label, "rows": rows, "streams": streams}
     for concurrency in (1, 16):
         result = run_python(label, stream_url, stream_body, headers, concurrency,
                             requests=args.stream_requests * (2 if concurrency > 1 else 1), stream=True, warmup=1.0)
@@ -68,6 +85,22 @@ def measure_target(label: str, base_url: str, headers: dict[str, str], model: st
         print(f"  {label:<28} stream c={concurrency:<3} TTFT p50 {result.ttft_p50_ms:.2f} ms  "
               f"p99 {result.ttft_p99_ms:.2f} ms  errors {result.errors}", flush=True)
     return {"label": label, "rows": rows, "streams": streams}
+
+
+def stream_problem(url: str, body: bytes, headers: dict[str, str]) -> str | None:
+    """Why one stream through the target fails (its status and body), or None when it ends with [DONE]."""
+    request = urllib.request.Request(url, data=body, headers={**headers, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read().decode(errors="replace")
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        text, status = exc.read().decode(errors="replace"), exc.code
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if status == 200 and "data: [DONE]" in text:
+        return None
+    return f"HTTP {status}: {' '.join(text.split())[:200]}"
 
 
 def run_load(label: str, url: str, body: bytes, headers: dict[str, str], concurrency: int, duration: float,
@@ -85,6 +118,8 @@ def _added(rows: list[dict], direct: dict) -> None:
             row["added_p50_ms"] = row["p50_ms"] - base["p50_ms"]
             row["added_p99_ms"] = row["p99_ms"] - base["p99_ms"]
             row["rps_vs_direct"] = row["rps"] / base["rps"] if base["rps"] else None
+            if row.get("cpu_us_per_request") and base.get("cpu_us_per_request"):
+                row["cpu_vs_direct"] = row["cpu_us_per_request"] / base["cpu_us_per_request"]
 
 
 def build_report(results: list[dict], skipped: dict[str, str], machine: dict, args: argparse.Namespace) -> str:
@@ -109,7 +144,8 @@ def build_report(results: list[dict], skipped: dict[str, str], machine: dict, ar
              format_table(table_rows, [
                  ("label", "target"), ("concurrency", "conc."), ("requests", "requests"), ("errors", "errors"),
                  ("rps", "req/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("added_p50_ms", "added p50 ms"),
-                 ("added_p99_ms", "added p99 ms"), ("cpu_us_per_request", "server CPU µs/req"),
+                 ("added_p99_ms", "added p99 ms"), ("rps_vs_direct", "req/s ÷ direct"),
+                 ("cpu_us_per_request", "server CPU µs/req"), ("cpu_vs_direct", "CPU ÷ direct"),
                  ("rss_mb", "server peak RSS MB")]),
              "", "Streaming (paced fake, asyncio client): time to first token", "",
              format_table(stream_rows, [
@@ -159,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stream-requests", type=int, default=300, help="streams per TTFT run at c=1")
     parser.add_argument("--gateway-database-url", default=None, help="default: a scratch SQLite file")
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--skip-portkey", action="store_true")
     parser.add_argument("--litellm-database-url", default=DEFAULT_LITELLM_DB,
                         help="PostgreSQL for LiteLLM's spend tracking ('' to skip that run)")
     parser.add_argument("--engine", choices=("wrk", "python"), default="wrk" if wrk_available() else "python")
@@ -212,14 +249,36 @@ def main(argv: list[str] | None = None) -> None:
                                                   "paced-stream", args, pid=proxy.pid))
                 finally:
                     proxy.stop()
+        if not args.skip_portkey:
+            label = f"portkey {harness.PORTKEY_VERSION}"
+            print(label, flush=True)
+            try:
+                proxy = harness.start_portkey()
+            except RuntimeError as exc:
+                skipped[label] = summarise_failure(str(exc))
+                print(f"  could not start: {skipped[label]}", flush=True)
+            else:
+                try:
+                    results.append(measure_target(
+                        label, proxy.url + "/v1", portkey_headers(fast.url), "deepseek-v3.2-upstream",
+                        "paced-stream-upstream", args, pid=proxy.pid, skipped=skipped,
+                        stream_headers=portkey_headers(paced.url)))
+                finally:
+                    proxy.stop()
     finally:
         fast.stop()
         paced.stop()
     report = build_report(results, skipped, machine, args)
-    harness.write_result("gateway_vs_litellm" + (f"-{args.tag}" if args.tag else ""), {"machine": machine, "results": results, "skipped": skipped,
+    harness.write_result("compare" + (f"-{args.tag}" if args.tag else ""), {"machine": machine, "results": results, "skipped": skipped,
                                                 "args": {k: v for k, v in vars(args).items()}})
     print()
     print(report)
+
+
+def portkey_headers(fake_url: str) -> dict[str, str]:
+    """Headers that route a Portkey gateway request to the fake (an OpenAI-compatible provider)."""
+    return {"x-portkey-provider": "openai", "x-portkey-custom-host": fake_url,
+            "Authorization": "Bearer fake-upstream-key"}
 
 
 def summarise_failure(text: str) -> str:
