@@ -189,3 +189,14 @@ def test_a_finished_streams_relay_is_freed_at_once_not_left_for_the_cycle_collec
             assert gone() is None, name
     finally:
         gc.enable()
+
+
+def test_a_keep_alive_comment_from_the_upstream_is_no_error_for_any_relay():
+    """Providers send `: keep-alive` (or `: OPENROUTER PROCESSING`) comments while the model
+    thinks: a relay passes them on or drops them, it never ends the stream with an error."""
+    for make in _relay_makers():
+        relay = make()
+        for comment in (b": keep-alive\n\n", b": PROCESSING\n: still\n\n"):
+            out = relay.event(comment)
+            assert out in (b"", comment), (type(relay).__name__, out)
+        assert not relay.complete

@@ -153,6 +153,8 @@ class ChatPassthrough(Relay):
 
     def event(self, raw: bytes) -> bytes:
         _, data = parse_event(raw)
+        if not data:
+            return raw  # a keep-alive comment passes on as the provider sent it
         if data == _DONE:
             self.complete = True
             return self._estimated_usage_chunk() + raw
@@ -243,8 +245,8 @@ class MessagesPassthrough(Relay):
 
     def event(self, raw: bytes) -> bytes:
         name, data = parse_event(raw)
-        if name == b"ping":
-            return raw
+        if name == b"ping" or not data:
+            return raw  # a keep-alive passes on as the provider sent it
         if not (data.startswith(b"{") and data.endswith(b"}")):
             raise malformed_error(self.provider_name)
         if name in (b"message_start", b"message_delta", b"content_block_delta", b"content_block_start", b"error"):
@@ -287,8 +289,8 @@ class MessagesToChatRelay(Relay):
 
     def event(self, raw: bytes) -> bytes:
         name, data = parse_event(raw)
-        if name == b"ping":
-            return b""
+        if name == b"ping" or not data:
+            return b""  # a keep-alive or a comment: nothing for the client
         event = _load(data, self.provider_name)
         if event.get("type") == "message_stop":
             self.complete = True
@@ -308,6 +310,8 @@ class ChatToMessagesRelay(Relay):
 
     def event(self, raw: bytes) -> bytes:
         _, data = parse_event(raw)
+        if not data:
+            return b""  # a keep-alive comment: nothing for the client
         if data == _DONE:
             self.complete = True
             return b""
@@ -333,6 +337,8 @@ class ChatToCompletionRelay(Relay):
 
     def event(self, raw: bytes) -> bytes:
         _, data = parse_event(raw)
+        if not data:
+            return b""  # a keep-alive comment: nothing for the client
         if data == _DONE:
             self.complete = True
             return b""

@@ -280,6 +280,8 @@ class ChatToResponsesRelay(_ResponsesClientRelay):
 
     def event(self, raw: bytes) -> bytes:
         _, data = parse_event(raw)
+        if not data:
+            return b""  # a keep-alive comment: nothing for the client
         if data == _DONE:
             self.complete = True
             return b""
@@ -300,8 +302,8 @@ class MessagesToResponsesRelay(_ResponsesClientRelay):
 
     def event(self, raw: bytes) -> bytes:
         name, data = parse_event(raw)
-        if name == b"ping":
-            return b""
+        if name == b"ping" or not data:
+            return b""  # a keep-alive or a comment: nothing for the client
         event = _load(data, self.provider_name)
         if event.get("type") == "message_stop":
             self.complete = True
