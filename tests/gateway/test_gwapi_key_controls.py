@@ -14,6 +14,7 @@ from gwapi_helpers import ONE_P, new_customer
 from test_gwapi_limits import all_at_once, key_row, post
 
 CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES = "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"
+RESPONSES = "/v1/responses"
 
 
 def body_for(path: str, model: str = "deepseek-v3.2", text: str = "hello", **extra) -> dict:
@@ -22,6 +23,10 @@ def body_for(path: str, model: str = "deepseek-v3.2", text: str = "hello", **ext
         return {"model": "text-embedding-3-small", "input": text}
     if path == COMPLETIONS:
         return {"model": model, "prompt": text, **extra}
+    if path == RESPONSES:
+        if "max_tokens" in extra:
+            extra["max_output_tokens"] = extra.pop("max_tokens")
+        return {"model": model, "input": text, **extra}
     if path.startswith(MESSAGES):
         return {"model": model, "max_tokens": extra.pop("max_tokens", 100),
                 "messages": [{"role": "user", "content": text}], **extra}
@@ -54,7 +59,7 @@ def test_models_lists_only_the_allowed_models(gateway, fake_upstream):
     assert len(list(everything.openai().models.list())) > 2
 
 
-@pytest.mark.parametrize("path", [CHAT, COMPLETIONS, MESSAGES, "/v1/messages/count_tokens"])
+@pytest.mark.parametrize("path", [CHAT, COMPLETIONS, MESSAGES, "/v1/messages/count_tokens", RESPONSES])
 def test_a_model_outside_the_allow_list_is_refused(gateway, fake_upstream, path):
     customer = new_customer(gateway, allowed_models=["deepseek-v3.2"])
     marker = uuid.uuid4().hex
@@ -109,7 +114,7 @@ def test_refusals_are_logged_at_no_cost(gateway, fake_upstream):
 # --- IP allow-list ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, "/v1/models"])
+@pytest.mark.parametrize("path", [CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES, "/v1/models"])
 def test_a_call_from_outside_the_ip_allow_list_is_refused(gateway, fake_upstream, path):
     outside = new_customer(gateway, allowed_ips=["10.0.0.0/8", "2001:db8::/32"])
     inside = new_customer(gateway, allowed_ips=["10.0.0.0/8", "127.0.0.1"])
@@ -141,7 +146,7 @@ def test_an_allowed_key_turns_away_a_new_address_within_two_seconds(gateway, fak
 # --- budget per period ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [CHAT, MESSAGES])
+@pytest.mark.parametrize("path", [CHAT, MESSAGES, RESPONSES])
 def test_a_period_budget_holds_under_concurrency(gateway, fake_upstream, path):
     """30 calls at once on a key with a 50 P daily budget, each costing 42 P: one is served."""
     customer = new_customer(gateway, balance_micro_p=10_000 * ONE_P,
@@ -196,7 +201,7 @@ def test_the_lifetime_limit_and_the_budget_both_hold(gateway, fake_upstream):
 RATE_HEADER = re.compile(r"^(\d+h)?(\d+m)?\d+s$")
 
 
-@pytest.mark.parametrize("path", [CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES])
+@pytest.mark.parametrize("path", [CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES])
 def test_requests_per_minute_answer_429_with_the_sdk_headers(gateway, fake_upstream, path):
     customer = new_customer(gateway, rpm_limit=3)
     statuses = [post(gateway.url, customer.key, path, body_for(path)).status_code for _ in range(3)]
