@@ -210,6 +210,36 @@ class ChatPassthrough(Relay):
         return b"" if self.complete else OPENAI_DONE
 
 
+def translated_chat_chunk(relay: Relay, raw: bytes) -> dict | None:
+    """The chunk of an OpenAI chat upstream's event, for a relay that translates it.
+
+    None for a keep-alive comment and for ``[DONE]`` (which completes the relay); an error
+    chunk raises the stream's error.
+    """
+    _, data = parse_event(raw)
+    if not data:
+        return None
+    if data == _DONE:
+        relay.complete = True
+        return None
+    chunk = _load(data, relay.provider_name)
+    if isinstance(chunk.get("error"), dict):
+        raise upstream_stream_error(str(chunk["error"].get("message") or "unknown error"))
+    return chunk
+
+
+def translated_anthropic_event(relay: Relay, raw: bytes) -> dict | None:
+    """The event of an Anthropic upstream, for a relay that translates it: None for a ping
+    or a keep-alive comment; ``message_stop`` completes the relay."""
+    name, data = parse_event(raw)
+    if name == b"ping" or not data:
+        return None
+    event = _load(data, relay.provider_name)
+    if event.get("type") == "message_stop":
+        relay.complete = True
+    return event
+
+
 def _has_usage(data: bytes) -> bool:
     """True when ``data`` holds a usage object that is not null.
 
@@ -288,12 +318,9 @@ class MessagesToChatRelay(Relay):
         self.completion = ChatToCompletionStream(model_id) if completion else None
 
     def event(self, raw: bytes) -> bytes:
-        name, data = parse_event(raw)
-        if name == b"ping" or not data:
-            return b""  # a keep-alive or a comment: nothing for the client
-        event = _load(data, self.provider_name)
-        if event.get("type") == "message_stop":
-            self.complete = True
+        event = translated_anthropic_event(self, raw)
+        if event is None:
+            return b""
         chunks = self.translator.feed(event)
         if self.completion is not None:
             chunks = [out for chunk in chunks for out in self.completion.feed(chunk)]
@@ -309,15 +336,9 @@ class ChatToMessagesRelay(Relay):
         self.usage = self.translator.usage
 
     def event(self, raw: bytes) -> bytes:
-        _, data = parse_event(raw)
-        if not data:
-            return b""  # a keep-alive comment: nothing for the client
-        if data == _DONE:
-            self.complete = True
+        chunk = translated_chat_chunk(self, raw)
+        if chunk is None:
             return b""
-        chunk = _load(data, self.provider_name)
-        if isinstance(chunk.get("error"), dict):
-            raise upstream_stream_error(str(chunk["error"].get("message") or "unknown error"))
         return b"".join(anthropic_sse(event) for event in self.translator.feed(chunk))
 
     def finish(self) -> bytes:
@@ -336,15 +357,9 @@ class ChatToCompletionRelay(Relay):
         self.client_wants_usage = client_wants_usage
 
     def event(self, raw: bytes) -> bytes:
-        _, data = parse_event(raw)
-        if not data:
-            return b""  # a keep-alive comment: nothing for the client
-        if data == _DONE:
-            self.complete = True
+        chunk = translated_chat_chunk(self, raw)
+        if chunk is None:
             return b""
-        chunk = _load(data, self.provider_name)
-        if isinstance(chunk.get("error"), dict):
-            raise upstream_stream_error(str(chunk["error"].get("message") or "unknown error"))
         self.usage.observe_chat_chunk(chunk)
         usage = chat_chunk_usage(chunk)
         if usage is not None:

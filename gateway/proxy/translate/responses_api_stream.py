@@ -18,7 +18,7 @@ from ...errors import ApiError, openai_error_dict
 from ..sse import parse_event
 from ..upstream_errors import malformed_error
 from . import usage as tusage
-from .relays import Relay, _load, _with_data, rename_model
+from .relays import Relay, _load, _with_data, rename_model, translated_anthropic_event, translated_chat_chunk
 from .responses_api_answers import (
     CLAUDE_SIGNATURE_PREFIX,
     function_call_item,
@@ -30,7 +30,6 @@ from .responses_api_answers import (
 )
 from .streams import Charge, Usage, no_charge, upstream_stream_error
 
-_DONE = b"[DONE]"
 # Pass-through events that carry the response's final usage.
 _FINAL_EVENTS = (b"response.completed", b"response.incomplete", b"response.failed")
 
@@ -279,15 +278,9 @@ class ChatToResponsesRelay(_ResponsesClientRelay):
         self.usage = self.translator.usage
 
     def event(self, raw: bytes) -> bytes:
-        _, data = parse_event(raw)
-        if not data:
-            return b""  # a keep-alive comment: nothing for the client
-        if data == _DONE:
-            self.complete = True
+        chunk = translated_chat_chunk(self, raw)
+        if chunk is None:
             return b""
-        chunk = _load(data, self.provider_name)
-        if isinstance(chunk.get("error"), dict):
-            raise upstream_stream_error(str(chunk["error"].get("message") or "unknown error"))
         return b"".join(named_sse(event) for event in self.translator.feed(chunk))
 
 
@@ -301,12 +294,9 @@ class MessagesToResponsesRelay(_ResponsesClientRelay):
         self.usage = self.translator.usage
 
     def event(self, raw: bytes) -> bytes:
-        name, data = parse_event(raw)
-        if name == b"ping" or not data:
-            return b""  # a keep-alive or a comment: nothing for the client
-        event = _load(data, self.provider_name)
-        if event.get("type") == "message_stop":
-            self.complete = True
+        event = translated_anthropic_event(self, raw)
+        if event is None:
+            return b""
         return b"".join(named_sse(out) for out in self.translator.feed(event))
 
 
