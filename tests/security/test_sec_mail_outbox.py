@@ -177,8 +177,8 @@ def test_several_senders_on_one_database_send_each_message_once(portal_app):
         for thread in threads:
             thread.join(30)
         deadline = time.monotonic() + 10
-        while sum(tag in subject for _, subject, _ in list(mail.messages)) < 30 and time.monotonic() < deadline:
+        while sum(tag in subject for _, subject, _ in list(mail.delivered)) < 30 and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)
-        subjects = [subject for _, subject, _ in list(mail.messages) if tag in subject]
+        subjects = [subject for _, subject, _ in list(mail.delivered) if tag in subject]
     assert sorted(subjects) == sorted(f"Once {tag} {n}" for n in range(30))
