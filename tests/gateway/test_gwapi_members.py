@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 from gwapi_helpers import ONE_P
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fixtures.gateway import start_gateway
 
@@ -128,6 +130,25 @@ def test_bad_member_ids_in_the_path_and_the_query_are_refused_with_400(gateway, 
     quoted = requests.utils.quote(member_id, safe="")
     revoked = gateway.internal("POST", f"/accounts/{account_id}/members/{quoted}/revoke-keys")
     assert revoked.status_code == 400 and revoked.json()["error"]["code"] == "invalid_member_id"
+
+
+ALLOWED = "abcXYZ0189:_-"
+MEMBER_IDS = st.one_of(st.text(alphabet=ALLOWED, min_size=0, max_size=40),
+                       st.text(alphabet=ALLOWED + " ./%\u00e9\x00\n", min_size=1, max_size=40), st.text(max_size=40))
+
+
+@settings(max_examples=50, derandomize=True, deadline=None)
+@given(member_id=MEMBER_IDS)
+def test_any_member_id_is_kept_exactly_or_refused_with_400(gateway, member_id):
+    account_id = gateway.create_account()
+    answer = gateway.internal("POST", f"/accounts/{account_id}/keys", json={"name": "k", "member_id": member_id})
+    valid = 1 <= len(member_id) <= 36 and all(char in ALLOWED or char.isalnum() and char.isascii() for char in member_id)
+    if valid:
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["member_id"] == member_id
+    else:
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["code"] == "invalid_member_id"
 
 
 @pytest.mark.parametrize("member_id", ["1", "a" * 36, "user:42", "A-b_9"])
