@@ -1,10 +1,11 @@
 """API keys: generation, hashing, display forms, and the in-memory key cache.
 
 Keys are ``sama_`` + a UUID4 and are stored only as their SHA-256. ``KeyCache`` answers
-the hot path from memory: it loads every key at start, polls for keys and accounts
-changed since its last poll (so a revocation, expiry change or suspension reaches every
-process within two poll intervals), and the team members' budgets likewise, and sends an unknown hash to the database once,
-remembering a miss for a short time so a flood of bad keys cannot hammer the database.
+the hot path from memory: it loads every key and every team member's budget at start,
+polls for keys, accounts and member budgets changed since its last poll (so a revocation,
+expiry change, suspension or new budget reaches every process within two poll
+intervals), and sends an unknown hash to the database once, remembering a miss for a
+short time so a flood of bad keys cannot hammer the database.
 """
 
 from __future__ import annotations
@@ -298,7 +299,7 @@ class KeyCache:
                     member, spent_micro_p=member.spent_micro_p + amount_micro_p)
 
     async def refresh(self) -> None:
-        """Read keys and accounts changed since the previous poll."""
+        """Read keys, accounts and member budgets changed since the previous poll."""
         started = utcnow()
         since = (self._last_poll or started) - POLL_OVERLAP
         keys, changed_accounts, budgets = await self.db.run(self._read_changes, since)

@@ -328,7 +328,8 @@ async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) ->
     """Set aside the request's worst case under every limit, lowering its output bound to fit.
 
     The allowance is the smallest of what the balance, the key's spending limit, the
-    key's budget for this period and its team member's budget for this period have left. When the worst case (the prompt plus the whole output bound) does not fit, the
+    key's budget for this period and its team member's budget for this period have left.
+    When the worst case (the prompt plus the whole output bound) does not fit, the
     output bound sent upstream is lowered to what fits, but not below
     ``min_output_tokens`` (or the client's own smaller bound); below that, the request is
     refused with the code of the limit that ran out, before anything is sent upstream.

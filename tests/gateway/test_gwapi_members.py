@@ -30,7 +30,8 @@ def team(gateway, members=TEAM_MEMBERS, keys_each: int = 2) -> tuple[str, dict[s
     account_id = gateway.create_account(100 * ONE_P, external_id=f"team:{time.monotonic_ns()}")
     keys: dict[str | None, list[dict]] = {}
     for member in members:
-        keys[member] = [gateway.create_key(account_id, name=f"{member}-{i}", member_id=member) for i in range(keys_each)]
+        keys[member] = [gateway.create_key(account_id, name=f"{member}-{i}", member_id=member)
+                        for i in range(keys_each)]
     keys[None] = [gateway.create_key(account_id, name="shared")]
     return account_id, keys
 
@@ -68,7 +69,8 @@ def test_revoking_a_member_refuses_their_keys_at_once_and_keeps_the_others(gatew
     assert answer.status_code == 200
     assert answer.json() == {"revoked": 2}
     for key in keys["7"]:
-        refused = requests.get(f"{gateway.url}/v1/models", headers={"Authorization": f"Bearer {key['key']}"}, timeout=10)
+        refused = requests.get(f"{gateway.url}/v1/models", headers={"Authorization": f"Bearer {key['key']}"},
+                               timeout=10)
         assert refused.status_code == 401
         assert refused.json()["error"]["code"] == "api_key_revoked"
     for key in keys["12"] + keys[None]:
@@ -142,7 +144,8 @@ MEMBER_IDS = st.one_of(st.text(alphabet=ALLOWED, min_size=0, max_size=40),
 def test_any_member_id_is_kept_exactly_or_refused_with_400(gateway, member_id):
     account_id = gateway.create_account()
     answer = gateway.internal("POST", f"/accounts/{account_id}/keys", json={"name": "k", "member_id": member_id})
-    valid = 1 <= len(member_id) <= 36 and all(char in ALLOWED or char.isalnum() and char.isascii() for char in member_id)
+    valid = 1 <= len(member_id) <= 36 and all(char in ALLOWED or (char.isascii() and char.isalnum())
+                                              for char in member_id)
     if valid:
         assert answer.status_code == 201, answer.text
         assert answer.json()["member_id"] == member_id

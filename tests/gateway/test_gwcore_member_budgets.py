@@ -13,7 +13,9 @@ import pytest
 import time_machine
 
 from gateway.accounting.budgets import add_budget_spend
-from gateway.accounting.leases import MEMBER_BUDGET, InsufficientBalance, MemberBudgetExceeded, Reserver, settle_reservations
+from gateway.accounting.leases import (
+    MEMBER_BUDGET, InsufficientBalance, MemberBudgetExceeded, Reserver, settle_reservations,
+)
 from gateway.accounting.ledger import create_account, post_entry
 from gateway.accounting.member_budgets import member_budget_dict, member_budget_row, set_member_budget
 from gateway.auth import create_key
