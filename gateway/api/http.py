@@ -26,7 +26,7 @@ from samalink_common.limits import MAX_REPORT_DAYS
 from ..accounting import usage
 from ..accounting.ledger import AccountNotFound
 from ..accounting.requestlog import RequestFilter
-from ..appkeys import ENGINE, SETTINGS
+from ..appkeys import ENGINE, KEYS, SETTINGS
 from ..db import Database
 
 log = logging.getLogger("samalink.gateway.internal")
@@ -43,6 +43,9 @@ _INT_RE = re.compile(r"-?[0-9]{1,%d}" % MAX_INT_DIGITS)
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # IANA names: letters, digits and _ + - / (no "..", checked by ZoneInfo itself).
 _ZONE_RE = re.compile(r"[A-Za-z0-9_+\-/]+")
+# A team member as the portal names one (its user id as text, or any short token of its own).
+_MEMBER_ID_RE = re.compile(r"[A-Za-z0-9:_-]{1,36}")
+MEMBER_ID_RULE = "member_id must be 1 to 36 characters of letters, digits, ':', '_' and '-'."
 
 
 class HttpError(Exception):
@@ -174,6 +177,39 @@ def datetime_field(data: dict, name: str) -> datetime | None:
     return parsed.astimezone(timezone.utc)
 
 
+def member_id_value(value: Any) -> str:
+    """``value`` when it is a valid member id; 400 ``invalid_member_id`` otherwise."""
+    if not isinstance(value, str) or not _MEMBER_ID_RE.fullmatch(value):
+        raise HttpError(400, MEMBER_ID_RULE, "invalid_member_id")
+    return value
+
+
+def member_id_field(data: dict) -> str | None:
+    """The optional ``member_id`` of a JSON body (null: none); 400 when malformed."""
+    value = data.get("member_id")
+    return None if value is None else member_id_value(value)
+
+
+def member_id_param(request: web.Request) -> str:
+    """The ``{member_id}`` of the path; 400 when malformed."""
+    return member_id_value(request.match_info["member_id"])
+
+
+def query_member_id(request: web.Request) -> str | None:
+    """The ``member_id`` filter of the query string (absent or empty: none); 400 when malformed."""
+    raw = request.query.get("member_id")
+    return member_id_value(raw) if raw else None
+
+
+async def refresh_keys(request: web.Request) -> None:
+    """Apply a key or account change in this process's key cache at once (the other
+    processes apply it within a poll)."""
+    try:
+        await request.config_dict[KEYS].refresh()
+    except Exception:  # noqa: BLE001 - the regular poll catches up
+        log.warning("key cache refresh after a change failed; the poll will catch up")
+
+
 def is_uuid(value: str) -> bool:
     try:
         return str(uuid.UUID(value)) == value
@@ -287,7 +323,7 @@ def request_filter(request: web.Request, account_id: str | None, *, cross_accoun
     """The log filters in ``request``'s query string.
 
     ``cross_account`` (the operator console) also reads ``account_id``, ``provider`` and
-    ``flagged``.
+    ``flagged``; a customer's log also ``member_id`` (a team member's keys only).
     """
     q = request.query
     provider = None
@@ -325,4 +361,5 @@ def request_filter(request: web.Request, account_id: str | None, *, cross_accoun
         raise HttpError(422, "end must not be before start.", "invalid_range")
     since = datetime.fromtimestamp(usage.local_midnight_utc(start, tz), timezone.utc) if start else None
     until = datetime.fromtimestamp(usage.local_midnight_utc(end + timedelta(days=1), tz), timezone.utc) if end else None
-    return RequestFilter(account_id, key_id, model, status, status_code, since, until, provider, flagged)
+    member_id = None if cross_account else query_member_id(request)
+    return RequestFilter(account_id, key_id, model, status, status_code, since, until, provider, flagged, member_id)
