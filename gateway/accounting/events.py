@@ -114,7 +114,8 @@ def budget_spent(
     period_start: datetime,
     resets_at: datetime | None = None,
 ) -> str | None:
-    """Record the budget share the spend just reached, once per period; the kind recorded, if any.
+    """Record the budget share the spend just reached, once per period; the kind recorded
+    (None when nothing was reached or it was recorded already).
 
     Call in the transaction that moved the spend from ``spent_before`` to
     ``spent_after`` (with the subject's row locked by that move). When one move passes
@@ -135,13 +136,14 @@ def budget_spent(
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    conn.execute(insert(account_events).values(
+    recorded = conn.execute(insert(account_events).values(
         account_id=account_id, kind=BUDGET_EVENTS[percent], balance_micro_p=balance,
         threshold_micro_p=budget_share_at(budget_micro_p, percent), created_at=utcnow(),
         subject_kind=scope, subject_id=subject_id, period_start=period_start, resets_at=resets_at,
         budget_micro_p=budget_micro_p, spent_micro_p=spent_after,
-    ).on_conflict_do_nothing(index_elements=["kind", "subject_kind", "subject_id", "period_start"]))
-    return BUDGET_EVENTS[percent]
+    ).on_conflict_do_nothing(index_elements=["kind", "subject_kind", "subject_id", "period_start"])
+        .returning(account_events.c.id)).first()
+    return BUDGET_EVENTS[percent] if recorded is not None else None
 
 
 def key_budget_spent(conn: Connection, key_id: str, added_micro_p: int) -> str | None:

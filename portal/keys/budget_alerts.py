@@ -31,8 +31,9 @@ def reset_text(resets_at: datetime | None, tz: str) -> str:
     """When the budget starts again, in the reader's zone (``Mon 1 Jun 2026, 00:00 (Europe/Berlin)``)."""
     if resets_at is None:
         return "when its period ends"
-    local = resets_at.astimezone(zone(tz))
-    return f"on {local.strftime('%a %-d %b %Y, %H:%M')} ({tz})"
+    reader_zone = zone(tz)  # an unknown name falls back to UTC, and the mail says so
+    local = resets_at.astimezone(reader_zone)
+    return f"on {local.strftime('%a %-d %b %Y, %H:%M')} ({reader_zone.key})"
 
 
 def budget_alert_body(event: dict, key: dict | None, tz: str) -> str:
@@ -47,7 +48,7 @@ def budget_alert_body(event: dict, key: dict | None, tz: str) -> str:
         who = "A budget on your SAMALink account"
     lines = [f"{who} has spent {spent} of its {period + ' ' if period else ''}budget of {budget} ({share}% reached)."]
     if share >= 100:
-        lines.append("Calls with this key are refused with 402 until the budget resets.")
+        lines.append("Calls charged to this budget are refused with 402 until it resets.")
     lines.append(f"The budget resets {reset_text(parse_iso(event.get('resets_at')), tz)}.")
     base = current_app.config["LINK_BASE_URL"].rstrip("/")
     lines.append("")

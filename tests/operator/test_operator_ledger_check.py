@@ -51,7 +51,8 @@ def test_the_health_page_keeps_the_check_a_minute_and_check_again_runs_it_now(op
 
     with time_machine.travel(datetime.now(timezone.utc), tick=False) as clock:
         first = health()
-        assert "data-ledger-ok" in first and "Checked <time" in first and ">0 s ago<" in first
+        # Other tests share the gateway database: only this customer's account is looked for.
+        assert customer.account_id not in first and "Checked <time" in first and ">0 s ago<" in first
         shift_balance(gateway_db, customer.account_id, 7)
         try:
             clock.shift(40)
@@ -70,7 +71,7 @@ def test_the_health_page_keeps_the_check_a_minute_and_check_again_runs_it_now(op
 
         clock.shift(56)  # over a minute since the check: the next view runs it again
         later = health()
-        assert customer.account_id not in later and "data-ledger-ok" in later and ">0 s ago<" in later
+        assert customer.account_id not in later and ">0 s ago<" in later
 
         # Without JavaScript the button posts the form and comes back to the page.
         plain = operator_client.post("/operator/health/ledger-check")

@@ -100,7 +100,7 @@ def test_a_keys_budget_mails_once_at_80_and_once_at_100_percent(own_url, gateway
         lambda conn: add_budget_spend(conn, {created["id"]: [(now, budget - 9 * ONE_CALL)]}, now))
     run_worker(app, lambda: mails_to(sink, auckland, "100% reached"))
     [full] = mails_to(sink, auckland, "100% reached")
-    assert "has used its whole budget" in full and "refused with 402" in full
+    assert "has used its whole budget" in full and "refused with 402 until it resets" in full
 
     time.sleep(1.5)  # anything more would be listed by now
     run_worker(app, lambda: True)
@@ -123,6 +123,8 @@ def test_the_mail_says_when_the_budget_resets_in_the_readers_zone(portal_app):
     # Midnight UTC on 1 December is 13:00 the same day in Auckland (summer) and 16:00 the day before in LA.
     assert "resets on Tue 1 Dec 2026, 13:00 (Pacific/Auckland)." in auckland
     assert "resets on Mon 30 Nov 2026, 16:00 (America/Los_Angeles)." in los_angeles
+    with portal_app.app_context():
+        assert "resets on Tue 1 Dec 2026, 00:00 (UTC)." in budget_alert_body(event, key, "Not/A_Zone")
     assert budget_alert_subject(80, "nightly jobs") == 'Your SAMALink key "nightly jobs" has used 80% of its budget'
     assert budget_alert_subject(100, "nightly jobs") == 'Your SAMALink key "nightly jobs" has used its whole budget'
 
