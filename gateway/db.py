@@ -317,7 +317,7 @@ balance_thresholds = sa.Table(
 )
 
 # The outbox the portal polls (GET /internal/events): one row per threshold crossing,
-# written in the transaction whose balance change crossed it.
+# written in the transaction whose balance (or budget spend) change crossed it.
 account_events = sa.Table(
     "account_events",
     metadata,
@@ -327,6 +327,15 @@ account_events = sa.Table(
     sa.Column("balance_micro_p", sa.BigInteger, nullable=False),
     sa.Column("threshold_micro_p", sa.BigInteger, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # Budget events only (budget_80, budget_100): whose budget ("key" or "member" and its
+    # id), which period, and the budget and spend at the crossing.
+    sa.Column("subject_kind", sa.String(8)),
+    sa.Column("subject_id", sa.String(36)),
+    sa.Column("period_start", UTCDateTime),
+    sa.Column("resets_at", UTCDateTime),
+    sa.Column("budget_micro_p", sa.BigInteger),
+    sa.Column("spent_micro_p", sa.BigInteger),
+    sa.Index("ux_account_events_budget_period", "kind", "subject_kind", "subject_id", "period_start", unique=True),
 )
 
 

@@ -43,9 +43,14 @@ def _link(path: str) -> str:
     return current_app.config["LINK_BASE_URL"].rstrip("/") + path
 
 
+def recipients(account_id: str) -> list[User]:
+    """Who is mailed about an account's events (every alert asks here, nowhere else)."""
+    return list(db.session.scalars(sa.select(User).where(User.account_id == account_id).order_by(User.id)))
+
+
 def _low_balance(event: dict) -> None:
-    """Mail the account's owner that the balance fell below their alert threshold."""
-    for user in db.session.scalars(sa.select(User).where(User.account_id == event["account_id"])):
+    """Mail the account's users that the balance fell below their alert threshold."""
+    for user in recipients(event["account_id"]):
         queue_mail(user.email, LOW_BALANCE_SUBJECT, (
             f"Your SAMALink balance is {format_p(event['balance_micro_p'])}, below the "
             f"{format_p(event['threshold_micro_p'])} you asked to be warned at.\n\n"

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from ..db import accounts, api_keys, request_log
 from ..key_controls import period_bounds
+from .events import key_budget_spent
 from .member_budgets import add_member_spend
 
 
@@ -92,3 +93,4 @@ def add_budget_spend(conn: Connection, charges: dict[str, list[tuple[datetime, i
                 api_keys.update().where(api_keys.c.id == key_id)
                 .values(budget_spent_micro_p=api_keys.c.budget_spent_micro_p + amount)
             )
+            key_budget_spent(conn, key_id, amount)

@@ -1,4 +1,4 @@
-"""Balance thresholds and the event outbox the portal reads.
+"""Balance thresholds, budget crossings and the event outbox the portal reads.
 
 An account may watch its balance against thresholds (``low_balance`` for the alert
 e-mail, ``auto_top_up`` for a card refill). ``balance_moved`` runs inside every
@@ -7,6 +7,13 @@ after the account row is locked by that move, so concurrent moves see each other
 result: a threshold is crossed, and its event written, exactly once per fall below
 it. Climbing back to the threshold or above re-arms it. This module never touches a
 balance or the ledger.
+
+A budget (a key's, or later a team member's) records ``budget_80`` and ``budget_100``
+at most once each per budget period: ``budget_spent`` runs in the batch writer's
+transaction right after it added to the spend, so it sees the spend before and after
+its own charge, and a unique index on (kind, subject, period start) turns any second
+recording of the same crossing into nothing (``ON CONFLICT DO NOTHING``), whichever
+process or writer gets there.
 
 The portal reads the events in id order with ``events_after`` and remembers the last
 id it handled. On PostgreSQL two transactions may commit their events out of id
@@ -17,16 +24,19 @@ SQLite has one writer at a time, so its ids commit in order.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db import account_events, accounts, balance_thresholds, utcnow
+from ..db import account_events, accounts, api_keys, balance_thresholds, utcnow
 
 THRESHOLD_NAMES = ("low_balance", "auto_top_up")
 SETTLE = timedelta(seconds=1)
+# The budget events, by the share of the budget (in percent) that records them.
+BUDGET_EVENTS = {80: "budget_80", 100: "budget_100"}
+BUDGET_SCOPES = ("key", "member")
 
 
 def balance_moved(conn: Connection, account_ids: Iterable[str]) -> None:
@@ -88,8 +98,71 @@ def thresholds(conn: Connection, account_id: str) -> dict[str, dict]:
     return {name: found.get(name, {"threshold_micro_p": None, "below": False}) for name in THRESHOLD_NAMES}
 
 
+def budget_share_at(budget_micro_p: int, percent: int) -> int:
+    """The spend that reaches ``percent`` of the budget (rounded up: 80 % of 1 micro-P is 1)."""
+    return -(-budget_micro_p * percent // 100)
+
+
+def budget_spent(
+    conn: Connection,
+    account_id: str,
+    scope: str,
+    subject_id: str,
+    budget_micro_p: int,
+    spent_before: int,
+    spent_after: int,
+    period_start: datetime,
+    resets_at: datetime | None = None,
+) -> str | None:
+    """Record the budget share the spend just reached, once per period; the kind recorded
+    (None when nothing was reached or it was recorded already).
+
+    Call in the transaction that moved the spend from ``spent_before`` to
+    ``spent_after`` (with the subject's row locked by that move). When one move passes
+    both 80 % and 100 %, only ``budget_100`` is recorded: one mail saying the budget is
+    used up, not two at once.
+    """
+    if scope not in BUDGET_SCOPES:
+        raise ValueError(f"unknown budget scope {scope!r}")
+    if budget_micro_p <= 0 or spent_after <= spent_before:
+        return None
+    reached = [percent for percent in BUDGET_EVENTS
+               if spent_before < budget_share_at(budget_micro_p, percent) <= spent_after]
+    if not reached:
+        return None
+    percent = max(reached)
+    balance = conn.execute(sa.select(accounts.c.balance_micro_p).where(accounts.c.id == account_id)).scalar_one()
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    recorded = conn.execute(insert(account_events).values(
+        account_id=account_id, kind=BUDGET_EVENTS[percent], balance_micro_p=balance,
+        threshold_micro_p=budget_share_at(budget_micro_p, percent), created_at=utcnow(),
+        subject_kind=scope, subject_id=subject_id, period_start=period_start, resets_at=resets_at,
+        budget_micro_p=budget_micro_p, spent_micro_p=spent_after,
+    ).on_conflict_do_nothing(index_elements=["kind", "subject_kind", "subject_id", "period_start"])
+        .returning(account_events.c.id)).first()
+    return BUDGET_EVENTS[percent] if recorded is not None else None
+
+
+def key_budget_spent(conn: Connection, key_id: str, added_micro_p: int) -> str | None:
+    """``budget_spent`` for a key whose period spend just grew by ``added_micro_p``
+    (read back from its row, which that update has locked)."""
+    row = conn.execute(
+        sa.select(api_keys.c.account_id, api_keys.c.budget_micro_p, api_keys.c.budget_spent_micro_p,
+                  api_keys.c.budget_period_start, api_keys.c.budget_resets_at)
+        .where(api_keys.c.id == key_id)
+    ).first()
+    if row is None or row.budget_micro_p is None or row.budget_period_start is None:
+        return None
+    return budget_spent(conn, row.account_id, "key", key_id, row.budget_micro_p,
+                        row.budget_spent_micro_p - added_micro_p, row.budget_spent_micro_p,
+                        row.budget_period_start, row.budget_resets_at)
+
+
 def event_dict(row: Any) -> dict:
-    """An event as the internal API shows it."""
+    """An event as the internal API shows it (the budget fields are null on balance events)."""
     return {
         "id": row.id,
         "account_id": row.account_id,
@@ -97,6 +170,12 @@ def event_dict(row: Any) -> dict:
         "balance_micro_p": row.balance_micro_p,
         "threshold_micro_p": row.threshold_micro_p,
         "created_at": row.created_at,
+        "subject_kind": row.subject_kind,
+        "subject_id": row.subject_id,
+        "budget_micro_p": row.budget_micro_p,
+        "spent_micro_p": row.spent_micro_p,
+        "period_start": row.period_start,
+        "resets_at": row.resets_at,
     }
 
 

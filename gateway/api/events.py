@@ -1,4 +1,4 @@
-"""``GET /internal/events``: balance threshold crossings, oldest first, for the portal.
+"""``GET /internal/events``: balance threshold and budget crossings, oldest first, for the portal.
 
 The cursor is the id of the last event the caller handled (0 at first); the answer's
 ``next_cursor`` is the one to send next time (unchanged when nothing is new).

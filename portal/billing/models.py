@@ -196,7 +196,8 @@ class Refill(db.Model):
     event_id: Mapped[int] = mapped_column(sa.BigInteger, unique=True, nullable=False)
     payment_intent_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     amount_cents: Mapped[int] = mapped_column(sa.Integer, nullable=False)
-    # The UTC calendar month ("2026-11") whose maximum it counts against.
+    # The calendar month ("2026-11") in the account's zone when it started (the maximum
+    # itself is counted from created_at, in the zone the account has when deciding).
     month: Mapped[str] = mapped_column(sa.String(7), nullable=False)
     status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default=REFILL_PENDING)
     failure_code: Mapped[str | None] = mapped_column(sa.String(64))

@@ -7,7 +7,8 @@ Money rules kept here:
   its event is handled;
 - the settings row is locked (an UPDATE on it) while a refill is decided: at most one
   refill is in flight per account, and this month's refills (pending or paid) plus the
-  new one never exceed the monthly maximum, whichever portal process decides;
+  new one never exceed the monthly maximum, whichever portal process decides; a month is
+  a calendar month in the account's time zone;
 - the credit is posted once, when Stripe says the intent succeeded (the webhook or the
   charge's own answer, re-read from Stripe), under ledger key ``refill:<payment_intent id>``;
 - a declined card (``card_declined``, ``authentication_required``, ...) switches auto
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import current_app
@@ -30,7 +32,7 @@ from portal.extensions import db
 from portal.gateway_client import GatewayError, GatewayUnavailable, gateway
 from portal.mail import queue_mail
 from portal.models import User
-from portal.timeutil import utcnow
+from portal.timeutil import as_aware, utcnow, zone
 
 from . import stripe_api
 from .models import (
@@ -64,15 +66,31 @@ def _lock_settings(user_id: int) -> AutoTopUp | None:
                               .execution_options(populate_existing=True)).scalar_one_or_none()
 
 
-def month_of(when) -> str:
-    """The UTC calendar month a refill counts against, as ``YYYY-MM``."""
-    return when.strftime("%Y-%m")
+def month_bounds(when: datetime, tz: str) -> tuple[datetime, datetime]:
+    """The calendar month holding ``when`` (naive UTC) in zone ``tz``, as naive UTC [start, end)."""
+    local = as_aware(when).astimezone(zone(tz))
+    start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + timedelta(days=32)).replace(day=1)
+    # Wall-clock arithmetic: each local midnight gets its own offset, as a month may start
+    # in summer time and end in winter time.
+    return tuple(moment.astimezone(timezone.utc).replace(tzinfo=None) for moment in (start, end))
 
 
-def charged_this_month(user_id: int, month: str) -> int:
-    """Cents of this month's refills that are paid or still in flight."""
+def month_of(when: datetime, tz: str) -> str:
+    """The calendar month in zone ``tz`` that a refill started at ``when`` (naive UTC) counts against, ``YYYY-MM``."""
+    return as_aware(when).astimezone(zone(tz)).strftime("%Y-%m")
+
+
+def charged_this_month(user_id: int, tz: str, now: datetime) -> int:
+    """Cents of the refills started this calendar month (in zone ``tz``) that are paid or still in flight.
+
+    Counted by when each refill started rather than by its stored month, so a user who
+    changes zone is held to the months of the zone they have now.
+    """
+    start, end = month_bounds(now, tz)
     return int(db.session.scalar(select(func.coalesce(func.sum(Refill.amount_cents), 0)).where(
-        Refill.user_id == user_id, Refill.month == month, Refill.status.in_(COUNTED))) or 0)
+        Refill.user_id == user_id, Refill.created_at >= start, Refill.created_at < end,
+        Refill.status.in_(COUNTED))) or 0)
 
 
 # -- settings ---------------------------------------------------------------------------
@@ -177,13 +195,13 @@ def _decide(user: User, event_id: int) -> Refill | None:
         log.info("auto top-up for user %s skipped: a refill is already in flight", user.id)
         db.session.rollback()
         return None
-    month = month_of(utcnow())
-    if charged_this_month(user.id, month) + row.amount_cents > (row.monthly_max_cents or 0):
+    now = utcnow()
+    if charged_this_month(user.id, user.tz, now) + row.amount_cents > (row.monthly_max_cents or 0):
         log.info("auto top-up for user %s skipped: the monthly maximum is reached", user.id)
         db.session.rollback()
         return None
-    refill = Refill(user_id=user.id, event_id=event_id, amount_cents=row.amount_cents, month=month,
-                    status=REFILL_PENDING)
+    refill = Refill(user_id=user.id, event_id=event_id, amount_cents=row.amount_cents,
+                    month=month_of(now, user.tz), status=REFILL_PENDING, created_at=now)
     db.session.add(refill)
     db.session.flush()
     row.in_flight_refill_id = refill.id

@@ -17,6 +17,7 @@ from ..gateway_views import calling_gateway
 from ..htmx import is_htmx, redirect_to, render
 from ..money import format_p
 from ..timeutil import today_in
+from . import budget_alerts  # noqa: F401 - registers the budget alert mails with the event worker
 from .controls import budget_is_spent, budget_line, check_ip_text, model_groups, period_days, rate_line, reset_day
 from .forms import (
     CreateKeyForm,

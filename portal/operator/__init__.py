@@ -9,12 +9,14 @@ from __future__ import annotations
 import click
 from flask import Flask
 
+from .ledger_check import install as install_ledger_check
 from .routes import bp
 
 
 def install(app: Flask) -> None:
     """Register the console's routes and its command on ``app``."""
     app.register_blueprint(bp)
+    install_ledger_check(app)
 
     @app.cli.command("create-operator")
     @click.argument("email")

@@ -32,6 +32,7 @@ from .forms import (
     AdjustForm, ChannelSwitchForm, ChannelTestForm, PriceForm, ProviderKeyForm, ReasonForm, ReplyForm, StateForm,
     SwitchForm,
 )
+from .ledger_check import age_text, ledger_checks
 
 bp = Blueprint("operator", __name__, url_prefix="/operator")
 
@@ -546,21 +547,40 @@ def margin_csv():
                     headers={"Content-Disposition": f'attachment; filename="margin-{start}-{end}.csv"'})
 
 
+def _ledger_context(fresh: bool = False) -> dict:
+    """The ledger check for the Health page (kept a minute, see ``ledger_check``) and its age."""
+    check = None
+    with console_call():
+        check = ledger_checks(current_app).get(gateway().verify_ledger, fresh=fresh)
+    if check is None:
+        return {"ledger": None, "ledger_age": None, "ledger_checked_at": None}
+    return {"ledger": check.report, "ledger_age": age_text(check.age_seconds()),
+            "ledger_checked_at": check.checked_at.isoformat() + "Z"}
+
+
 @bp.route("/health")
 def health():
-    """Whether the portal reaches the gateway, its version, the batch writer, and the databases."""
-    status = gateway_state = ledger = None
+    """Whether the portal reaches the gateway, its version, the batch writer, the databases and the books."""
+    status = gateway_state = None
     with console_call() as call:
         status = gateway().health()
         gateway_state = gateway().admin_status()
-        ledger = gateway().verify_ledger()
     # The gateway answered its health check but not the status: show the health, not the status's error.
     error = call.message if status is None else None
     portal_db = db.engine.url
     return render("operator/health.html", block=None, status_data=status, error=error, gateway_state=gateway_state,
                   gateway_url=current_app.config["GATEWAY_URL"], smtp_on=smtp_configured(),
-                  oldest_open=service.oldest_unanswered(), ledger=ledger,
+                  oldest_open=service.oldest_unanswered(), **_ledger_context(),
                   portal_database=portal_db.get_backend_name(), portal_database_name=portal_db.database or "")
+
+
+@bp.route("/health/ledger-check", methods=["POST"])
+def recheck_ledger():
+    """Run the ledger check again now: the section for htmx, the Health page otherwise."""
+    context = _ledger_context(fresh=True)
+    if is_htmx():
+        return render("operator/_ledger_check.html", block=None, **context)
+    return redirect_to(url_for("operator.health"))
 
 
 @bp.route("/audit")

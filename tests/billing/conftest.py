@@ -25,9 +25,9 @@ class Billing:
         self.client = app.test_client()
         self._make_user = make_user
 
-    def make_buyer(self) -> PortalUser:
-        """A new user, signed up through the portal, with an empty gateway account."""
-        return self._make_user(timezone="UTC")
+    def make_buyer(self, timezone: str = "UTC") -> PortalUser:
+        """A new user in ``timezone``, signed up through the portal, with an empty gateway account."""
+        return self._make_user(timezone=timezone)
 
     def checkout(self, buyer: PortalUser, cents: int) -> Payment:
         """Start a checkout the way the Billing page does; the pending payment row."""

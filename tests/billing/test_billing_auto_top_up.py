@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 import time_machine
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fixtures.portal import mail_log
 from portal.billing import refills
@@ -146,6 +148,56 @@ def test_the_monthly_maximum_is_never_passed(billing, fake_stripe):
     assert [r.amount_cents for r in refills_of(billing, buyer)] == [1_000, 1_000]
     assert billing.balance(buyer) == 4_000 * P
     assert len(fake_stripe.payment_intent_creations()) == 2
+
+
+def credit(billing, buyer, micro_p: int) -> None:
+    billing.app.extensions["gateway_client"].post_ledger_entry(
+        buyer.account_id, "credit", micro_p, f"test-credit-{time.monotonic_ns()}", "test credit")
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("zone, first, late_same_month, early_next_month", [
+    # 22:00 and 23:30 on 30 November in Auckland, then 00:30 on 1 December there: still November in UTC.
+    ("Pacific/Auckland", utc(2026, 11, 30, 9), utc(2026, 11, 30, 10, 30), utc(2026, 11, 30, 11, 30)),
+    # Noon and 23:30 on 30 November in Los Angeles (already December in UTC), then 00:30 on 1 December there.
+    ("America/Los_Angeles", utc(2026, 11, 30, 20), utc(2026, 12, 1, 7, 30), utc(2026, 12, 1, 8, 30)),
+])
+def test_the_monthly_maximum_counts_calendar_months_in_the_accounts_zone(
+        billing, fake_stripe, zone, first, late_same_month, early_next_month):
+    buyer = billing.make_buyer(timezone=zone)
+    save_card(billing, buyer)
+    with time_machine.travel(first, tick=True) as clock:
+        # A maximum of one $10 refill a month; the balance of 0 is a crossing at once.
+        enable(billing, buyer, threshold_p=5_000, amount_cents=1_000, max_cents=1_000)
+        run_events(billing.app, lambda: billing.balance(buyer) == 10_000 * P)
+
+        clock.move_to(late_same_month)
+        spend(billing, buyer, 6_000 * P)  # 4,000 P: crossed, but November's refill is spent
+        time.sleep(1.5)
+        run_events(billing.app, lambda: True)
+        run_events(billing.app, lambda: True)
+        assert len(refills_of(billing, buyer)) == 1 and billing.balance(buyer) == 4_000 * P
+
+        credit(billing, buyer, 2_000 * P)  # back to the threshold: watched again
+        clock.move_to(early_next_month)
+        spend(billing, buyer, 2_000 * P)  # 4,000 P on 1 December in the account's zone
+        run_events(billing.app, lambda: billing.balance(buyer) == 14_000 * P)
+    assert [(r.amount_cents, r.month) for r in refills_of(billing, buyer)] == [(1_000, "2026-11"), (1_000, "2026-12")]
+    assert len(fake_stripe.payment_intent_creations()) == 2
+
+
+@settings(max_examples=50, derandomize=True, deadline=None)
+@given(when=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 12, 31)),
+       zone=st.sampled_from(["UTC", "Pacific/Auckland", "America/Los_Angeles", "Australia/Lord_Howe",
+                             "Asia/Kathmandu", "America/Santiago"]))
+def test_every_instant_lies_in_the_month_its_zone_names(when, zone):
+    start, end = refills.month_bounds(when, zone)
+    assert start <= when < end
+    assert refills.month_of(start, zone) == refills.month_of(when, zone) != refills.month_of(end, zone)
+    assert refills.month_bounds(end, zone)[0] == end  # months follow each other without a gap
 
 
 @pytest.mark.parametrize("code", ["card_declined", "authentication_required"])

@@ -34,6 +34,7 @@ ROUTES = [
     ("GET", "/operator/traffic", None),
     ("GET", "/operator/traffic/margin.csv", None),
     ("GET", "/operator/health", None),
+    ("POST", "/operator/health/ledger-check", {}),
     ("GET", "/operator/audit", None),
 ]
 

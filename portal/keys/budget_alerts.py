@@ -1,0 +1,81 @@
+"""Budget alert e-mails: a key's spend reached 80 % or 100 % of its budget period.
+
+The gateway records each share once per period (``budget_80``, ``budget_100`` on
+``GET /internal/events``); the event worker hands them here, inside the transaction that
+moves its cursor, and the mail goes to the account's recipients through the outbox.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import current_app
+
+from .. import events
+from ..gateway_client import gateway
+from ..mail import queue_mail
+from ..money import format_p
+from ..timeutil import parse_iso, zone
+
+SHARES = {"budget_80": 80, "budget_100": 100}
+PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly"}
+
+
+def budget_alert_subject(share: int, key_name: str | None) -> str:
+    """The subject line: which key, and how much of its budget is gone."""
+    subject = f'Your SAMALink key "{key_name}"' if key_name else "A SAMALink budget"
+    return f"{subject} has used {share}% of its budget" if share < 100 else f"{subject} has used its whole budget"
+
+
+def reset_text(resets_at: datetime | None, tz: str) -> str:
+    """When the budget starts again, in the reader's zone (``Mon 1 Jun 2026, 00:00 (Europe/Berlin)``)."""
+    if resets_at is None:
+        return "when its period ends"
+    reader_zone = zone(tz)  # an unknown name falls back to UTC, and the mail says so
+    local = resets_at.astimezone(reader_zone)
+    return f"on {local.strftime('%a %-d %b %Y, %H:%M')} ({reader_zone.key})"
+
+
+def budget_alert_body(event: dict, key: dict | None, tz: str) -> str:
+    """The mail's text for one recipient: the key, the budget, the spend and the reset."""
+    share = SHARES[event["kind"]]
+    period = PERIOD_WORDS.get((key or {}).get("budget_period") or "", "")
+    budget = format_p(event["budget_micro_p"])
+    spent = format_p(event["spent_micro_p"])
+    if key is not None:
+        who = f'Your key "{key["name"]}" ({key["masked"]})'
+    else:
+        who = "A budget on your SAMALink account"
+    lines = [f"{who} has spent {spent} of its {period + ' ' if period else ''}budget of {budget} ({share}% reached)."]
+    if share >= 100:
+        lines.append("Calls charged to this budget are refused with 402 until it resets.")
+    lines.append(f"The budget resets {reset_text(parse_iso(event.get('resets_at')), tz)}.")
+    base = current_app.config["LINK_BASE_URL"].rstrip("/")
+    lines.append("")
+    lines.append("See the key, or change its budget, here:")
+    lines.append(f"{base}/keys/{event['subject_id']}" if key is not None else f"{base}/keys")
+    lines.append("")
+    lines.append("You get this once per budget period at 80% and once at 100%.")
+    return "\n".join(lines) + "\n"
+
+
+def _key_of(event: dict) -> dict | None:
+    """The key the event is about, as the gateway lists it (None: not a key, or gone)."""
+    if event.get("subject_kind") != "key":
+        return None
+    for key in gateway().list_keys(event["account_id"]):
+        if key.get("id") == event.get("subject_id"):
+            return key
+    return None
+
+
+def mail_budget_alert(event: dict) -> None:
+    """The event worker's handler of ``budget_80`` and ``budget_100``: mail every recipient."""
+    key = _key_of(event)
+    subject = budget_alert_subject(SHARES[event["kind"]], key["name"] if key else None)
+    for user in events.recipients(event["account_id"]):
+        queue_mail(user.email, subject, budget_alert_body(event, key, user.tz))
+
+
+for _kind in SHARES:
+    events.on(_kind, mail_budget_alert)
