@@ -9,6 +9,11 @@ each pool, one database write per lease rather than per request, so a limit is a
 bound however many requests and gateway processes run at once. ``settle_reservations``
 is how settled reservations leave their leases, in the batch writer's transaction. See
 docs/architecture.md for the overdraw bound.
+
+Lock order, so that on PostgreSQL no two of these transactions deadlock: an owner row
+before any of its lease rows, and owners pool by pool in ``POOLS`` order, each pool's by
+id. Extending, returning, settling and reclaiming all take it; renewing takes only this
+process's lease rows, in the same order, and in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -104,7 +109,13 @@ MEMBER_BUDGET = Pool(
     lambda: member_budgets.c.budget_micro_p - member_budgets.c.spent_micro_p, MemberBudgetExceeded,
     prepare=lambda conn, budget_id: roll_member_period(conn, budget_id, utcnow()),
 )
-POOLS = (BALANCE, KEY_LIMIT, KEY_BUDGET, MEMBER_BUDGET)
+# In lock order (see the module's docstring).
+POOLS = (BALANCE, KEY_BUDGET, KEY_LIMIT, MEMBER_BUDGET)
+
+
+def _lock_owner(conn: Connection, pool: Pool, owner_id: str) -> None:
+    """Lock the owner row before its lease rows are touched (SQLite locks the whole database anyway)."""
+    conn.execute(sa.select(pool.owners.c.id).where(pool.owners.c.id == owner_id).with_for_update())
 
 
 def shrink_lease(conn: Connection, pool: Pool, owner_id: str, holder_id: str, amount: int) -> bool:
@@ -113,6 +124,7 @@ def shrink_lease(conn: Connection, pool: Pool, owner_id: str, holder_id: str, am
     False, with nothing changed, when the row is gone or holds less (it was reclaimed
     after expiring, and its amount already went back to the owner).
     """
+    _lock_owner(conn, pool, owner_id)
     rows = pool.lease_rows
     result = conn.execute(
         rows.update()
@@ -174,10 +186,11 @@ def settle_reservations(conn: Connection, reservations: list[Reservation | None]
         for pool, owner_id in reservation.owners():
             key = (pool, owner_id, reservation.holder_id)
             consumption[key] = consumption.get(key, 0) + reservation.amount_micro_p
-    # Sorted, so two processes flushing at once lock rows in the same order.
+    # In lock order, so two processes flushing at once (or a flush and a lease extension) cannot deadlock.
     shrunk = {
         key: shrink_lease(conn, key[0], key[1], key[2], amount)
-        for key, amount in sorted(consumption.items(), key=lambda item: (item[0][0].name, item[0][1], item[0][2]))
+        for key, amount in sorted(consumption.items(),
+                                  key=lambda item: (POOLS.index(item[0][0]), item[0][1], item[0][2]))
     }
     return [
         Settled(r, tuple(shrunk[(pool, owner_id, r.holder_id)] for pool, owner_id in r.owners()))
@@ -390,18 +403,23 @@ class Reserver:
         )
         return True
 
-    def _renew_and_reclaim(self, conn: Connection) -> int:
-        now = utcnow()
-        reclaimed = 0
+    def _renew(self, conn: Connection) -> None:
+        expires = utcnow() + timedelta(seconds=self.lease_ttl)
         for pool in POOLS:
             rows = pool.lease_rows
-            conn.execute(
-                rows.update()
-                .where(rows.c.holder_id == self.holder_id)
-                .values(expires_at=now + timedelta(seconds=self.lease_ttl))
-            )
-            reclaimed += _drop_leases(conn, pool, rows.c.expires_at < now)
-        return reclaimed
+            mine = rows.c.holder_id == self.holder_id
+            conn.execute(sa.select(pool.owner_key()).where(mine).order_by(pool.owner_key()).with_for_update())
+            conn.execute(rows.update().where(mine).values(expires_at=expires))
+
+    @staticmethod
+    def _reclaim(conn: Connection) -> int:
+        now = utcnow()
+        return sum(_drop_leases(conn, pool, pool.lease_rows.c.expires_at < now) for pool in POOLS)
+
+    async def renew_and_reclaim(self) -> int:
+        """Renew this process's leases, then reclaim every expired one; how many were reclaimed."""
+        await self.db.transaction(self._renew)
+        return await self.db.transaction(self._reclaim)
 
     async def return_idle(self, idle_after: float | None = None) -> None:
         """Return the unreserved part of every lease unused for ``idle_after`` seconds."""
@@ -424,7 +442,7 @@ class Reserver:
         while True:
             await asyncio.sleep(self.maintenance_interval)
             try:
-                reclaimed = await self.db.transaction(self._renew_and_reclaim)
+                reclaimed = await self.renew_and_reclaim()
                 if reclaimed:
                     log.info("reclaimed %d expired lease(s)", reclaimed)
                 await self.return_idle()
@@ -454,17 +472,17 @@ class Reserver:
 
 def _drop_leases(conn: Connection, pool: Pool, condition: Any) -> int:
     """Delete the matching lease rows and give their amounts back to their owners."""
-    # DELETE … RETURNING locks and removes each row once: a concurrent reclaimer on
-    # PostgreSQL waits on the row and then sees it gone, so nothing is returned twice.
-    rows = list(conn.execute(
-        pool.lease_rows.delete().where(condition).returning(pool.owner_key(), pool.lease_rows.c.amount_micro_p)
-    ))
-    totals: dict[str, int] = {}
-    for owner_id, amount in rows:
-        totals[owner_id] = totals.get(owner_id, 0) + amount
-    owners = pool.owners
-    for owner_id in sorted(totals):
-        conn.execute(
-            owners.update().where(owners.c.id == owner_id).values({pool.leased(): pool.leased() - totals[owner_id]})
-        )
-    return len(rows)
+    rows, owners = pool.lease_rows, pool.owners
+    dropped = 0
+    for owner_id in sorted(set(conn.execute(sa.select(pool.owner_key()).where(condition)).scalars())):
+        _lock_owner(conn, pool, owner_id)
+        # DELETE … RETURNING removes each row once: a concurrent reclaimer on PostgreSQL
+        # waits on the owner, then finds the rows gone, so nothing is returned twice.
+        amounts = list(conn.execute(
+            rows.delete().where(condition, pool.owner_key() == owner_id).returning(rows.c.amount_micro_p)
+        ).scalars())
+        if amounts:
+            conn.execute(owners.update().where(owners.c.id == owner_id)
+                         .values({pool.leased(): pool.leased() - sum(amounts)}))
+        dropped += len(amounts)
+    return dropped

@@ -190,7 +190,7 @@ def test_expired_lease_of_a_crashed_process_is_reclaimed(gateway_db):
         with pytest.raises(InsufficientBalance):
             await survivor.reserve(account_id, 1_000)
         await asyncio.sleep(0.1)
-        await gateway_db.transaction(survivor._renew_and_reclaim)
+        await survivor.renew_and_reclaim()
         reservation = await survivor.reserve(account_id, 1_000)
         await survivor.close()
         return reservation
