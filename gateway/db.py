@@ -335,7 +335,8 @@ account_events = sa.Table(
     sa.Column("resets_at", UTCDateTime),
     sa.Column("budget_micro_p", sa.BigInteger),
     sa.Column("spent_micro_p", sa.BigInteger),
-    sa.Index("ux_account_events_budget_period", "kind", "subject_kind", "subject_id", "period_start", unique=True),
+    sa.Index("ux_account_events_budget_period", "kind", "account_id", "subject_kind", "subject_id", "period_start",
+             unique=True),
 )
 
 

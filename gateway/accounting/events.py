@@ -141,7 +141,7 @@ def budget_spent(
         threshold_micro_p=budget_share_at(budget_micro_p, percent), created_at=utcnow(),
         subject_kind=scope, subject_id=subject_id, period_start=period_start, resets_at=resets_at,
         budget_micro_p=budget_micro_p, spent_micro_p=spent_after,
-    ).on_conflict_do_nothing(index_elements=["kind", "subject_kind", "subject_id", "period_start"])
+    ).on_conflict_do_nothing(index_elements=["kind", "account_id", "subject_kind", "subject_id", "period_start"])
         .returning(account_events.c.id)).first()
     return BUDGET_EVENTS[percent] if recorded is not None else None
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from ..db import accounts, api_keys, member_budgets, request_log
 from ..key_controls import period_bounds
+from .events import budget_spent
 
 
 def _row(conn: Connection, budget_id: str) -> Any:
@@ -131,10 +132,15 @@ def add_member_spend(conn: Connection, charges: dict[str, list[tuple[datetime, i
             continue
         amount = sum(cost for started, cost in by_budget[budget_id] if started >= row.period_start)
         if amount:
-            conn.execute(
+            # The spend as this update left it (another writer may have added to it since ``row`` was read).
+            spent = conn.execute(
                 member_budgets.update().where(member_budgets.c.id == budget_id)
                 .values(spent_micro_p=member_budgets.c.spent_micro_p + amount, updated_at=now)
-            )
+                .returning(member_budgets.c.spent_micro_p)
+            ).scalar_one()
+            if row.budget_micro_p is not None:
+                budget_spent(conn, row.account_id, "member", row.member_id, row.budget_micro_p,
+                             spent - amount, spent, row.period_start, row.resets_at)
 
 
 def member_budget_dict(row: Any, member_id: str, now: datetime) -> dict:

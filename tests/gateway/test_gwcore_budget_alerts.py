@@ -200,3 +200,23 @@ def test_balance_events_show_null_budget_fields(gateway):
     assert event["kind"] == "low_balance"
     assert all(event[field] is None for field in ("subject_kind", "subject_id", "budget_micro_p", "spent_micro_p",
                                                   "period_start", "resets_at"))
+
+
+def test_a_members_budget_is_recorded_at_80_and_100_percent_in_each_team_of_theirs(gateway_db):
+    """One person (member "7") in two teams: each team's budget for them alerts once per share."""
+    from gateway.accounting.member_budgets import set_member_budget
+
+    def team(conn):
+        account, _ = create_account(conn, None, None)
+        post_entry(conn, account.id, "credit", 10_000 * P, f"fund:{account.id}")
+        _, key = create_key(conn, account.id, "laptop", None, None, member_id="7")
+        set_member_budget(conn, account.id, "7", 10 * P, "month", datetime.now(timezone.utc))
+        return account.id, key.id
+
+    teams = [gateway_db.transaction_sync(team) for _ in range(2)]
+    for account_id, key_id in teams:
+        for _ in range(11):
+            charge(gateway_db, key_id, 1 * P)
+    for account_id, _ in teams:
+        assert [(e.kind, e.subject_kind, e.subject_id, e.spent_micro_p) for e in events_of(gateway_db, account_id)] == [
+            ("budget_80", "member", "7", 8 * P), ("budget_100", "member", "7", 10 * P)]

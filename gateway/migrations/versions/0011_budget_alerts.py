@@ -27,7 +27,7 @@ def upgrade() -> None:
     # One event of each kind per budget period, whoever records it; balance events (no
     # subject) are left alone, as NULLs never collide in a unique index.
     op.create_index("ux_account_events_budget_period", "account_events",
-                    ["kind", "subject_kind", "subject_id", "period_start"], unique=True)
+                    ["kind", "account_id", "subject_kind", "subject_id", "period_start"], unique=True)
 
 
 def downgrade() -> None:
