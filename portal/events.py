@@ -25,7 +25,7 @@ from flask import Flask, current_app
 from .extensions import db
 from .gateway_client import GatewayError, GatewayUnavailable, gateway
 from .mail import queue_mail
-from .models import EventCursor, User
+from .models import EventCursor
 from .money import format_p
 from .timeutil import utcnow
 
@@ -44,9 +44,11 @@ def _link(path: str) -> str:
 
 
 def _low_balance(event: dict) -> None:
-    """Mail the account's owner that the balance fell below their alert threshold."""
-    for user in db.session.scalars(sa.select(User).where(User.account_id == event["account_id"])):
-        queue_mail(user.email, LOW_BALANCE_SUBJECT, (
+    """Mail the account's owners (and a team's billing members) that the balance fell below the threshold."""
+    from .teams import recipients
+
+    for address in recipients(event["account_id"]):
+        queue_mail(address, LOW_BALANCE_SUBJECT, (
             f"Your SAMALink balance is {format_p(event['balance_micro_p'])}, below the "
             f"{format_p(event['threshold_micro_p'])} you asked to be warned at.\n\n"
             "Calls are refused with 402 once the balance runs out. Top up here:\n"

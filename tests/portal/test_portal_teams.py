@@ -1,0 +1,256 @@
+"""Teams: a shared account picked in the URL, members in roles, and e-mailed invitations."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+import time_machine
+
+from fixtures.portal import DEFAULT_PASSWORD, login, mail_log
+
+INVITE_SUBJECT = "You are invited to a team on SAMALink"
+
+
+def _signed_in(app, user):
+    client = app.test_client()
+    assert login(client, user.email, user.password).status_code == 303
+    return client
+
+
+def _create_team(client, name="Acme") -> int:
+    response = client.post("/teams", data={"name": name})
+    assert response.status_code == 303, response.get_data(as_text=True)[:1500]
+    match = re.search(r"[?&]account=(\d+)", response.headers["Location"])
+    assert match, response.headers["Location"]
+    return int(match.group(1))
+
+
+def _add_member(app, team_id: int, user, role: str) -> None:
+    from portal.extensions import db
+    from portal.teams.models import Membership
+
+    with app.app_context():
+        db.session.add(Membership(team_id=team_id, user_id=user.id, role=role))
+        db.session.commit()
+
+
+def _invite(client, team_id: int, email: str, role: str = "developer") -> str:
+    with mail_log() as mail:
+        response = client.post(f"/team/invitations?account={team_id}", data={"email": email, "role": role})
+        assert response.status_code == 303, response.get_data(as_text=True)[:1500]
+        return mail.link(email, "teams/invite", INVITE_SUBJECT)
+
+
+def _team_account(app, team_id: int) -> str:
+    from portal.extensions import db
+    from portal.teams.models import Team
+
+    with app.app_context():
+        return db.session.get(Team, team_id).account_id
+
+
+def test_a_team_is_its_own_gateway_account_shown_when_the_url_names_it(portal_app, make_user, gateway):
+    owner = make_user(timezone="UTC")
+    client = _signed_in(portal_app, owner)
+    team_id = _create_team(client, "Acme Research")
+    account_id = _team_account(portal_app, team_id)
+    assert account_id and account_id != owner.account_id
+    account = gateway.internal("GET", f"/accounts/{account_id}").json()
+    assert account["external_id"] == f"team:{team_id}"
+
+    gateway.internal("POST", f"/accounts/{account_id}/ledger", json={
+        "kind": "adjustment", "amount_micro_p": 1234 * 10**6, "idempotency_key": f"t-{account_id}"})
+    team_page = client.get(f"/dashboard?account={team_id}").get_data(as_text=True)
+    personal_page = client.get("/dashboard").get_data(as_text=True)
+    assert "1,234" in team_page and "1,234" not in personal_page
+    # The switcher names the selected account; links of the team's pages keep it.
+    assert 'class="switcher-label">Acme Research<' in team_page
+    assert 'class="switcher-label">Personal<' in personal_page
+    assert f'href="/billing?account={team_id}"' in team_page
+    assert f'href="/keys?account={team_id}"' in team_page
+
+
+def test_someone_outside_the_team_gets_404_for_its_pages(portal_app, make_user):
+    owner, stranger = make_user(), make_user()
+    team_id = _create_team(_signed_in(portal_app, owner))
+    client = _signed_in(portal_app, stranger)
+    for path in ("/dashboard", "/keys", "/billing", "/usage", "/requests", "/team", "/payments"):
+        assert client.get(f"{path}?account={team_id}").status_code == 404, path
+    assert client.post(f"/keys?account={team_id}", data={"name": "x"}).status_code == 404
+    for bad in ("abc", "-1", "1" * 40, str(team_id + 10_000)):
+        assert client.get(f"/dashboard?account={bad}").status_code == 404, bad
+
+
+def test_a_team_name_is_required_and_bounded(portal_app, make_user):
+    client = _signed_in(portal_app, make_user())
+    assert client.post("/teams", data={"name": "   "}).status_code == 422
+    assert client.post("/teams", data={"name": "x" * 81}).status_code == 422
+    assert client.post("/teams", data={"name": "bad\x00name"}).status_code == 422
+
+
+def test_an_invited_user_joins_once_in_the_role_given(portal_app, make_user):
+    owner, invitee = make_user(), make_user()
+    owner_client = _signed_in(portal_app, owner)
+    team_id = _create_team(owner_client)
+    link = _invite(owner_client, team_id, invitee.email, "billing")
+
+    client = _signed_in(portal_app, invitee)
+    page = client.get(link)
+    assert page.status_code == 200 and "Join Acme" in page.get_data(as_text=True)
+    accepted = client.post(link)
+    assert accepted.status_code == 303
+    assert accepted.headers["Location"].endswith(f"/dashboard?account={team_id}")
+    assert client.get(f"/billing?account={team_id}").status_code == 200
+    # A billing member has no keys page.
+    assert client.get(f"/keys?account={team_id}").status_code == 403
+    members = owner_client.get(f"/team?account={team_id}").get_data(as_text=True)
+    assert f'data-member="{invitee.email}"' in members
+    # Single use.
+    assert client.get(link).status_code == 410
+    assert client.post(link).status_code == 410
+
+
+def test_an_invitation_is_for_its_address_only(portal_app, make_user):
+    owner, invitee, other = make_user(), make_user(), make_user()
+    owner_client = _signed_in(portal_app, owner)
+    team_id = _create_team(owner_client)
+    link = _invite(owner_client, team_id, invitee.email)
+    other_client = _signed_in(portal_app, other)
+    refused = other_client.post(link)
+    assert refused.status_code == 422
+    assert invitee.email in refused.get_data(as_text=True)
+    assert other_client.get(f"/dashboard?account={team_id}").status_code == 404
+    # The link still works for its own address.
+    assert _signed_in(portal_app, invitee).post(link).status_code == 303
+
+
+def test_a_revoked_invitation_no_longer_works(portal_app, make_user):
+    from portal.extensions import db
+    from portal.teams.models import Invitation
+
+    owner, invitee = make_user(), make_user()
+    owner_client = _signed_in(portal_app, owner)
+    team_id = _create_team(owner_client)
+    link = _invite(owner_client, team_id, invitee.email)
+    with portal_app.app_context():
+        invitation_id = db.session.scalar(sa.select(Invitation.id).where(Invitation.team_id == team_id))
+    assert owner_client.post(f"/team/invitations/{invitation_id}/revoke?account={team_id}").status_code == 303
+    assert _signed_in(portal_app, invitee).post(link).status_code == 410
+    # Another team's owner cannot revoke this team's invitations.
+    other_owner = _signed_in(portal_app, make_user())
+    other_team = _create_team(other_owner, "Other")
+    assert other_owner.post(f"/team/invitations/{invitation_id}/revoke?account={other_team}").status_code == 404
+
+
+def test_an_invitation_expires_after_seven_days(portal_app, make_user):
+    owner, invitee = make_user(), make_user()
+    start = datetime(2031, 3, 2, 9, 0, tzinfo=timezone.utc)
+    with time_machine.travel(start, tick=False):
+        owner_client = _signed_in(portal_app, owner)
+        team_id = _create_team(owner_client)
+        link = _invite(owner_client, team_id, invitee.email)
+    with time_machine.travel(start + timedelta(days=6, hours=23), tick=False):
+        assert _signed_in(portal_app, invitee).get(link).status_code == 200
+    with time_machine.travel(start + timedelta(days=7, minutes=1), tick=False):
+        client = _signed_in(portal_app, invitee)
+        assert client.get(link).status_code == 410
+        assert client.post(link).status_code == 410
+
+
+def test_a_tampered_invitation_link_is_refused(portal_app, make_user):
+    owner, invitee = make_user(), make_user()
+    owner_client = _signed_in(portal_app, owner)
+    link = _invite(owner_client, _create_team(owner_client), invitee.email)
+    client = _signed_in(portal_app, invitee)
+    for bad in (link[:-2] + ("aa" if not link.endswith("aa") else "bb"), "/teams/invite/x", "/teams/invite/" + "a" * 600):
+        assert client.get(bad).status_code == 410, bad
+
+
+def test_someone_without_an_account_signs_up_through_the_link_and_joins(portal_app, make_user):
+    owner = make_user()
+    owner_client = _signed_in(portal_app, owner)
+    team_id = _create_team(owner_client)
+    email = f"newcomer-{team_id}@example.com"
+    link = _invite(owner_client, team_id, email, "developer")
+
+    visitor = portal_app.test_client()
+    page = visitor.get(link).get_data(as_text=True)
+    signup = re.search(r'href="(/signup\?next=[^"]+)"', page).group(1).replace("&amp;", "&")
+    with mail_log() as mail:
+        assert visitor.post(signup, data={"email": email, "password": DEFAULT_PASSWORD,
+                                          "confirm": DEFAULT_PASSWORD}).status_code == 303
+        confirm = mail.confirmation_link(email)
+    landed = visitor.get(confirm)
+    assert landed.status_code == 303 and landed.headers["Location"] == link
+    joined = visitor.post(link)
+    assert joined.status_code == 303
+    assert visitor.get(f"/keys?account={team_id}").status_code == 200
+
+
+def test_inviting_needs_a_valid_address_and_a_grantable_role(portal_app, make_user):
+    owner = make_user()
+    client = _signed_in(portal_app, owner)
+    team_id = _create_team(client)
+    for data in ({"email": "not-an-address", "role": "developer"}, {"email": "a@example.com", "role": "owner"},
+                 {"email": "a@example.com", "role": "root"}, {"email": owner.email, "role": "admin"}):
+        assert client.post(f"/team/invitations?account={team_id}", data=data).status_code == 422, data
+
+
+def test_only_owners_and_admins_manage_members(portal_app, make_user):
+    owner, admin, developer, billing = make_user(), make_user(), make_user(), make_user()
+    team_id = _create_team(_signed_in(portal_app, owner))
+    _add_member(portal_app, team_id, admin, "admin")
+    _add_member(portal_app, team_id, developer, "developer")
+    _add_member(portal_app, team_id, billing, "billing")
+    for user in (developer, billing):
+        client = _signed_in(portal_app, user)
+        assert client.post(f"/team/invitations?account={team_id}",
+                           data={"email": "x@example.com", "role": "developer"}).status_code == 403
+        assert client.post(f"/team/members/{admin.id}/remove?account={team_id}").status_code == 403
+    admin_client = _signed_in(portal_app, admin)
+    # An admin may not touch the owner, nor make admins.
+    assert admin_client.post(f"/team/members/{owner.id}/remove?account={team_id}").status_code == 422
+    assert admin_client.post(f"/team/members/{developer.id}/role?account={team_id}",
+                             data={"role": "admin"}).status_code == 422
+    assert admin_client.post(f"/team/members/{developer.id}/role?account={team_id}",
+                             data={"role": "billing"}).status_code == 303
+    assert admin_client.post(f"/team/delete?account={team_id}", data={"confirm_name": "Acme"}).status_code == 403
+    assert admin_client.post(f"/team/transfer?account={team_id}", data={"user_id": admin.id}).status_code == 403
+
+
+def test_the_owner_transfers_ownership_and_deletes_the_team(portal_app, make_user):
+    owner, admin = make_user(), make_user()
+    owner_client = _signed_in(portal_app, owner)
+    team_id = _create_team(owner_client)
+    _add_member(portal_app, team_id, admin, "admin")
+    assert owner_client.post(f"/team/transfer?account={team_id}", data={"user_id": str(admin.id)}).status_code == 303
+    assert owner_client.post(f"/team/delete?account={team_id}", data={"confirm_name": "Acme"}).status_code == 403
+    new_owner = _signed_in(portal_app, admin)
+    assert new_owner.post(f"/team/delete?account={team_id}", data={"confirm_name": "wrong"}).status_code == 422
+    assert new_owner.post(f"/team/delete?account={team_id}", data={"confirm_name": "Acme"}).status_code == 303
+    assert new_owner.get(f"/dashboard?account={team_id}").status_code == 404
+    assert owner_client.get(f"/dashboard?account={team_id}").status_code == 404
+
+
+def test_redirects_keep_the_selected_team(portal_app, make_user):
+    owner = make_user()
+    client = _signed_in(portal_app, owner)
+    team_id = _create_team(client)
+    response = client.post(f"/team/invitations?account={team_id}", data={"email": "a@example.com", "role": "admin"})
+    assert response.headers["Location"] == f"/team?account={team_id}"
+
+
+def test_alert_mail_goes_to_every_owner_and_billing_member(portal_app, make_user):
+    from portal.teams import recipients
+
+    owner, admin, developer, billing = make_user(), make_user(), make_user(), make_user()
+    team_id = _create_team(_signed_in(portal_app, owner))
+    _add_member(portal_app, team_id, admin, "admin")
+    _add_member(portal_app, team_id, developer, "developer")
+    _add_member(portal_app, team_id, billing, "billing")
+    with portal_app.app_context():
+        assert sorted(recipients(_team_account(portal_app, team_id))) == sorted([owner.email, billing.email])
+        assert recipients(owner.account_id) == [owner.email]
