@@ -331,6 +331,21 @@ def create_key(
     return key, conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).one()
 
 
+def revoke_member_keys(conn: Connection, account_id: str, member_id: str, now: datetime) -> int:
+    """Revoke every key of ``member_id`` in the account not revoked yet; how many.
+
+    Expired keys are revoked too, so a later change of their expiry cannot bring them
+    back. ``updated_at`` moves, so every process's key cache sees the change on its poll.
+    """
+    result = conn.execute(
+        api_keys.update()
+        .where(api_keys.c.account_id == account_id, api_keys.c.member_id == member_id,
+               api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=now, updated_at=now)
+    )
+    return result.rowcount
+
+
 def key_status(row: Any, now: datetime | None = None) -> str:
     """``revoked``, ``expired`` or ``active``."""
     now = now or utcnow()
@@ -374,4 +389,5 @@ def key_dict(row: Any, usage_tz: str = "UTC") -> dict:
         "allowed_ips": json_list(row.allowed_ips),
         "rpm_limit": row.rpm_limit,
         "tpm_limit": row.tpm_limit,
+        "member_id": row.member_id,
     }

@@ -135,8 +135,11 @@ api_keys = sa.Table(
     sa.Column("allowed_ips", sa.Text, nullable=False, server_default="[]"),
     sa.Column("rpm_limit", sa.Integer),
     sa.Column("tpm_limit", sa.BigInteger),
+    # The team member who owns the key (the portal's user id, as text); null outside teams.
+    sa.Column("member_id", sa.String(36)),
     sa.Index("ix_api_keys_account_id", "account_id"),
     sa.Index("ix_api_keys_updated_at", "updated_at"),
+    sa.Index("ix_api_keys_account_member", "account_id", "member_id"),
 )
 
 key_leases = sa.Table(
@@ -157,6 +160,37 @@ key_budget_leases = sa.Table(
     sa.Column("amount_micro_p", sa.BigInteger, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
     sa.Index("ix_key_budget_leases_expires_at", "expires_at"),
+)
+
+# A team member's spend cap per day, week or month, shared by every key of that member
+# in the account: kept as a key budget is (accounting/member_budgets.py), with the part
+# leased by gateway processes in ``leased_micro_p`` and ``member_budget_leases``. A row
+# whose budget was removed stays (null budget and period) so leases never dangle.
+member_budgets = sa.Table(
+    "member_budgets",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("member_id", sa.String(36), nullable=False),
+    sa.Column("budget_micro_p", sa.BigInteger),
+    sa.Column("budget_period", sa.String(8)),
+    sa.Column("spent_micro_p", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("leased_micro_p", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("period_start", UTCDateTime),
+    sa.Column("resets_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("account_id", "member_id", name="uq_member_budgets_member"),
+)
+
+member_budget_leases = sa.Table(
+    "member_budget_leases",
+    metadata,
+    sa.Column("member_budget_id", sa.String(36), sa.ForeignKey("member_budgets.id"), primary_key=True),
+    sa.Column("holder_id", sa.String(36), primary_key=True),
+    sa.Column("amount_micro_p", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Index("ix_member_budget_leases_expires_at", "expires_at"),
 )
 
 # Requests and tokens admitted per minute, per key ("key:<id>") or account

@@ -26,7 +26,7 @@ from samalink_common.limits import MAX_REPORT_DAYS
 from ..accounting import usage
 from ..accounting.ledger import AccountNotFound
 from ..accounting.requestlog import RequestFilter
-from ..appkeys import ENGINE, SETTINGS
+from ..appkeys import ENGINE, KEYS, SETTINGS
 from ..db import Database
 
 log = logging.getLogger("samalink.gateway.internal")
@@ -43,6 +43,9 @@ _INT_RE = re.compile(r"-?[0-9]{1,%d}" % MAX_INT_DIGITS)
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # IANA names: letters, digits and _ + - / (no "..", checked by ZoneInfo itself).
 _ZONE_RE = re.compile(r"[A-Za-z0-9_+\-/]+")
+# A team member as the portal names one (its user id as text, or any short token of its own).
+_MEMBER_ID_RE = re.compile(r"[A-Za-z0-9:_-]{1,36}")
+MEMBER_ID_RULE = "member_id must be 1 to 36 characters of letters, digits, ':', '_' and '-'."
 
 
 class HttpError(Exception):
@@ -172,6 +175,39 @@ def datetime_field(data: dict, name: str) -> datetime | None:
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:
         raise HttpError(422, f"{name} must be in the years {MIN_YEAR} to {MAX_YEAR}.", "invalid_field")
     return parsed.astimezone(timezone.utc)
+
+
+def member_id_value(value: Any) -> str:
+    """``value`` when it is a valid member id; 400 ``invalid_member_id`` otherwise."""
+    if not isinstance(value, str) or not _MEMBER_ID_RE.fullmatch(value):
+        raise HttpError(400, MEMBER_ID_RULE, "invalid_member_id")
+    return value
+
+
+def member_id_field(data: dict) -> str | None:
+    """The optional ``member_id`` of a JSON body (null: none); 400 when malformed."""
+    value = data.get("member_id")
+    return None if value is None else member_id_value(value)
+
+
+def member_id_param(request: web.Request) -> str:
+    """The ``{member_id}`` of the path; 400 when malformed."""
+    return member_id_value(request.match_info["member_id"])
+
+
+def query_member_id(request: web.Request) -> str | None:
+    """The ``member_id`` filter of the query string (absent or empty: none); 400 when malformed."""
+    raw = request.query.get("member_id")
+    return member_id_value(raw) if raw else None
+
+
+async def refresh_keys(request: web.Request) -> None:
+    """Apply a key or account change in this process's key cache at once (the other
+    processes apply it within a poll)."""
+    try:
+        await request.config_dict[KEYS].refresh()
+    except Exception:  # noqa: BLE001 - the regular poll catches up
+        log.warning("key cache refresh after a change failed; the poll will catch up")
 
 
 def is_uuid(value: str) -> bool:

@@ -28,17 +28,18 @@ from ..accounting.ledger import (
 from ..accounting.metering import dead_letter_count
 from ..accounting.pricing import prices_at
 from ..accounting.requestlog import CSV_COLUMNS, csv_rows, query_requests, request_csv_values, request_dict
-from ..appkeys import CATALOG, KEYS, SETTINGS, WRITER
+from ..appkeys import CATALOG, SETTINGS, WRITER
 from ..auth import create_key, key_dict
 from ..catalog import CACHE_PRICES, SIMULATED_API, Catalog, Model
 from ..db import accounts, api_keys, utcnow
 from ..key_controls import BUDGET_PERIODS, MAX_ALLOWED_MODELS, InvalidIpEntry, normalise_ip_list
 from . import books as books_api
 from . import events as events_api
+from . import members as members_api
 from .http import (
     HttpError, account_id_param, database, datetime_field, decode_cursor, errors_middleware, int_field,
-    is_uuid, json_body, json_response, keyset_page, query_date_range, query_int, query_tz, request_filter, str_field,
-    token_middleware, zone,
+    is_uuid, json_body, json_response, keyset_page, member_id_field, query_date_range, query_int, query_member_id,
+    query_tz, refresh_keys, request_filter, str_field, token_middleware, zone,
 )
 
 log = logging.getLogger("samalink.gateway.internal")
@@ -48,14 +49,8 @@ MAX_RPM = 10_000_000
 MAX_TPM = 10**12
 KEY_FIELDS = {"name", "spend_limit_micro_p", "expires_at", "budget_micro_p", "budget_period", "allowed_models",
               "allowed_ips", "rpm_limit", "tpm_limit"}
-
-
-async def _refresh_keys(request: web.Request) -> None:
-    # The process that made the change applies it at once; the others within a poll.
-    try:
-        await request.config_dict[KEYS].refresh()
-    except Exception:  # noqa: BLE001 - the regular poll catches up
-        log.warning("key cache refresh after a change failed; the poll will catch up")
+# A key's member is given when it is created and never changed.
+NEW_KEY_FIELDS = KEY_FIELDS | {"member_id"}
 
 
 # --- health and catalogue -----------------------------------------------------------
@@ -203,7 +198,7 @@ async def patch_account(request: web.Request) -> web.Response:
 
     answer = await database(request).transaction(work)
     if status is not None or limits:
-        await _refresh_keys(request)
+        await refresh_keys(request)
     return json_response(answer)
 
 
@@ -271,14 +266,16 @@ def _key_row(conn: Connection, account_id: str, key_id: str) -> Any:
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    """The account's keys, newest first (never the full key)."""
+    """The account's keys (only one member's with ``member_id``), newest first (never the full key)."""
     account_id = account_id_param(request)
+    member_id = query_member_id(request)
 
     def work(conn: Connection) -> tuple[str, list[Any]]:
         account = get_account(conn, account_id)
-        return account.usage_tz, list(conn.execute(
-            sa.select(api_keys).where(api_keys.c.account_id == account_id).order_by(api_keys.c.created_at.desc(), api_keys.c.id)
-        ))
+        query = sa.select(api_keys).where(api_keys.c.account_id == account_id)
+        if member_id is not None:
+            query = query.where(api_keys.c.member_id == member_id)
+        return account.usage_tz, list(conn.execute(query.order_by(api_keys.c.created_at.desc(), api_keys.c.id)))
 
     tz, rows = await database(request).read(work)
     return json_response({"data": [key_dict(r, tz) for r in rows]})
@@ -352,8 +349,9 @@ def _stored(values: dict) -> dict:
 async def post_key(request: web.Request) -> web.Response:
     """Create a key, with any of its controls; the only answer that contains the full key."""
     account_id = account_id_param(request)
-    data = await json_body(request, KEY_FIELDS)
+    data = await json_body(request, NEW_KEY_FIELDS)
     name = str_field(data, "name", 100, required=True)
+    member_id = member_id_field(data)
     values = _limit_and_expiry(data)
     controls = _controls(data, request.config_dict[CATALOG])
     _check_budget_pair(controls.get("budget_micro_p"), controls.get("budget_period"))
@@ -361,7 +359,7 @@ async def post_key(request: web.Request) -> web.Response:
     def work(conn: Connection) -> tuple[str, Any, str]:
         account = get_account(conn, account_id)
         key, row = create_key(conn, account_id, name, values.get("spend_limit_micro_p"), values.get("expires_at"),
-                              **controls)
+                              member_id=member_id, **controls)
         if controls.get("budget_period"):
             set_budget(conn, row.id, controls["budget_period"], utcnow())
         return key, _key_row(conn, account_id, row.id), account.usage_tz
@@ -397,7 +395,7 @@ async def patch_key(request: web.Request) -> web.Response:
         return _key_row(conn, account_id, key_id), account.usage_tz
 
     row, tz = await database(request).transaction(work)
-    await _refresh_keys(request)
+    await refresh_keys(request)
     return json_response(key_dict(row, tz))
 
 
@@ -414,7 +412,7 @@ async def revoke_key(request: web.Request) -> web.Response:
         return _key_row(conn, account_id, key_id)
 
     row = await database(request).transaction(work)
-    await _refresh_keys(request)
+    await refresh_keys(request)
     return json_response(key_dict(row))
 
 
@@ -507,6 +505,7 @@ def create_internal_app() -> web.Application:
     app.router.add_get("/accounts/{account_id}/usage", get_usage)
     app.router.add_get("/accounts/{account_id}/requests.csv", export_requests)
     app.router.add_get("/accounts/{account_id}/requests", list_requests)
+    members_api.add_routes(app)
     events_api.add_routes(app)
     books_api.add_account_routes(app)
     return app
