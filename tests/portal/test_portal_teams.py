@@ -254,3 +254,72 @@ def test_alert_mail_goes_to_every_owner_and_billing_member(portal_app, make_user
     with portal_app.app_context():
         assert sorted(recipients(_team_account(portal_app, team_id))) == sorted([owner.email, billing.email])
         assert recipients(owner.account_id) == [owner.email]
+
+
+KEY = re.compile(r"sama_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _new_key(client, team_id: int, name: str) -> str:
+    response = client.post(f"/keys?account={team_id}", data={"name": name, "spend_limit": "", "expires_on": ""})
+    assert response.status_code == 200, response.get_data(as_text=True)[:1500]
+    return KEY.search(response.get_data(as_text=True)).group(0)
+
+
+def _team_of_four(portal_app, make_user):
+    users = {role: make_user(timezone="UTC") for role in ("owner", "admin", "developer", "billing")}
+    team_id = _create_team(_signed_in(portal_app, users["owner"]))
+    for role in ("admin", "developer", "billing"):
+        _add_member(portal_app, team_id, users[role], role)
+    return team_id, users
+
+
+def test_developers_see_and_manage_only_their_own_keys(portal_app, make_user, gateway):
+    team_id, users = _team_of_four(portal_app, make_user)
+    owner = _signed_in(portal_app, users["owner"])
+    dev = _signed_in(portal_app, users["developer"])
+    other_dev_user = make_user()
+    _add_member(portal_app, team_id, other_dev_user, "developer")
+    other_dev = _signed_in(portal_app, other_dev_user)
+    _new_key(owner, team_id, "owner-key")
+    _new_key(dev, team_id, "dev-key")
+    _new_key(other_dev, team_id, "other-dev-key")
+
+    account_id = _team_account(portal_app, team_id)
+    keys = {k["name"]: k for k in gateway.internal("GET", f"/accounts/{account_id}/keys").json()["data"]}
+    assert keys["dev-key"]["member_id"] == str(users["developer"].id)
+    assert keys["owner-key"]["member_id"] == str(users["owner"].id)
+
+    dev_page = dev.get(f"/keys?account={team_id}").get_data(as_text=True)
+    assert "dev-key" in dev_page and "owner-key" not in dev_page and "other-dev-key" not in dev_page
+    # Another member's key is not there for a developer, whatever the action.
+    other_id = keys["other-dev-key"]["id"]
+    assert dev.get(f"/keys/{other_id}?account={team_id}").status_code == 404
+    assert dev.post(f"/keys/{other_id}/revoke?account={team_id}").status_code == 404
+    # Owners and admins see every key of the team.
+    for manager in (owner, _signed_in(portal_app, users["admin"])):
+        page = manager.get(f"/keys?account={team_id}").get_data(as_text=True)
+        assert all(name in page for name in ("owner-key", "dev-key", "other-dev-key"))
+    # The personal account's keys are apart from the team's.
+    assert "dev-key" not in dev.get("/keys").get_data(as_text=True)
+
+
+def test_removing_a_member_revokes_their_keys_in_the_team_at_once(portal_app, make_user, gateway):
+    from fixtures.portal import call_api, wait_for_status
+
+    team_id, users = _team_of_four(portal_app, make_user)
+    account_id = _team_account(portal_app, team_id)
+    gateway.internal("POST", f"/accounts/{account_id}/ledger", json={
+        "kind": "adjustment", "amount_micro_p": 100 * 10**6, "idempotency_key": f"r-{account_id}"})
+    dev = _signed_in(portal_app, users["developer"])
+    dev_key = _new_key(dev, team_id, "dev-key")
+    personal_key = KEY.search(dev.post("/keys", data={"name": "mine", "spend_limit": "",
+                                                      "expires_on": ""}).get_data(as_text=True)).group(0)
+    assert call_api(gateway, dev_key)["status"] == 200
+
+    owner = _signed_in(portal_app, users["owner"])
+    removed = owner.post(f"/team/members/{users['developer'].id}/remove?account={team_id}")
+    assert removed.status_code == 303
+    assert wait_for_status(gateway, dev_key, 401)["status"] == 401
+    assert dev.get(f"/keys?account={team_id}").status_code == 404
+    # Their personal key is theirs, not the team's.
+    assert call_api(gateway, personal_key)["status"] in (200, 402)
