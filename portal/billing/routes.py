@@ -50,6 +50,11 @@ def _public_url(endpoint: str) -> str:
     return url_for(endpoint, _external=True)
 
 
+def _with_session_id(url: str) -> str:
+    # Stripe fills in the placeholder; the URL may already name the selected team.
+    return url + ("&" if "?" in url else "?") + "session_id={CHECKOUT_SESSION_ID}"
+
+
 def _alert_form(account: dict | None) -> LowBalanceForm:
     form = LowBalanceForm(formdata=None)
     threshold = ((account or {}).get("thresholds") or {}).get("low_balance", {}).get("threshold_micro_p")
@@ -143,7 +148,7 @@ def save_card():
     if not stripe_api.payments_configured():
         return _billing_page(TopUpForm(formdata=None), status=200 if is_htmx() else 503, block="autotopup",
                              auto_message="Card payments are not configured on this server.")
-    success_url = _public_url("billing.card_saved") + "?session_id={CHECKOUT_SESSION_ID}"
+    success_url = _with_session_id(_public_url("billing.card_saved"))
     try:
         url = refills.start_card_setup(current_user, success_url, _public_url("billing.billing"))
     except stripe_api.StripeUnavailable:
@@ -179,7 +184,7 @@ def checkout():
                              error="Card payments are not configured on this server, so top-ups are switched off.")
     if not form.validate_on_submit():
         return _billing_page(form, status=422, block="topup")
-    success_url = _public_url("billing.success") + "?session_id={CHECKOUT_SESSION_ID}"
+    success_url = _with_session_id(_public_url("billing.success"))
     try:
         checkout_url = service.create_checkout(current_user, form.amount_cents, success_url,
                                                _public_url("billing.cancel"), account_id=_team_account_id())

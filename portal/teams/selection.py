@@ -142,18 +142,30 @@ def with_account(url: str) -> str:
     return urlunsplit(("", "", parts.path, urlencode(query), parts.fragment))
 
 
-def _scoped_path(path: str) -> bool:
+def _endpoint_of(path: str) -> str | None:
     from flask import current_app
 
-    try:
-        endpoint, _ = current_app.url_map.bind("localhost").match(path, method="GET")
-    except HTTPException:
+    adapter = current_app.url_map.bind("localhost")
+    for method in ("GET", "POST"):
         try:
-            endpoint, _ = current_app.url_map.bind("localhost").match(path, method="POST")
+            return adapter.match(path, method=method)[0]
         except HTTPException:
-            return False
-    rule = roles.rule_for(endpoint)
+            continue
+    return None
+
+
+def _scoped_path(path: str) -> bool:
+    rule = roles.rule_for(_endpoint_of(path))
     return rule is not None and rule.scoped
+
+
+def role_may_open(path: str) -> bool:
+    """Whether the selected role may open the page at ``path`` (always, on the personal account)."""
+    selection = g.get("team_selection")
+    if selection is None or selection.team is None:
+        return True
+    rule = roles.rule_for(_endpoint_of(path))
+    return rule is not None and (not rule.scoped or selection.role in rule.roles)
 
 
 def _refused(selection: Selection):
@@ -202,6 +214,8 @@ def _frame_context() -> dict:
         "acct_q": f"?{query}" if query else "",
         "acct_amp": f"&{query}" if query else "",
         "team_choices": _team_choices,
+        "with_account": with_account,
+        "role_may_open": role_may_open,
     }
 
 
