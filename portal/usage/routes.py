@@ -34,7 +34,11 @@ def usage():
             selection = selected_account()
             data = gateway().usage(selection.account_id, date_range.start.isoformat(),
                                    date_range.end.isoformat(), tz, member_id=selection.usage_member)
-    context = {"range": date_range, "presets": PRESETS, "error": error, "data": data, "tz": tz,
+    selection = selected_account()
+    member = selection.usage_member if selection.member_choices() else None
+    context = {"member_choices": selection.member_choices(), "member_shown": member or "",
+               "member_amp": f"&member={member}" if member else "",
+               "range": date_range, "presets": PRESETS, "error": error, "data": data, "tz": tz,
                "custom_start": args.get("start", ""), "custom_end": args.get("end", "")}
     if data is not None:
         context.update(

@@ -323,3 +323,32 @@ def test_removing_a_member_revokes_their_keys_in_the_team_at_once(portal_app, ma
     assert dev.get(f"/keys?account={team_id}").status_code == 404
     # Their personal key is theirs, not the team's.
     assert call_api(gateway, personal_key)["status"] in (200, 402)
+
+
+def test_the_sidebar_shows_a_role_only_what_it_may_open(portal_app, make_user):
+    team_id, users = _team_of_four(portal_app, make_user)
+    developer = _signed_in(portal_app, users["developer"]).get(f"/keys?account={team_id}").get_data(as_text=True)
+    assert f'href="/keys?account={team_id}"' in developer
+    assert 'href="/billing' not in developer and 'href="/payments' not in developer
+    billing = _signed_in(portal_app, users["billing"]).get(f"/billing?account={team_id}").get_data(as_text=True)
+    assert f'href="/payments?account={team_id}"' in billing and 'href="/keys' not in billing
+    # Pages that are the same for every account keep their plain address.
+    assert 'href="/docs"' in billing and 'href="/settings"' in billing
+
+
+def test_owners_and_admins_filter_usage_and_the_log_by_member(portal_app, make_user):
+    team_id, users = _team_of_four(portal_app, make_user)
+    outsider = make_user()
+    for role in ("owner", "admin"):
+        client = _signed_in(portal_app, users[role])
+        for path in ("/usage", "/requests"):
+            page = client.get(f"{path}?account={team_id}").get_data(as_text=True)
+            assert 'name="member"' in page and users["developer"].email in page, (role, path)
+            chosen = client.get(f"{path}?account={team_id}&member={users['developer'].id}")
+            assert chosen.status_code == 200
+            assert f'value="{users["developer"].id}" selected' in chosen.get_data(as_text=True)
+            for bad in (str(outsider.id), "abc", "9" * 20):
+                assert client.get(f"{path}?account={team_id}&member={bad}").status_code == 404, (path, bad)
+    for role in ("developer", "billing"):
+        page = _signed_in(portal_app, users[role]).get(f"/requests?account={team_id}").get_data(as_text=True)
+        assert 'name="member"' not in page
