@@ -3,7 +3,7 @@
 Keys are ``sama_`` + a UUID4 and are stored only as their SHA-256. ``KeyCache`` answers
 the hot path from memory: it loads every key at start, polls for keys and accounts
 changed since its last poll (so a revocation, expiry change or suspension reaches every
-process within two poll intervals), and sends an unknown hash to the database once,
+process within two poll intervals), and the team members' budgets likewise, and sends an unknown hash to the database once,
 remembering a miss for a short time so a flood of bad keys cannot hammer the database.
 """
 
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .background import repeat_every, stop_task
-from .db import Database, accounts, api_keys, utcnow
+from .db import Database, accounts, api_keys, member_budgets, utcnow
 from .key_controls import IpNetwork, parse_ip_entry, period_bounds
 
 log = logging.getLogger("samalink.gateway.auth")
@@ -83,6 +83,7 @@ class KeyInfo:
     tpm_limit: int | None = None
     account_rpm_limit: int | None = None
     account_tpm_limit: int | None = None
+    member_id: str | None = None  # the team member who owns the key
 
     def refusal(self, now: datetime | None = None) -> str | None:
         """Why this key may not be used now (``revoked``, ``expired``, ``suspended``,
@@ -121,6 +122,30 @@ class KeyInfo:
                    (self.rpm_limit, self.tpm_limit, self.account_rpm_limit, self.account_tpm_limit))
 
 
+@dataclass(frozen=True)
+class MemberBudgetInfo:
+    """A team member's budget for the period, as the hot path sees it."""
+
+    budget_id: str
+    account_id: str
+    member_id: str
+    budget_micro_p: int
+    budget_period: str
+    spent_micro_p: int
+    resets_at: datetime | None
+
+    def exhausted(self, now: datetime) -> bool:
+        """Whether this period's budget is spent (a period that has ended is not)."""
+        return self.resets_at is not None and self.resets_at > now and self.spent_micro_p >= self.budget_micro_p
+
+
+def _member_budget_info(row: Any) -> MemberBudgetInfo | None:
+    if row.budget_micro_p is None or row.budget_period is None:
+        return None
+    return MemberBudgetInfo(row.id, row.account_id, row.member_id, row.budget_micro_p, row.budget_period,
+                            row.spent_micro_p, row.resets_at)
+
+
 def _key_query() -> sa.Select:
     return sa.select(
         api_keys.c.id, api_keys.c.account_id, api_keys.c.name, api_keys.c.key_hash,
@@ -128,7 +153,7 @@ def _key_query() -> sa.Select:
         api_keys.c.revoked_at, accounts.c.status,
         api_keys.c.budget_micro_p, api_keys.c.budget_period, api_keys.c.budget_spent_micro_p,
         api_keys.c.budget_resets_at, api_keys.c.allowed_models, api_keys.c.allowed_ips,
-        api_keys.c.rpm_limit, api_keys.c.tpm_limit,
+        api_keys.c.rpm_limit, api_keys.c.tpm_limit, api_keys.c.member_id,
         accounts.c.rpm_limit.label("account_rpm_limit"), accounts.c.tpm_limit.label("account_tpm_limit"),
     ).join(accounts, accounts.c.id == api_keys.c.account_id)
 
@@ -171,6 +196,7 @@ def _info(row: Any) -> KeyInfo:
         allowed_ips=_networks(row.allowed_ips),
         rpm_limit=row.rpm_limit, tpm_limit=row.tpm_limit,
         account_rpm_limit=row.account_rpm_limit, account_tpm_limit=row.account_tpm_limit,
+        member_id=row.member_id,
     )
 
 
@@ -193,6 +219,7 @@ class KeyCache:
         self._by_hash: dict[str, KeyInfo] = {}
         self._hash_by_id: dict[str, str] = {}
         self._hashes_by_account: dict[str, set[str]] = {}
+        self._member_budgets: dict[tuple[str, str], MemberBudgetInfo] = {}
         self._negative: OrderedDict[str, float] = OrderedDict()
         self._inflight: dict[str, asyncio.Future] = {}
         self._miss_gate = asyncio.Semaphore(miss_concurrency)
@@ -205,6 +232,8 @@ class KeyCache:
         rows = await self.db.run(self._read, _key_query())
         for row in rows:
             self._store(row.key_hash, _info(row))
+        for row in await self.db.run(self._read, sa.select(member_budgets)):
+            self._store_member_budget(row)
         self._last_poll = started
         self._task = repeat_every(self.refresh_interval, self.refresh, "key refresh")
 
@@ -249,21 +278,34 @@ class KeyCache:
         finally:
             self._inflight.pop(digest, None)
 
+    def member_budget(self, key: KeyInfo) -> MemberBudgetInfo | None:
+        """The budget of the key's team member, or None (no member, or no budget)."""
+        if key.member_id is None:
+            return None
+        return self._member_budgets.get((key.account_id, key.member_id))
+
     def note_spent(self, key_id: str, amount_micro_p: int) -> None:
-        """Add a committed charge to the cached spend (the next poll confirms it)."""
+        """Add a committed charge to the cached spend of the key and of its member's
+        budget (the next poll confirms it)."""
         digest = self._hash_by_id.get(key_id)
         info = self._by_hash.get(digest) if digest else None
         if info is not None:
             self._by_hash[digest] = replace(info, spent_micro_p=info.spent_micro_p + amount_micro_p,
                                             budget_spent_micro_p=info.budget_spent_micro_p + amount_micro_p)
+            member = self.member_budget(info)
+            if member is not None:
+                self._member_budgets[(member.account_id, member.member_id)] = replace(
+                    member, spent_micro_p=member.spent_micro_p + amount_micro_p)
 
     async def refresh(self) -> None:
         """Read keys and accounts changed since the previous poll."""
         started = utcnow()
         since = (self._last_poll or started) - POLL_OVERLAP
-        keys, changed_accounts = await self.db.run(self._read_changes, since)
+        keys, changed_accounts, budgets = await self.db.run(self._read_changes, since)
         for row in keys:
             self._store(row.key_hash, _info(row))
+        for row in budgets:
+            self._store_member_budget(row)
         for account_id, status, rpm, tpm in changed_accounts:
             active = status == "active"
             for digest in self._hashes_by_account.get(account_id, ()):
@@ -279,6 +321,13 @@ class KeyCache:
         self._hashes_by_account.setdefault(info.account_id, set()).add(digest)
         self._negative.pop(digest, None)
 
+    def _store_member_budget(self, row: Any) -> None:
+        info = _member_budget_info(row)
+        if info is None:
+            self._member_budgets.pop((row.account_id, row.member_id), None)
+        else:
+            self._member_budgets[(row.account_id, row.member_id)] = info
+
     def _remember_miss(self, digest: str) -> None:
         self._negative[digest] = time.monotonic() + self.negative_ttl
         self._negative.move_to_end(digest)
@@ -288,8 +337,8 @@ class KeyCache:
     def _read(self, query: sa.Select) -> list[Any]:
         return self.db.read_sync(lambda conn: list(conn.execute(query)))
 
-    def _read_changes(self, since: datetime) -> tuple[list[Any], list[tuple]]:
-        def read(conn: Connection) -> tuple[list[Any], list[tuple]]:
+    def _read_changes(self, since: datetime) -> tuple[list[Any], list[tuple], list[Any]]:
+        def read(conn: Connection) -> tuple[list[Any], list[tuple], list[Any]]:
             keys = list(conn.execute(_key_query().where(api_keys.c.updated_at >= since)))
             changed = [
                 (row.id, row.status, row.rpm_limit, row.tpm_limit)
@@ -298,7 +347,8 @@ class KeyCache:
                     .where(accounts.c.updated_at >= since)
                 )
             ]
-            return keys, changed
+            budgets = list(conn.execute(sa.select(member_budgets).where(member_budgets.c.updated_at >= since)))
+            return keys, changed, budgets
 
         return self.db.read_sync(read)
 

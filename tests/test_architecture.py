@@ -83,8 +83,8 @@ _WRITERS = {
         re.compile(r"\b(balance_micro_p|credited_micro_p)\s*=\s*[a-z_]+\.c\."),
     ],
     "accounting/leases.py": [
-        re.compile(r"\b(key_|key_budget_)?leases\.(insert|update|delete)\("),
-        re.compile(r"\b(insert|update|delete)\(\s*(key_|key_budget_)?leases\b"),
+        re.compile(r"\b(key_|key_budget_|member_budget_)?leases\.(insert|update|delete)\("),
+        re.compile(r"\b(insert|update|delete)\(\s*(key_|key_budget_|member_budget_)?leases\b"),
         re.compile(r"\b(budget_)?leased_micro_p\s*=\s*[a-z_]+\.c\."),
         # A pool's leased column, written through ``Pool.leased()``.
         re.compile(r"\{\s*[a-z_.]*leased\(\)\s*:"),

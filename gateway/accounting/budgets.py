@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from ..db import accounts, api_keys, request_log
 from ..key_controls import period_bounds
+from .member_budgets import add_member_spend
 
 
 def _budget_row(conn: Connection, key_id: str) -> Any:
@@ -72,7 +73,9 @@ def set_budget(conn: Connection, key_id: str, period: str | None, now: datetime)
 
 
 def add_budget_spend(conn: Connection, charges: dict[str, list[tuple[datetime, int]]], now: datetime) -> None:
-    """Add each key's charges (request start, cost) that fall in its current period."""
+    """Add each key's charges (request start, cost) that fall in its current period, to the
+    key's budget and to its team member's."""
+    add_member_spend(conn, charges, now)
     with_budget = sorted(
         conn.execute(
             sa.select(api_keys.c.id).where(api_keys.c.id.in_(list(charges)), api_keys.c.budget_period.is_not(None))

@@ -1,8 +1,10 @@
-"""Leases of spendable amounts: the only writer of ``leases``, ``key_leases`` and the
-``leased_micro_p`` columns of accounts and keys.
+"""Leases of spendable amounts: the only writer of ``leases``, ``key_leases``,
+``key_budget_leases``, ``member_budget_leases`` and the ``leased_micro_p`` columns of
+accounts, keys and member budgets.
 
 Every limit a request must fit in is a ``Pool``: the account's balance, a key's
-lifetime spending limit, and a key's budget for the current day, week or month. ``Reserver`` hands out reservations from per-process leases of
+lifetime spending limit, a key's budget for the current day, week or month, and the
+budget of the key's team member for its period. ``Reserver`` hands out reservations from per-process leases of
 each pool, one database write per lease rather than per request, so a limit is a hard
 bound however many requests and gateway processes run at once. ``settle_reservations``
 is how settled reservations leave their leases, in the batch writer's transaction. See
@@ -23,8 +25,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..background import stop_task
-from ..db import Database, accounts, api_keys, key_budget_leases, key_leases, leases, utcnow
+from ..db import (
+    Database, accounts, api_keys, key_budget_leases, key_leases, leases, member_budget_leases, member_budgets, utcnow,
+)
 from .budgets import roll_budget_period
+from .member_budgets import roll_member_period
 from .ledger import LedgerError
 
 log = logging.getLogger("samalink.gateway.leases")
@@ -52,6 +57,12 @@ class KeyBudgetExceeded(LimitReached):
     """What is left of the key's budget for this period cannot cover the reservation."""
 
     pool = "key_budget"
+
+
+class MemberBudgetExceeded(LimitReached):
+    """What is left of the team member's budget for this period cannot cover the reservation."""
+
+    pool = "member_budget"
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,7 +99,12 @@ KEY_BUDGET = Pool(
     lambda: api_keys.c.budget_micro_p - api_keys.c.budget_spent_micro_p, KeyBudgetExceeded,
     leased_column="budget_leased_micro_p", prepare=lambda conn, key_id: roll_budget_period(conn, key_id, utcnow()),
 )
-POOLS = (BALANCE, KEY_LIMIT, KEY_BUDGET)
+MEMBER_BUDGET = Pool(
+    "member_budget", member_budgets, member_budget_leases, "member_budget_id",
+    lambda: member_budgets.c.budget_micro_p - member_budgets.c.spent_micro_p, MemberBudgetExceeded,
+    prepare=lambda conn, budget_id: roll_member_period(conn, budget_id, utcnow()),
+)
+POOLS = (BALANCE, KEY_LIMIT, KEY_BUDGET, MEMBER_BUDGET)
 
 
 def shrink_lease(conn: Connection, pool: Pool, owner_id: str, holder_id: str, amount: int) -> bool:
@@ -118,7 +134,8 @@ class Reservation:
 
     It comes out of the account's balance lease and, when ``key_id`` is set, out of that
     key's spending-limit lease too; when ``budget_key_id`` is set, out of that key's
-    budget lease as well.
+    budget lease as well, and when ``member_budget_id`` is set, out of that team member's
+    budget lease.
     """
 
     account_id: str
@@ -127,6 +144,7 @@ class Reservation:
     done: bool = False
     key_id: str | None = None
     budget_key_id: str | None = None
+    member_budget_id: str | None = None
 
     def owners(self) -> list[tuple[Pool, str]]:
         """Each pool this reservation holds a part of, with its owner row."""
@@ -135,6 +153,8 @@ class Reservation:
             held.append((KEY_LIMIT, self.key_id))
         if self.budget_key_id is not None:
             held.append((KEY_BUDGET, self.budget_key_id))
+        if self.member_budget_id is not None:
+            held.append((MEMBER_BUDGET, self.member_budget_id))
         return held
 
 
@@ -205,26 +225,31 @@ class Reserver:
         self._task = asyncio.create_task(self._maintain(), name="samalink-lease-maintenance")
 
     async def reserve(
-        self, account_id: str, amount_micro_p: int, key_id: str | None = None, budget_key_id: str | None = None
+        self, account_id: str, amount_micro_p: int, key_id: str | None = None, budget_key_id: str | None = None,
+        member_budget_id: str | None = None,
     ) -> Reservation:
         """Set ``amount_micro_p`` aside; raises the ``LimitReached`` of the pool that cannot cover it."""
-        return await self.reserve_up_to(account_id, amount_micro_p, amount_micro_p, key_id, budget_key_id)
+        return await self.reserve_up_to(account_id, amount_micro_p, amount_micro_p, key_id, budget_key_id,
+                                        member_budget_id)
 
     async def reserve_up_to(
         self, account_id: str, want_micro_p: int, at_least_micro_p: int, key_id: str | None = None,
-        budget_key_id: str | None = None,
+        budget_key_id: str | None = None, member_budget_id: str | None = None,
     ) -> Reservation:
         """Set aside as much of ``want_micro_p`` as every pool allows, and at least
         ``at_least_micro_p``; raises the ``LimitReached`` of the first pool that cannot.
 
         The key's spending limit is a pool only when ``key_id`` is given (a key with a
-        limit), its period budget only when ``budget_key_id`` is (a key with a budget).
+        limit), its period budget only when ``budget_key_id`` is (a key with a budget),
+        and its team member's budget only when ``member_budget_id`` is.
         """
         want = max(1, int(want_micro_p))
         at_least = max(1, min(int(at_least_micro_p), want))
         # The key's limits first: they are usually the smaller, and a request they refuse
         # then holds none of the balance that other keys of the account could be spending.
         pools = [(KEY_BUDGET, budget_key_id)] if budget_key_id is not None else []
+        if member_budget_id is not None:
+            pools.append((MEMBER_BUDGET, member_budget_id))
         if key_id is not None:
             pools.append((KEY_LIMIT, key_id))
         pools.append((BALANCE, account_id))
@@ -240,7 +265,8 @@ class Reserver:
             raise
         for pool, owner_id, held in taken:
             self._give_back(pool, owner_id, held - amount)
-        return Reservation(account_id, amount, self.holder_id, key_id=key_id, budget_key_id=budget_key_id)
+        return Reservation(account_id, amount, self.holder_id, key_id=key_id, budget_key_id=budget_key_id,
+                           member_budget_id=member_budget_id)
 
     async def _take(self, pool: Pool, owner_id: str, want: int, at_least: int) -> int:
         while True:

@@ -39,6 +39,7 @@ class RequestFilter:
     until: datetime | None = None
     provider: str | None = None
     flagged: bool = False  # only rows whose upstream usage was not charged as reported
+    member_id: str | None = None  # only requests through keys of this team member
 
 
 def filtered(query: sa.Select, filters: RequestFilter, before_id: int | None) -> sa.Select:
@@ -55,6 +56,11 @@ def filtered(query: sa.Select, filters: RequestFilter, before_id: int | None) ->
         query = query.where(sa.or_(columns.status < 200, columns.status > 299))
     if filters.flagged:
         query = query.where(columns.flags != "")
+    if filters.member_id is not None:
+        members_keys = sa.select(api_keys.c.id).where(api_keys.c.member_id == filters.member_id)
+        if filters.account_id is not None:
+            members_keys = members_keys.where(api_keys.c.account_id == filters.account_id)
+        query = query.where(columns.key_id.in_(members_keys))
     if filters.since is not None:
         query = query.where(columns.created_at >= filters.since)
     if filters.until is not None:

@@ -8,7 +8,8 @@ arithmetic, and the segments' rows are merged per (day, model) here.
 
 Each account also has its buckets summed per local day in one zone of its choosing
 (``accounts.usage_tz``, the portal keeps it at the customer's): reports in that zone read
-those day rows, reports in any other zone fall back to the buckets.
+those day rows, reports in any other zone fall back to the buckets. A report of some keys
+only (a team member's) reads the buckets by model, and the day rows by key.
 """
 
 from __future__ import annotations
@@ -127,8 +128,10 @@ def _row_sums(row: Any) -> dict:
     return {c: int(getattr(row, c)) for c in SUMS}
 
 
-def _buckets_by_local_day(conn: Connection, account_id: str, lo: int, hi: int, tz: ZoneInfo, *columns: str) -> dict:
-    """Sums of the buckets in [lo, hi) per (local day, *columns), one query per offset segment."""
+def _buckets_by_local_day(conn: Connection, account_id: str, lo: int, hi: int, tz: ZoneInfo, *columns: str,
+                          key_ids: list[str] | None = None) -> dict:
+    """Sums of the buckets in [lo, hi) per (local day, *columns), one query per offset
+    segment; only those of ``key_ids`` when given."""
     merged: dict[tuple, dict] = defaultdict(lambda: dict.fromkeys(SUMS, 0))
     groups = [usage_rollups.c[c] for c in columns]
     for seg in offset_segments(lo, hi, tz):
@@ -142,6 +145,8 @@ def _buckets_by_local_day(conn: Connection, account_id: str, lo: int, hi: int, t
             )
             .group_by(day, *groups)
         )
+        if key_ids is not None:
+            query = query.where(usage_rollups.c.key_id.in_(key_ids))
         for row in conn.execute(query):
             target = merged[(int(row.day), *(getattr(row, c) for c in columns))]
             for c in SUMS:
@@ -149,10 +154,11 @@ def _buckets_by_local_day(conn: Connection, account_id: str, lo: int, hi: int, t
     return merged
 
 
-def daily_by_model(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo) -> list[dict]:
-    """Rows ``{date, model, <SUMS>}`` by local day."""
+def daily_by_model(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo,
+                   key_ids: list[str] | None = None) -> list[dict]:
+    """Rows ``{date, model, <SUMS>}`` by local day (of ``key_ids`` only, when given)."""
     source = span(conn, account_id, start, end, tz)
-    if source.table is usage_days:
+    if source.table is usage_days and key_ids is None:
         # One row per (day, model) already, in key order.
         query = (
             sa.select(usage_days.c.day, usage_days.c.model, *(usage_days.c[c] for c in SUMS))
@@ -162,7 +168,7 @@ def daily_by_model(conn: Connection, account_id: str, start: date, end: date, tz
         rows = [(row.day, row.model, _row_sums(row)) for row in conn.execute(query)]
     else:
         lo, hi = range_bounds(start, end, tz)
-        merged = _buckets_by_local_day(conn, account_id, lo, hi, tz, "model")
+        merged = _buckets_by_local_day(conn, account_id, lo, hi, tz, "model", key_ids=key_ids)
         rows = [(d, model, sums) for (d, model), sums in sorted(merged.items())]
     dates = {d: (EPOCH + timedelta(days=d)).isoformat() for d in {row[0] for row in rows}}
     return [{"date": dates[d], "model": model, **sums} for d, model, sums in rows]
@@ -196,10 +202,14 @@ def by_model(daily: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (-r["cost_micro_p"], r["model"]))
 
 
-def by_key(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo) -> list[dict]:
-    """Totals per API key over the range, with the key's name and masked form."""
+def by_key(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo,
+           key_ids: list[str] | None = None) -> list[dict]:
+    """Totals per API key over the range (of ``key_ids`` only, when given), with the key's
+    name and masked form."""
     source = span(conn, account_id, start, end, tz, by="key_id")
     query = sa.select(source.table.c.key_id, *_sums(source.table)).where(source.where).group_by(source.table.c.key_id)
+    if key_ids is not None:
+        query = query.where(source.table.c.key_id.in_(key_ids))
     rows = list(conn.execute(query))
     ids = [row.key_id for row in rows if row.key_id]
     names = {
@@ -254,9 +264,19 @@ def rebuild_days(conn: Connection, account_id: str, tz: ZoneInfo) -> None:
             conn.execute(table.insert(), rows[i : i + 5000])
 
 
-def usage_report(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo) -> dict:
-    """Everything ``GET /internal/accounts/{id}/usage`` answers."""
-    daily = daily_by_model(conn, account_id, start, end, tz)
+def member_key_ids(conn: Connection, account_id: str, member_id: str) -> list[str]:
+    """The ids of every key of the team member in the account, revoked ones included."""
+    return list(conn.execute(
+        sa.select(api_keys.c.id).where(api_keys.c.account_id == account_id, api_keys.c.member_id == member_id)
+    ).scalars())
+
+
+def usage_report(conn: Connection, account_id: str, start: date, end: date, tz: ZoneInfo,
+                 member_id: str | None = None) -> dict:
+    """Everything ``GET /internal/accounts/{id}/usage`` answers; with ``member_id``, only
+    the use of that team member's keys."""
+    key_ids = member_key_ids(conn, account_id, member_id) if member_id is not None else None
+    daily = daily_by_model(conn, account_id, start, end, tz, key_ids)
     models = by_model(daily)
     return {
         "start": start.isoformat(),
@@ -265,7 +285,7 @@ def usage_report(conn: Connection, account_id: str, start: date, end: date, tz: 
         "totals": {c: sum(row[c] for row in models) for c in SUMS},
         "daily": daily,
         "by_model": models,
-        "by_key": by_key(conn, account_id, start, end, tz),
+        "by_key": by_key(conn, account_id, start, end, tz, key_ids),
     }
 
 

@@ -323,7 +323,7 @@ def request_filter(request: web.Request, account_id: str | None, *, cross_accoun
     """The log filters in ``request``'s query string.
 
     ``cross_account`` (the operator console) also reads ``account_id``, ``provider`` and
-    ``flagged``.
+    ``flagged``; a customer's log also ``member_id`` (a team member's keys only).
     """
     q = request.query
     provider = None
@@ -361,4 +361,5 @@ def request_filter(request: web.Request, account_id: str | None, *, cross_accoun
         raise HttpError(422, "end must not be before start.", "invalid_range")
     since = datetime.fromtimestamp(usage.local_midnight_utc(start, tz), timezone.utc) if start else None
     until = datetime.fromtimestamp(usage.local_midnight_utc(end + timedelta(days=1), tz), timezone.utc) if end else None
-    return RequestFilter(account_id, key_id, model, status, status_code, since, until, provider, flagged)
+    member_id = None if cross_account else query_member_id(request)
+    return RequestFilter(account_id, key_id, model, status, status_code, since, until, provider, flagged, member_id)

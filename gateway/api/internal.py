@@ -419,14 +419,16 @@ async def revoke_key(request: web.Request) -> web.Response:
 # --- usage and the request log -------------------------------------------------------------
 
 async def get_usage(request: web.Request) -> web.Response:
-    """Totals, daily rows by model, and rows by model and by key over a local date range."""
+    """Totals, daily rows by model, and rows by model and by key over a local date range
+    (of one team member's keys with ``member_id``)."""
     account_id = account_id_param(request)
     start, end = query_date_range(request)
     tz = query_tz(request)
+    member_id = query_member_id(request)
 
     def work(conn: Connection) -> dict:
         get_account(conn, account_id)
-        return usage.usage_report(conn, account_id, start, end, tz)
+        return usage.usage_report(conn, account_id, start, end, tz, member_id)
 
     return json_response(await database(request).read(work))
 

@@ -4,8 +4,8 @@ it may call, its budget for the period, and its per-minute rate limits.
 Every public endpoint runs these on its shared path (``public._serve`` and the
 authentication every endpoint starts with), so an endpoint added later inherits them.
 Each refusal is an ``ApiError`` with the code the internal API documents:
-``ip_not_allowed`` and ``model_not_allowed`` (403), ``key_budget_exceeded`` (402),
-``rate_limited`` (429, with ``retry-after`` and OpenAI's ``x-ratelimit-*`` headers).
+``ip_not_allowed`` and ``model_not_allowed`` (403), ``key_budget_exceeded`` and
+``member_budget_exceeded`` (402), ``rate_limited`` (429, with ``retry-after`` and OpenAI's ``x-ratelimit-*`` headers).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 from aiohttp import web
 
 from ..accounting.ratelimits import Admission, RateLimit, RateLimited, RateLimiter, WindowState
-from ..auth import KeyInfo
+from ..auth import KeyInfo, MemberBudgetInfo
 from ..catalog import Model
 from ..errors import ApiError
 from ..key_controls import client_address, duration_text, ip_allowed
@@ -54,6 +54,20 @@ def budget_error(key: KeyInfo) -> ApiError:
     return ApiError(402, f"This API key's {kind} budget of {budget:,.4f} P has too little left for this request; "
                          f"it resets at {resets}. Raise the budget in the portal or wait for the reset.",
                     code="key_budget_exceeded", type="insufficient_balance")
+
+
+def member_budget_error(member: MemberBudgetInfo | None) -> ApiError:
+    """The 402 of a key whose team member's budget for this period is spent, with its reset
+    time: the shape of a key budget's refusal, naming the member's budget."""
+    resets = "the next period"
+    if member is not None and member.resets_at is not None:
+        resets = member.resets_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    budget = (member.budget_micro_p if member is not None else 0) / 1_000_000
+    kind = PERIOD_WORDS.get(member.budget_period if member is not None else "", "period")
+    return ApiError(402, f"Your team member budget ({kind}, {budget:,.4f} P) has too little left for this "
+                         f"request; it resets at {resets}. Ask a team admin to raise the member budget in the "
+                         "portal, or wait for the reset.",
+                    code="member_budget_exceeded", type="insufficient_balance")
 
 
 def rate_limits(key: KeyInfo) -> list[RateLimit]:

@@ -22,7 +22,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from ..accounting.leases import InsufficientBalance, KeyBudgetExceeded, LimitReached, Reservation, Reserver
+from ..accounting.leases import (
+    InsufficientBalance, KeyBudgetExceeded, LimitReached, MemberBudgetExceeded, Reservation, Reserver,
+)
 from ..accounting.metering import BatchWriter, RequestRecord
 from ..accounting.provider_keys import ProviderKeys
 from ..accounting.pricing import (
@@ -222,6 +224,9 @@ def _check_key(runtime: _Runtime, request: web.Request, key: KeyInfo, now: datet
         raise key_checks.budget_error(key)
     if refusal is not None:
         raise _REFUSALS[refusal]
+    member = runtime.keys.member_budget(key)
+    if member is not None and member.exhausted(now):
+        raise key_checks.member_budget_error(member)
 
 
 async def _read_body(request: web.Request, limit: int) -> tuple[dict, int]:
@@ -322,8 +327,8 @@ def _provider_key(settings: Settings, provider: Provider, console: ProviderKeys 
 async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) -> Reservation:
     """Set aside the request's worst case under every limit, lowering its output bound to fit.
 
-    The allowance is the smallest of what the balance, the key's spending limit and the
-    key's budget for this period have left. When the worst case (the prompt plus the whole output bound) does not fit, the
+    The allowance is the smallest of what the balance, the key's spending limit, the
+    key's budget for this period and its team member's budget for this period have left. When the worst case (the prompt plus the whole output bound) does not fit, the
     output bound sent upstream is lowered to what fits, but not below
     ``min_output_tokens`` (or the client's own smaller bound); below that, the request is
     refused with the code of the limit that ran out, before anything is sent upstream.
@@ -338,10 +343,15 @@ async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) ->
     at_least = worst_case_micro_p(model, plan.estimated_input, least_output, one_hour)
     limited_key = key.key_id if key.spend_limit_micro_p is not None else None
     budget_key = key.key_id if key.has_budget else None
+    member = runtime.keys.member_budget(key) if key.member_id is not None else None
     try:
-        reservation = await runtime.reserver.reserve_up_to(key.account_id, want, at_least, limited_key, budget_key)
+        reservation = await runtime.reserver.reserve_up_to(
+            key.account_id, want, at_least, limited_key, budget_key,
+            member_budget_id=member.budget_id if member is not None else None)
     except KeyBudgetExceeded:
         raise key_checks.budget_error(key) from None
+    except MemberBudgetExceeded:
+        raise key_checks.member_budget_error(member) from None
     except LimitReached as exc:
         bound_field = "max_output_tokens" if plan.responses is not None else "max_tokens"
         raise _limit_error(exc, at_least, least_output, runtime.settings, bound_field) from None

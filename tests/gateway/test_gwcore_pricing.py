@@ -231,7 +231,7 @@ class _RecordingReserver:
         self.grant = grant
         self.asked: list[tuple[int, int]] = []
 
-    async def reserve_up_to(self, account_id, want, at_least, key_id=None, budget_key_id=None):
+    async def reserve_up_to(self, account_id, want, at_least, key_id=None, budget_key_id=None, member_budget_id=None):
         self.asked.append((want, at_least))
         return Reservation(account_id, want if self.grant is None else self.grant, "holder")
 
@@ -242,7 +242,7 @@ def _reserve_for(body: dict, grant: int | None = None):
     anthropic = Provider("anthropic", "Anthropic", "https://api.anthropic.test", "ANTHROPIC_API_KEY", "anthropic")
     plan = plan_request(MESSAGES, body, SONNET, anthropic, "secret", None)
     runtime = SimpleNamespace(settings=SimpleNamespace(min_output_tokens=256), reserver=_RecordingReserver(grant))
-    key = SimpleNamespace(account_id="a", key_id="k", spend_limit_micro_p=None, has_budget=False)
+    key = SimpleNamespace(account_id="a", key_id="k", spend_limit_micro_p=None, has_budget=False, member_id=None)
     reservation = asyncio.run(public._reserve(runtime, key, SONNET, plan))
     return plan, runtime.reserver.asked[0], reservation
 
