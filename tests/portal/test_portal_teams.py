@@ -352,3 +352,80 @@ def test_owners_and_admins_filter_usage_and_the_log_by_member(portal_app, make_u
     for role in ("developer", "billing"):
         page = _signed_in(portal_app, users[role]).get(f"/requests?account={team_id}").get_data(as_text=True)
         assert 'name="member"' not in page
+
+
+def _funded_team(portal_app, make_user, gateway):
+    team_id, users = _team_of_four(portal_app, make_user)
+    account_id = _team_account(portal_app, team_id)
+    gateway.internal("POST", f"/accounts/{account_id}/ledger", json={
+        "kind": "adjustment", "amount_micro_p": 1000 * 10**6, "idempotency_key": f"fund-{account_id}"})
+    return team_id, users, account_id
+
+
+def test_a_developer_sees_the_usage_and_log_of_their_own_keys_only(portal_app, make_user, gateway):
+    from fixtures.portal import call_api, wait_for_requests
+
+    team_id, users, account_id = _funded_team(portal_app, make_user, gateway)
+    owner, dev = _signed_in(portal_app, users["owner"]), _signed_in(portal_app, users["developer"])
+    owner_key, dev_key = _new_key(owner, team_id, "owner-key"), _new_key(dev, team_id, "dev-key")
+    for key in (owner_key, owner_key, dev_key):
+        assert call_api(gateway, key)["status"] == 200
+    assert len(wait_for_requests(gateway, account_id, 3)) == 3
+
+    dev_log = dev.get(f"/requests?account={team_id}").get_data(as_text=True)
+    assert dev_log.count('class="log-row"') == 1 and "owner-key" not in dev_log
+    owner_log = owner.get(f"/requests?account={team_id}").get_data(as_text=True)
+    assert owner_log.count('class="log-row"') == 3
+    filtered = owner.get(f"/requests?account={team_id}&member={users['developer'].id}").get_data(as_text=True)
+    assert filtered.count('class="log-row"') == 1 and "dev-key" in filtered
+    csv_rows = dev.get(f"/requests.csv?account={team_id}").get_data(as_text=True).strip().splitlines()
+    assert len(csv_rows) == 2  # the header and the developer's one request
+
+    def usage_requests(client, extra=""):
+        page = client.get(f"/usage?account={team_id}{extra}").get_data(as_text=True)
+        return re.search(r'<p class="stat-label">Requests</p><p class="stat-value">([\d,]+)</p>', page).group(1)
+
+    assert usage_requests(owner) == "3"
+    assert usage_requests(dev) == "1"
+    assert usage_requests(owner, f"&member={users['owner'].id}") == "2"
+
+
+def test_owners_and_admins_set_a_spend_cap_per_member(portal_app, make_user, gateway):
+    team_id, users, account_id = _funded_team(portal_app, make_user, gateway)
+    developer_id = users["developer"].id
+    admin = _signed_in(portal_app, users["admin"])
+    saved = admin.post(f"/team/members/{developer_id}/budget?account={team_id}",
+                       data={"budget": "12.5", "budget_period": "day"})
+    assert saved.status_code == 303
+    caps = gateway.internal("GET", f"/accounts/{account_id}/members").json()["data"]
+    assert [(c["member_id"], c["budget_micro_p"], c["budget_period"]) for c in caps] == \
+        [(str(developer_id), 12_500_000, "day")]
+    page = admin.get(f"/team?account={team_id}").get_data(as_text=True)
+    assert re.search(rf'id="cap-{developer_id}"[^>]*value="12.5"', page)
+    for bad in ({"budget": "-1", "budget_period": "day"}, {"budget": "5", "budget_period": ""},
+                {"budget": "5", "budget_period": "year"}, {"budget": "lots", "budget_period": "week"}):
+        assert admin.post(f"/team/members/{developer_id}/budget?account={team_id}", data=bad).status_code == 422, bad
+    assert admin.post(f"/team/members/{make_user().id}/budget?account={team_id}",
+                      data={"budget": "5", "budget_period": "day"}).status_code == 404
+    removed = admin.post(f"/team/members/{developer_id}/budget?account={team_id}",
+                         data={"budget": "", "budget_period": ""})
+    assert removed.status_code == 303
+    assert gateway.internal("GET", f"/accounts/{account_id}/members").json()["data"] == []
+
+
+def test_a_member_cap_stops_the_members_keys_not_the_others(portal_app, make_user, gateway):
+    from fixtures.portal import call_api, wait_for_requests
+
+    team_id, users, account_id = _funded_team(portal_app, make_user, gateway)
+    owner, dev = _signed_in(portal_app, users["owner"]), _signed_in(portal_app, users["developer"])
+    owner_key, dev_key = _new_key(owner, team_id, "owner-key"), _new_key(dev, team_id, "dev-key")
+    assert call_api(gateway, dev_key)["status"] == 200
+    spent = wait_for_requests(gateway, account_id, 1)[0]["cost_micro_p"]
+    assert spent > 0
+    cap = f"{spent / 10**6:.6f}"
+    assert owner.post(f"/team/members/{users['developer'].id}/budget?account={team_id}",
+                      data={"budget": cap, "budget_period": "month"}).status_code == 303
+    from fixtures.portal import wait_for_status
+
+    assert wait_for_status(gateway, dev_key, 402)["status"] == 402
+    assert call_api(gateway, owner_key)["status"] == 200
