@@ -429,3 +429,22 @@ def test_a_member_cap_stops_the_members_keys_not_the_others(portal_app, make_use
 
     assert wait_for_status(gateway, dev_key, 402)["status"] == 402
     assert call_api(gateway, owner_key)["status"] == 200
+
+
+def test_any_account_parameter_is_a_team_of_yours_or_404(portal_app, make_user):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    owner, stranger = make_user(), make_user()
+    team_id = _create_team(_signed_in(portal_app, owner))
+    client = _signed_in(portal_app, stranger)
+
+    @settings(max_examples=50, derandomize=True, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.one_of(st.text(max_size=30), st.integers(min_value=-10, max_value=10**15).map(str),
+                     st.just(str(team_id))))
+    def check(raw):
+        response = client.get("/keys", query_string={"account": raw})
+        assert response.status_code == 404, (raw, response.status_code)
+
+    check()
