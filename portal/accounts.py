@@ -47,10 +47,11 @@ def current_account() -> dict | None:
     g.account = None
     if not current_user.is_authenticated:
         return None
-    from .teams.selection import selected_account
-
+    # A team named in the URL was resolved (and the membership checked) before the view ran.
+    selection = g.get("team_selection")
     with calling_gateway():
-        g.account = gateway().get_account(selected_account().account_id)
+        team_selected = selection is not None and selection.team is not None
+        g.account = gateway().get_account(selection.account_id if team_selected else ensure_account(current_user))
     return g.account
 
 

@@ -17,12 +17,14 @@ from flask import Flask, abort, g, request
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
+from portal.accounts import ensure_account
 from portal.extensions import db
 from portal.htmx import render
 from portal.models import User
 
 from . import roles
 from .models import ROLE_LABELS, Membership, Team
+from .service import ensure_team_account
 
 PARAM = "account"
 
@@ -40,12 +42,8 @@ class Selection:
         """The gateway account id, creating the account on first use. Raises ``GatewayUnavailable``."""
         if self._account_id is None:
             if self.team is None:
-                from portal.accounts import ensure_account
-
                 self._account_id = ensure_account(current_user)
             else:
-                from .service import ensure_team_account
-
                 self._account_id = ensure_team_account(self.team)
         return self._account_id
 
