@@ -332,6 +332,10 @@ def test_the_sidebar_shows_a_role_only_what_it_may_open(portal_app, make_user):
     assert 'href="/billing' not in developer and 'href="/payments' not in developer
     billing = _signed_in(portal_app, users["billing"]).get(f"/billing?account={team_id}").get_data(as_text=True)
     assert f'href="/payments?account={team_id}"' in billing and 'href="/keys' not in billing
+    dashboard = _signed_in(portal_app, users["billing"]).get(f"/dashboard?account={team_id}").get_data(as_text=True)
+    assert 'href="/keys' not in dashboard and f'href="/billing?account={team_id}"' in dashboard
+    dev_dashboard = _signed_in(portal_app, users["developer"]).get(f"/dashboard?account={team_id}")
+    assert 'href="/billing' not in dev_dashboard.get_data(as_text=True)
     # Pages that are the same for every account keep their plain address.
     assert 'href="/docs"' in billing and 'href="/settings"' in billing
 
