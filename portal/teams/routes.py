@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, abort, flash, request, url_for
+from flask import Blueprint, abort, flash, g, request, url_for
 from flask_login import current_user, login_required
 
 from ..extensions import db
@@ -17,7 +17,7 @@ from ..keys.forms import limit_text
 from . import service
 from .forms import CreateTeamForm, InviteForm, MemberBudgetForm
 from .models import GRANTABLE, OWNER, ROLE_HINTS, ROLE_LABELS
-from .selection import selected_account, selected_team
+from .selection import Selection, selected_account, selected_team
 from .service import TeamError
 
 bp = Blueprint("teams", __name__)
@@ -170,7 +170,7 @@ def leave():
     if call.failed:
         log.warning("keys of user %s in team %s not revoked yet", current_user.id, selection.team.id)
     flash(f"You left {selection.team.name}.", "success")
-    return redirect_to("/dashboard")
+    return _to_personal("/dashboard")
 
 
 @bp.post("/team/transfer")
@@ -204,7 +204,13 @@ def delete():
         db.session.rollback()
         return _members_page(status=503, error=call.message)
     flash(f"Team “{selection.team.name}” deleted.", "success")
-    return redirect_to("/teams")
+    return _to_personal("/teams")
+
+
+def _to_personal(path: str):
+    """Redirect to a page of the personal account: the team is no longer the user's to show."""
+    g.team_selection = Selection()
+    return redirect_to(path)
 
 
 @bp.route("/teams/invite/<token>", methods=["GET", "POST"])

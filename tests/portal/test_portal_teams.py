@@ -230,7 +230,8 @@ def test_the_owner_transfers_ownership_and_deletes_the_team(portal_app, make_use
     assert owner_client.post(f"/team/delete?account={team_id}", data={"confirm_name": "Acme"}).status_code == 403
     new_owner = _signed_in(portal_app, admin)
     assert new_owner.post(f"/team/delete?account={team_id}", data={"confirm_name": "wrong"}).status_code == 422
-    assert new_owner.post(f"/team/delete?account={team_id}", data={"confirm_name": "Acme"}).status_code == 303
+    deleted = new_owner.post(f"/team/delete?account={team_id}", data={"confirm_name": "Acme"})
+    assert deleted.status_code == 303 and deleted.headers["Location"] == "/teams"
     assert new_owner.get(f"/dashboard?account={team_id}").status_code == 404
     assert owner_client.get(f"/dashboard?account={team_id}").status_code == 404
 
@@ -452,3 +453,18 @@ def test_any_account_parameter_is_a_team_of_yours_or_404(portal_app, make_user):
         assert response.status_code == 404, (raw, response.status_code)
 
     check()
+
+
+def test_a_member_leaves_and_their_keys_in_the_team_stop(portal_app, make_user, gateway):
+    from fixtures.portal import wait_for_status
+
+    team_id, users, account_id = _funded_team(portal_app, make_user, gateway)
+    dev = _signed_in(portal_app, users["developer"])
+    key = _new_key(dev, team_id, "dev-key")
+    left = dev.post(f"/team/leave?account={team_id}")
+    assert left.status_code == 303 and left.headers["Location"] == "/dashboard"
+    assert wait_for_status(gateway, key, 401)["status"] == 401
+    assert dev.get(f"/team?account={team_id}").status_code == 404
+    # The owner cannot leave; they transfer ownership or delete the team.
+    owner = _signed_in(portal_app, users["owner"])
+    assert owner.post(f"/team/leave?account={team_id}").status_code == 403
