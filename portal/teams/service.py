@@ -216,6 +216,23 @@ def accept(token: str, user: User) -> Team:
     return team
 
 
+def join_on_confirmation(user: User, landing: str) -> Team | None:
+    """Accept the invitation an address was just confirmed to land on, if it is one; its team.
+
+    Someone invited without an account signs up through the invitation: the link they
+    come back with is signed into the confirmation link, and opening that proves the
+    address, so they are in the team at once. Any refusal leaves them on the invitation page.
+    """
+    path = landing.split("?", 1)[0]
+    prefix = "/teams/invite/"
+    if not path.startswith(prefix) or "/" in path[len(prefix):]:
+        return None
+    try:
+        return accept(path[len(prefix):], user)
+    except TeamError:
+        return None
+
+
 # -- members -----------------------------------------------------------------------------------
 
 

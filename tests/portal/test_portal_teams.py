@@ -183,11 +183,11 @@ def test_someone_without_an_account_signs_up_through_the_link_and_joins(portal_a
         assert visitor.post(signup, data={"email": email, "password": DEFAULT_PASSWORD,
                                           "confirm": DEFAULT_PASSWORD}).status_code == 303
         confirm = mail.confirmation_link(email)
+    # Confirming the address through the invitation is joining: they land in the team.
     landed = visitor.get(confirm)
-    assert landed.status_code == 303 and landed.headers["Location"] == link
-    joined = visitor.post(link)
-    assert joined.status_code == 303
+    assert landed.status_code == 303 and landed.headers["Location"] == f"/dashboard?account={team_id}"
     assert visitor.get(f"/keys?account={team_id}").status_code == 200
+    assert visitor.get(link).status_code == 410
 
 
 def test_inviting_needs_a_valid_address_and_a_grantable_role(portal_app, make_user):
