@@ -32,12 +32,13 @@ def index():
     status = 200
     if form.validate_on_submit():
         try:
-            with calling_gateway() as call:
-                team = service.create_team(current_user, form.name.data)
+            team = service.create_team(current_user, form.name.data)
         except TeamError as exc:
             form.name.errors = [str(exc)]
             status = 422
         else:
+            with calling_gateway() as call:
+                service.ensure_team_account(team)
             if call.failed:
                 flash("The team is created; its balance appears as soon as the usage service answers.", "warning")
             else:

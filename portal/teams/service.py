@@ -60,16 +60,16 @@ def ensure_team_account(team: Team) -> str:
 
 
 def create_team(user: User, raw_name: str | None) -> Team:
-    """A new team owned by ``user``, with its gateway account. Raises ``TeamError``, ``GatewayUnavailable``.
+    """A new team owned by ``user``. Raises ``TeamError``.
 
-    The team row is kept even when the gateway is down; its account is created on the next visit.
+    Its gateway account is made by ``ensure_team_account``, now or on the first page that
+    needs it when the gateway is down.
     """
     team = Team(name=clean_name(raw_name), created_by=user.id)
     db.session.add(team)
     db.session.flush()
     db.session.add(Membership(team_id=team.id, user_id=user.id, role=OWNER))
     db.session.commit()
-    ensure_team_account(team)
     return team
 
 

@@ -468,3 +468,19 @@ def test_a_member_leaves_and_their_keys_in_the_team_stop(portal_app, make_user, 
     # The owner cannot leave; they transfer ownership or delete the team.
     owner = _signed_in(portal_app, users["owner"])
     assert owner.post(f"/team/leave?account={team_id}").status_code == 403
+
+
+def test_a_team_made_while_the_gateway_is_down_gets_its_account_later(down_portal_app, portal_app, make_user):
+    user = make_user(timezone="UTC")
+    down = down_portal_app.test_client()
+    assert login(down, user.email, user.password).status_code == 303
+    created = down.post("/teams", data={"name": "Patient"})
+    assert created.status_code == 303
+    team_id = int(re.search(r"account=(\d+)", created.headers["Location"]).group(1))
+    page = down.get(f"/team?account={team_id}")
+    assert page.status_code == 200 and "Patient" in page.get_data(as_text=True)
+    assert _team_account(portal_app, team_id) is None
+    # Back up: the first page that needs the account makes it.
+    up = _signed_in(portal_app, user)
+    assert up.get(f"/dashboard?account={team_id}").status_code == 200
+    assert _team_account(portal_app, team_id)
