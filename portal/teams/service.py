@@ -136,6 +136,10 @@ def invite(team: Team, inviter: User, raw_email: str | None, role: str | None) -
         Invitation.expires_at > now))
     if open_count >= MAX_OPEN_INVITATIONS:
         raise TeamError("This team has too many open invitations; revoke some first.")
+    # Inviting an address again replaces its earlier invitation: only the newest link works.
+    db.session.execute(sa.update(Invitation).where(
+        Invitation.team_id == team.id, Invitation.email == email, Invitation.accepted_at.is_(None),
+        Invitation.revoked_at.is_(None)).values(revoked_at=now))
     invitation = Invitation(team_id=team.id, email=email, role=role, nonce=secrets.token_urlsafe(24),
                             invited_by=inviter.id, created_at=now, expires_at=now + timedelta(days=INVITATION_DAYS))
     db.session.add(invitation)

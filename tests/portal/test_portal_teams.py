@@ -484,3 +484,17 @@ def test_a_team_made_while_the_gateway_is_down_gets_its_account_later(down_porta
     up = _signed_in(portal_app, user)
     assert up.get(f"/dashboard?account={team_id}").status_code == 200
     assert _team_account(portal_app, team_id)
+
+
+def test_inviting_an_address_again_leaves_only_the_newest_link(portal_app, make_user):
+    owner, invitee = make_user(), make_user()
+    owner_client = _signed_in(portal_app, owner)
+    team_id = _create_team(owner_client)
+    first = _invite(owner_client, team_id, invitee.email, "developer")
+    second = _invite(owner_client, team_id, invitee.email, "admin")
+    assert first != second
+    client = _signed_in(portal_app, invitee)
+    assert client.get(first).status_code == 410
+    assert client.post(second).status_code == 303
+    # The newest invitation's role is the one given: an admin manages members.
+    assert client.get(f"/team?account={team_id}").get_data(as_text=True).count('id="invite-form"') == 1
