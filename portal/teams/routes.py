@@ -214,15 +214,19 @@ def _to_personal(path: str):
     return redirect_to(path)
 
 
+def _invitation_gone():
+    response = render("teams/invitation_invalid.html", status=410)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
 @bp.route("/teams/invite/<token>", methods=["GET", "POST"])
 def invitation(token: str):
     """An invitation link: sign in or sign up first, then accept it."""
     found = service.read_invitation(token)
     if found is None:
-        response = render("teams/invitation_invalid.html", status=410)
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+        return _invitation_gone()
     invite_row, team = found
     here = url_for("teams.invitation", token=token)
     error = None
@@ -230,6 +234,9 @@ def invitation(token: str):
     if request.method == "POST" and current_user.is_authenticated:
         try:
             team = service.accept(token, current_user)
+        except service.InvitationGone:
+            # Another tab or click used it a moment ago.
+            return _invitation_gone()
         except TeamError as exc:
             error, status = str(exc), 422
         else:

@@ -36,6 +36,10 @@ class TeamError(Exception):
     """A refused team action; the message is safe to show to the user."""
 
 
+class InvitationGone(TeamError):
+    """The invitation was used, revoked or has expired (or never existed)."""
+
+
 # -- the team and its account ------------------------------------------------------------
 
 
@@ -200,7 +204,7 @@ def accept(token: str, user: User) -> Team:
     """
     found = read_invitation(token)
     if found is None:
-        raise TeamError("This invitation is no longer valid: it was used, revoked or has expired.")
+        raise InvitationGone("This invitation is no longer valid: it was used, revoked or has expired.")
     invitation, team = found
     if user.email.lower() != invitation.email:
         raise TeamError(f"This invitation is for {invitation.email}; sign in with that address to accept it.")
@@ -212,7 +216,7 @@ def accept(token: str, user: User) -> Team:
     ).rowcount
     if claimed != 1:
         db.session.rollback()
-        raise TeamError("This invitation is no longer valid: it was used, revoked or has expired.")
+        raise InvitationGone("This invitation is no longer valid: it was used, revoked or has expired.")
     if db.session.scalar(sa.select(Membership).where(Membership.team_id == team.id,
                                                      Membership.user_id == user.id)) is None:
         db.session.add(Membership(team_id=team.id, user_id=user.id, role=invitation.role))

@@ -498,3 +498,23 @@ def test_inviting_an_address_again_leaves_only_the_newest_link(portal_app, make_
     assert client.post(second).status_code == 303
     # The newest invitation's role is the one given: an admin manages members.
     assert client.get(f"/team?account={team_id}").get_data(as_text=True).count('id="invite-form"') == 1
+
+
+def test_an_invitation_opened_twice_at_once_joins_once(portal_app, make_user):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from portal.extensions import db
+    from portal.teams.models import Membership
+
+    owner, invitee = make_user(), make_user()
+    owner_client = _signed_in(portal_app, owner)
+    team_id = _create_team(owner_client)
+    link = _invite(owner_client, team_id, invitee.email)
+    clients = [_signed_in(portal_app, invitee) for _ in range(4)]
+    with ThreadPoolExecutor(len(clients)) as pool:
+        statuses = sorted(pool.map(lambda client: client.post(link).status_code, clients))
+    assert statuses == [303, 410, 410, 410]
+    with portal_app.app_context():
+        count = db.session.scalar(sa.select(sa.func.count()).select_from(Membership).where(
+            Membership.team_id == team_id, Membership.user_id == invitee.id))
+    assert count == 1
