@@ -78,7 +78,7 @@ def _join(browser: Browser, product, email: str, team_id: str, has_account: bool
         # Confirming the address lands them in the team.
         page.goto(base + urlsplit(confirmation_link(product.log_text, email)).path)
     page.wait_for_url(lambda url: urlsplit(url).path == "/dashboard" and f"account={team_id}" in url)
-    expect(page.locator(".switcher-label")).to_have_text(TEAM)
+    expect(page.locator(".account-switcher-topbar .switcher-label")).to_have_text(TEAM)
     watch.assert_clean(f"{email} joining")
     return page, watch
 
