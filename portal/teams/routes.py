@@ -17,7 +17,7 @@ from ..keys.forms import limit_text
 from . import service
 from .forms import CreateTeamForm, InviteForm, MemberBudgetForm
 from .models import GRANTABLE, OWNER, ROLE_HINTS, ROLE_LABELS
-from .selection import Selection, selected_account, selected_team
+from .selection import Selection, id_from, selected_account, selected_team
 from .service import TeamError
 
 bp = Blueprint("teams", __name__)
@@ -94,7 +94,7 @@ def invite():
                  f"{service.INVITATION_DAYS} days.")
 
 
-@bp.post("/team/invitations/<int:invitation_id>/revoke")
+@bp.post("/team/invitations/<int(max=2147483647):invitation_id>/revoke")
 @login_required
 def revoke_invitation(invitation_id: int):
     """Void an open invitation; its link stops working."""
@@ -105,7 +105,7 @@ def revoke_invitation(invitation_id: int):
     return _back(f"The invitation to {invitation.email} is revoked; its link no longer works.")
 
 
-@bp.post("/team/members/<int:user_id>/role")
+@bp.post("/team/members/<int(max=2147483647):user_id>/role")
 @login_required
 def change_role(user_id: int):
     """Give a member another role."""
@@ -117,7 +117,7 @@ def change_role(user_id: int):
     return _back("Role changed.")
 
 
-@bp.post("/team/members/<int:user_id>/remove")
+@bp.post("/team/members/<int(max=2147483647):user_id>/remove")
 @login_required
 def remove_member(user_id: int):
     """Take a member out of the team; their keys in it stop working at once."""
@@ -136,7 +136,7 @@ def remove_member(user_id: int):
     return _back(f"Member removed; {revoked} key{'' if revoked == 1 else 's'} of theirs revoked.")
 
 
-@bp.post("/team/members/<int:user_id>/budget")
+@bp.post("/team/members/<int(max=2147483647):user_id>/budget")
 @login_required
 def member_budget(user_id: int):
     """Set or remove a member's spend cap per period (kept and enforced by the gateway)."""
@@ -181,9 +181,10 @@ def transfer():
     selection = selected_team()
     raw = request.form.get("user_id") or ""
     try:
-        if not raw.isdigit():
+        new_owner = id_from(raw)
+        if new_owner is None:
             raise TeamError("Choose the member who becomes the owner.")
-        service.transfer(selection.team, current_user.id, int(raw))
+        service.transfer(selection.team, current_user.id, new_owner)
     except TeamError as exc:
         return _members_page(status=422, error=str(exc))
     return _back("Ownership transferred; you are now an admin of the team.")

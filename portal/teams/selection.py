@@ -27,6 +27,15 @@ from .models import ROLE_LABELS, Membership, Team
 from .service import ensure_team_account
 
 PARAM = "account"
+# Row ids are 32-bit integers on PostgreSQL: a larger number names no row, and must not reach a query.
+MAX_ID = 2**31 - 1
+
+
+def id_from(raw: str | None) -> int | None:
+    """A row id typed in a URL, or None when it cannot be one."""
+    if not raw or not raw.isdigit() or len(raw) > 10 or int(raw) > MAX_ID:
+        return None
+    return int(raw)
 
 
 @dataclass
@@ -65,9 +74,10 @@ class Selection:
         raw = request.args.get("member") or ""
         if not raw or not roles.filters_by_member(self.role):
             return None
-        if not raw.isdigit() or len(raw) > 12 or membership(self.team.id, int(raw)) is None:
+        member = id_from(raw)
+        if member is None or membership(self.team.id, member) is None:
             abort(404)
-        return raw
+        return str(member)
 
     def member_choices(self) -> list[tuple[str, str]]:
         """The members an owner or admin may filter usage and the log by, as (user id, e-mail)."""
@@ -87,9 +97,10 @@ def _team_param() -> int | None:
     raw = request.args.get(PARAM)
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 12:
+    team_id = id_from(raw)
+    if team_id is None:
         abort(404)
-    return int(raw)
+    return team_id
 
 
 def membership(team_id: int, user_id: int) -> tuple[Team, Membership] | None:
@@ -175,6 +186,9 @@ def _refused(selection: Selection):
 
 def _check_role():
     """Before every request: resolve the selected team and refuse what the member's role may not use."""
+    if request.url_rule is None:
+        # No such page (or method): the 404 or 405 answers, whoever asks.
+        return None
     rule = roles.rule_for(request.endpoint)
     if rule is not None and not rule.scoped:
         return None

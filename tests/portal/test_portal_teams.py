@@ -80,7 +80,7 @@ def test_someone_outside_the_team_gets_404_for_its_pages(portal_app, make_user):
     for path in ("/dashboard", "/keys", "/billing", "/usage", "/requests", "/team", "/payments"):
         assert client.get(f"{path}?account={team_id}").status_code == 404, path
     assert client.post(f"/keys?account={team_id}", data={"name": "x"}).status_code == 404
-    for bad in ("abc", "-1", "1" * 40, str(team_id + 10_000)):
+    for bad in ("abc", "-1", "1" * 40, str(team_id + 10_000), str(2**31), "9" * 10):
         assert client.get(f"/dashboard?account={bad}").status_code == 404, bad
 
 
@@ -217,6 +217,9 @@ def test_only_owners_and_admins_manage_members(portal_app, make_user):
                              data={"role": "admin"}).status_code == 422
     assert admin_client.post(f"/team/members/{developer.id}/role?account={team_id}",
                              data={"role": "billing"}).status_code == 303
+    for huge in (2**31, 10**15):
+        assert admin_client.post(f"/team/members/{huge}/remove?account={team_id}").status_code == 404
+        assert admin_client.post(f"/team/invitations/{huge}/revoke?account={team_id}").status_code == 404
     assert admin_client.post(f"/team/delete?account={team_id}", data={"confirm_name": "Acme"}).status_code == 403
     assert admin_client.post(f"/team/transfer?account={team_id}", data={"user_id": admin.id}).status_code == 403
 
@@ -352,7 +355,7 @@ def test_owners_and_admins_filter_usage_and_the_log_by_member(portal_app, make_u
             chosen = client.get(f"{path}?account={team_id}&member={users['developer'].id}")
             assert chosen.status_code == 200
             assert f'value="{users["developer"].id}" selected' in chosen.get_data(as_text=True)
-            for bad in (str(outsider.id), "abc", "9" * 20):
+            for bad in (str(outsider.id), "abc", "9" * 20, str(2**31), "999999999999"):
                 assert client.get(f"{path}?account={team_id}&member={bad}").status_code == 404, (path, bad)
     for role in ("developer", "billing"):
         page = _signed_in(portal_app, users[role]).get(f"/requests?account={team_id}").get_data(as_text=True)
