@@ -27,6 +27,7 @@ from .gateway_client import GatewayError, GatewayUnavailable, gateway
 from .mail import queue_mail
 from .models import EventCursor
 from .money import format_p
+from .teams import recipients
 from .timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ def _link(path: str) -> str:
 
 def _low_balance(event: dict) -> None:
     """Mail the account's owners (and a team's billing members) that the balance fell below the threshold."""
-    from .teams import recipients
-
     for address in recipients(event["account_id"]):
         queue_mail(address, LOW_BALANCE_SUBJECT, (
             f"Your SAMALink balance is {format_p(event['balance_micro_p'])}, below the "

@@ -30,6 +30,7 @@ from portal.extensions import db
 from portal.gateway_client import GatewayError, GatewayUnavailable, gateway
 from portal.mail import queue_mail
 from portal.models import User
+from portal.teams import recipients
 from portal.timeutil import utcnow
 
 from . import stripe_api
@@ -229,8 +230,6 @@ def _declined(user: User, refill: Refill, code: str, payment_intent_id: str | No
         if row.in_flight_refill_id == refill.id:
             row.in_flight_refill_id = None
     base = current_app.config["LINK_BASE_URL"].rstrip("/")
-    from portal.teams import recipients
-
     for address in recipients(user.account_id) if user.account_id else [user.email]:
         queue_mail(address, DECLINED_SUBJECT, (
             f"We tried to add ${refill.amount_cents // 100:,}.{refill.amount_cents % 100:02d} to your SAMALink "
