@@ -109,6 +109,9 @@ def _register_blueprints(app: Flask) -> None:
     from .operator import install as install_operator_console
 
     install_operator_console(app)
+    from . import teams
+
+    teams.install(app)
 
 
 def _register_template_context(app: Flask) -> None:

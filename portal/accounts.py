@@ -34,7 +34,7 @@ def ensure_account(user: User) -> str:
 
 
 def current_account() -> dict | None:
-    """The signed-in user's gateway account (cached for the request), or None.
+    """The selected gateway account (the user's own, or a team's: cached for the request), or None.
 
     None when nobody is signed in, or when the gateway cannot give the account: the top
     bar of every page (and the billing pages) call this, so an outage must not fail the
@@ -47,8 +47,11 @@ def current_account() -> dict | None:
     g.account = None
     if not current_user.is_authenticated:
         return None
+    # A team named in the URL was resolved (and the membership checked) before the view ran.
+    selection = g.get("team_selection")
     with calling_gateway():
-        g.account = gateway().get_account(ensure_account(current_user))
+        team_selected = selection is not None and selection.team is not None
+        g.account = gateway().get_account(selection.account_id if team_selected else ensure_account(current_user))
     return g.account
 
 

@@ -25,8 +25,9 @@ from flask import Flask, current_app
 from .extensions import db
 from .gateway_client import GatewayError, GatewayUnavailable, gateway
 from .mail import queue_mail
-from .models import EventCursor, User
+from .models import EventCursor
 from .money import format_p
+from .teams import recipients
 from .timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,8 @@ def _link(path: str) -> str:
     return current_app.config["LINK_BASE_URL"].rstrip("/") + path
 
 
-def recipients(account_id: str) -> list[User]:
-    """Who is mailed about an account's events (every alert asks here, nowhere else)."""
-    return list(db.session.scalars(sa.select(User).where(User.account_id == account_id).order_by(User.id)))
-
-
 def _low_balance(event: dict) -> None:
-    """Mail the account's users that the balance fell below their alert threshold."""
+    """Mail the account's owners (and a team's billing members) that the balance fell below the threshold."""
     for user in recipients(event["account_id"]):
         queue_mail(user.email, LOW_BALANCE_SUBJECT, (
             f"Your SAMALink balance is {format_p(event['balance_micro_p'])}, below the "

@@ -208,9 +208,9 @@ class GatewayClient:
 
     # -- keys -----------------------------------------------------------------------
 
-    def list_keys(self, account_id: str) -> list[dict]:
-        """``GET /accounts/{id}/keys``."""
-        return self._json("GET", f"/accounts/{_seg(account_id)}/keys")["data"]
+    def list_keys(self, account_id: str, member_id: str | None = None) -> list[dict]:
+        """``GET /accounts/{id}/keys``; with ``member_id``, only the keys of that team member."""
+        return self._json("GET", f"/accounts/{_seg(account_id)}/keys", params={"member_id": member_id})["data"]
 
     def create_key(self, account_id: str, name: str, spend_limit_micro_p: int | None = None,
                    expires_at: str | None = None, **controls: Any) -> dict:
@@ -243,10 +243,12 @@ class GatewayClient:
 
     # -- usage and the request log -------------------------------------------------
 
-    def usage(self, account_id: str, start: str, end: str, tz: str) -> dict:
-        """``GET /accounts/{id}/usage`` between two inclusive dates in ``tz``."""
+    def usage(self, account_id: str, start: str, end: str, tz: str, member_id: str | None = None) -> dict:
+        """``GET /accounts/{id}/usage`` between two inclusive dates in ``tz`` (of one team member's keys
+        with ``member_id``)."""
         return with_usage_parts(self._json("GET", f"/accounts/{_seg(account_id)}/usage",
-                                           params={"start": start, "end": end, "tz": tz}))
+                                           params={"start": start, "end": end, "tz": tz,
+                                                   "member_id": member_id}))
 
     def requests_page(self, account_id: str, filters: dict, cursor: str | None = None,
                       limit: int = 50) -> dict:
@@ -274,6 +276,22 @@ class GatewayClient:
 
         return chunks()
 
+
+    # -- team members ---------------------------------------------------------------
+
+    def revoke_member_keys(self, account_id: str, member_id: str) -> dict:
+        """``POST /accounts/{id}/members/{member_id}/revoke-keys``: ``{"revoked": n}``; idempotent."""
+        return self._json("POST", f"/accounts/{_seg(account_id)}/members/{_seg(member_id)}/revoke-keys")
+
+    def member_budgets(self, account_id: str) -> list[dict]:
+        """``GET /accounts/{id}/members``: every member with a spend cap, and what they spent this period."""
+        return self._json("GET", f"/accounts/{_seg(account_id)}/members")["data"]
+
+    def set_member_budget(self, account_id: str, member_id: str, budget_micro_p: int | None,
+                          budget_period: str | None) -> dict:
+        """``PUT /accounts/{id}/members/{member_id}/budget``; None and None remove the cap."""
+        return self._json("PUT", f"/accounts/{_seg(account_id)}/members/{_seg(member_id)}/budget",
+                          json={"budget_micro_p": budget_micro_p, "budget_period": budget_period})
 
     # -- balance thresholds and their events ----------------------------------------
 

@@ -6,7 +6,7 @@ import logging
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, flash, request, session
+from flask import Blueprint, Response, flash, request, session, url_for
 from flask_login import current_user, login_required
 from sqlalchemy.exc import IntegrityError
 
@@ -16,6 +16,7 @@ from ..extensions import db
 from ..gateway_client import GatewayError, GatewayUnavailable
 from ..htmx import redirect_to, render
 from ..models import User
+from ..teams.service import join_on_confirmation
 from . import confirmation, devices, duplicates, throttle, twofactor
 from .forms import LoginForm, ResendConfirmationForm, ResetPasswordForm, ResetRequestForm, SignupForm
 from .passwords import burn_verify_time, hash_password, needs_rehash, verify_password
@@ -110,6 +111,10 @@ def confirm_email(token: str):
     if not account_ready:
         flash("Balance and keys appear as soon as the usage service answers.", "warning")
     target = next_url if next_url.startswith("/") and not next_url.startswith("//") else "/dashboard"
+    team = join_on_confirmation(user, target)
+    if team is not None:
+        flash(f"You joined {team.name}.", "success")
+        target = url_for("dashboard.dashboard", account=team.id)
     response = devices.remember_device(redirect_to(target), user)
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

@@ -57,10 +57,13 @@ class Payment(db.Model):
     """One top-up attempt through Stripe Checkout."""
 
     __tablename__ = "payments"
-    __table_args__ = (sa.Index("ix_payments_user_id_id", "user_id", "id"),)
+    __table_args__ = (sa.Index("ix_payments_user_id_id", "user_id", "id"),
+                      sa.Index("ix_payments_account_id_id", "account_id", "id"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    # The team account a top-up in a team credits; None for the payer's own account.
+    account_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     # Random and unique: the Checkout idempotency key and client_reference_id derive from it,
     # so a re-used row id (a fresh database) never collides with an older session.
     reference: Mapped[str] = mapped_column(sa.String(36), unique=True, nullable=False)

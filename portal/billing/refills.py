@@ -32,6 +32,7 @@ from portal.extensions import db
 from portal.gateway_client import GatewayError, GatewayUnavailable, gateway
 from portal.mail import queue_mail
 from portal.models import User
+from portal.teams import recipients
 from portal.timeutil import as_aware, utcnow, zone
 
 from . import stripe_api
@@ -247,12 +248,13 @@ def _declined(user: User, refill: Refill, code: str, payment_intent_id: str | No
         if row.in_flight_refill_id == refill.id:
             row.in_flight_refill_id = None
     base = current_app.config["LINK_BASE_URL"].rstrip("/")
-    queue_mail(user.email, DECLINED_SUBJECT, (
-        f"We tried to add ${refill.amount_cents // 100:,}.{refill.amount_cents % 100:02d} to your SAMALink "
-        f"balance with your saved card, and the card was declined ({refill.failure_code}).\n\n"
-        "Auto top-up is now off, so nothing more will be charged. Check the card or save another one, "
-        f"then switch auto top-up on again:\n{base}/billing\n"
-    ))
+    for address in [u.email for u in recipients(user.account_id)] if user.account_id else [user.email]:
+        queue_mail(address, DECLINED_SUBJECT, (
+            f"We tried to add ${refill.amount_cents // 100:,}.{refill.amount_cents % 100:02d} to your SAMALink "
+            f"balance with your saved card, and the card was declined ({refill.failure_code}).\n\n"
+            "Auto top-up is now off, so nothing more will be charged. Check the card or save another one, "
+            f"then switch auto top-up on again:\n{base}/billing\n"
+        ))
     db.session.commit()
     try:
         gateway().set_thresholds(ensure_account(user), auto_top_up_threshold_micro_p=None)

@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
 from flask_login import current_user, login_required
 
-from ..accounts import current_account, ensure_account
+from ..accounts import current_account
+from ..teams.selection import selected_account
 from ..extensions import csrf
 from ..gateway_client import GatewayError, GatewayUnavailable, gateway
 from ..gateway_views import calling_gateway
@@ -49,6 +50,11 @@ def _public_url(endpoint: str) -> str:
     return url_for(endpoint, _external=True)
 
 
+def _with_session_id(url: str) -> str:
+    # Stripe fills in the placeholder; the URL may already name the selected team.
+    return url + ("&" if "?" in url else "?") + "session_id={CHECKOUT_SESSION_ID}"
+
+
 def _alert_form(account: dict | None) -> LowBalanceForm:
     form = LowBalanceForm(formdata=None)
     threshold = ((account or {}).get("thresholds") or {}).get("low_balance", {}).get("threshold_micro_p")
@@ -71,7 +77,8 @@ def _billing_page(form: TopUpForm, status: int = 200, error: str | None = None, 
                   alert_form: LowBalanceForm | None = None, alert_saved: bool = False,
                   auto_form: AutoTopUpForm | None = None, auto_message: str | None = None):
     account = current_account()
-    auto = refills.settings_for(current_user)
+    # Auto top-up charges one person's saved card: it belongs to personal accounts.
+    auto = refills.settings_for(current_user) if selected_account().team is None else None
     response = render(
         "billing/billing.html", block=block, status=status, form=form, error=error,
         account=account, configured=stripe_api.payments_configured(),
@@ -79,6 +86,12 @@ def _billing_page(form: TopUpForm, status: int = 200, error: str | None = None, 
         auto=auto, auto_form=auto_form or _auto_form(auto), auto_message=auto_message,
     )
     return _with_checkout_form_action(response)
+
+
+def _team_account_id() -> str | None:
+    """The selected team's account id, or None on the personal account."""
+    selection = selected_account()
+    return selection.account_id if selection.team is not None else None
 
 
 @bp.get("/billing")
@@ -96,7 +109,7 @@ def alerts():
     if not form.validate_on_submit():
         return _billing_page(TopUpForm(formdata=None), status=422, block="alerts", alert_form=form)
     with calling_gateway("The alert could not be saved; try again in a minute.", show_refusal=True) as call:
-        g.account = gateway().set_thresholds(ensure_account(current_user),
+        g.account = gateway().set_thresholds(selected_account().account_id,
                                              low_balance_threshold_micro_p=form.threshold_micro_p)
     if call.failed:
         form.low_balance_threshold_p.errors = [call.message]
@@ -135,7 +148,7 @@ def save_card():
     if not stripe_api.payments_configured():
         return _billing_page(TopUpForm(formdata=None), status=200 if is_htmx() else 503, block="autotopup",
                              auto_message="Card payments are not configured on this server.")
-    success_url = _public_url("billing.card_saved") + "?session_id={CHECKOUT_SESSION_ID}"
+    success_url = _with_session_id(_public_url("billing.card_saved"))
     try:
         url = refills.start_card_setup(current_user, success_url, _public_url("billing.billing"))
     except stripe_api.StripeUnavailable:
@@ -171,10 +184,10 @@ def checkout():
                              error="Card payments are not configured on this server, so top-ups are switched off.")
     if not form.validate_on_submit():
         return _billing_page(form, status=422, block="topup")
-    success_url = _public_url("billing.success") + "?session_id={CHECKOUT_SESSION_ID}"
+    success_url = _with_session_id(_public_url("billing.success"))
     try:
         checkout_url = service.create_checkout(current_user, form.amount_cents, success_url,
-                                               _public_url("billing.cancel"))
+                                               _public_url("billing.cancel"), account_id=_team_account_id())
     except service.CheckoutUnavailable as exc:
         # htmx swaps only 2xx and 422 answers (see base.html), and this message must show.
         return _billing_page(form, status=200 if is_htmx() else 503, block="topup", error=str(exc))
@@ -221,7 +234,7 @@ def cancel():
 def payments():
     """Payment history, newest first; "Load more" fetches the next page as table rows."""
     before = service.page_cursor(request.args.get("before"))
-    rows, next_cursor = service.payments_page(current_user, before)
+    rows, next_cursor = service.payments_page(current_user, before, account_id=_team_account_id())
     block = "rows" if before is not None else "content"
     return render("billing/payments.html", block=block, payments=rows, next_cursor=next_cursor,
                   first_page=before is None)

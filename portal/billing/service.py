@@ -103,8 +103,11 @@ def parse_amount_usd(raw: str | None) -> int:
 _AMOUNT_HINT = "Enter an amount in US dollars, like 25 or 25.50."
 
 
-def create_checkout(user: User, amount_cents: int, success_url: str, cancel_url: str) -> str:
+def create_checkout(user: User, amount_cents: int, success_url: str, cancel_url: str,
+                    account_id: str | None = None) -> str:
     """Record a pending payment, open a Stripe Checkout Session for it and return its URL.
+
+    ``account_id`` is the team account it credits (None: the user's own).
 
     ``success_url`` should carry ``{CHECKOUT_SESSION_ID}``, which Stripe fills in.
     Raises ``InvalidAmount``, ``CheckoutUnavailable`` (payment row marked failed, nothing
@@ -116,6 +119,7 @@ def create_checkout(user: User, amount_cents: int, success_url: str, cancel_url:
         raise stripe_api.PaymentsNotConfigured("Card payments are not configured.")
     payment = Payment(
         user_id=user.id,
+        account_id=account_id,
         reference=str(uuid.uuid4()),
         amount_cents=amount_cents,
         credit_micro_p=amount_cents * MICRO_P_PER_CENT,
@@ -207,6 +211,8 @@ def _payment_for_session(session: dict[str, Any]) -> Payment | None:
 
 
 def _account_of(payment: Payment) -> str:
+    if payment.account_id:
+        return payment.account_id
     user = db.session.get(User, payment.user_id)
     if user is None:
         raise PaymentNotFound(f"payment {payment.id} has no user")
@@ -528,9 +534,14 @@ def page_cursor(raw: str | None) -> int | None:
     return int(text)
 
 
-def payments_page(user: User, before_id: int | None = None, limit: int = PAGE_SIZE) -> tuple[list[Payment], int | None]:
-    """One page of the user's payments, newest first, and the cursor for the next page."""
-    query = select(Payment).where(Payment.user_id == user.id)
+def payments_page(user: User, before_id: int | None = None, limit: int = PAGE_SIZE,
+                  account_id: str | None = None) -> tuple[list[Payment], int | None]:
+    """One page of payments, newest first, and the cursor for the next page: the user's own
+    top-ups, or with ``account_id`` every member's top-ups of that team account."""
+    if account_id is not None:
+        query = select(Payment).where(Payment.account_id == account_id)
+    else:
+        query = select(Payment).where(Payment.user_id == user.id, Payment.account_id.is_(None))
     if before_id is not None:
         query = query.where(Payment.id < before_id)
     rows = list(db.session.execute(query.order_by(Payment.id.desc()).limit(limit + 1)).scalars())

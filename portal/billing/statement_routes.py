@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, abort
 from flask_login import current_user, login_required
 
-from ..accounts import ensure_account
+from ..teams.selection import selected_account
 from ..gateway_client import gateway
 from ..htmx import render
 from . import statements
@@ -17,7 +17,7 @@ def _statement_or_404(month: str) -> dict:
     current = statements.current_month(current_user.tz)
     if parsed is None or parsed > current:
         abort(404)
-    statement = gateway().statement(ensure_account(current_user), month, current_user.tz)
+    statement = gateway().statement(selected_account().account_id, month, current_user.tz)
     # The month is live until it ends where the customer is (the page's clock decides).
     statement["in_progress"] = parsed == current
     return statement
@@ -27,7 +27,8 @@ def _statement_or_404(month: str) -> dict:
 @login_required
 def statement_list():
     """Every month since sign-up, newest first; the current one is in progress."""
-    months = statements.months_since(current_user.created_at, current_user.tz)
+    team = selected_account().team
+    months = statements.months_since(team.created_at if team else current_user.created_at, current_user.tz)
     return render("billing/statements.html", months=months, tz=current_user.tz)
 
 

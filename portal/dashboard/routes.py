@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 from flask_login import current_user, login_required
 
-from ..accounts import current_account, ensure_account, sync_usage_zone
+from ..accounts import current_account, sync_usage_zone
+from ..teams.selection import selected_account
 from ..catalog_view import load_catalog
 from ..gateway_client import gateway
 from ..gateway_views import calling_gateway
@@ -27,10 +28,13 @@ def dashboard():
     summary = None
     keys: list[dict] = []
     with calling_gateway():
-        account_id = ensure_account(current_user)
-        summary = gateway().account_summary(account_id, current_user.tz)
-        keys = gateway().list_keys(account_id)
-        sync_usage_zone(current_user, summary["usage_tz"])
+        selection = selected_account()
+        summary = gateway().account_summary(selection.account_id, current_user.tz)
+        keys = gateway().list_keys(selection.account_id, member_id=selection.member_filter)
+        if selection.member_filter is not None:
+            keys = [k for k in keys if k.get("member_id") == selection.member_filter]
+        if selection.team is None:
+            sync_usage_zone(current_user, summary["usage_tz"])
     active_keys = [k for k in keys if k.get("status") == "active"]
     return render("dashboard/dashboard.html", summary=summary, active_keys=active_keys, low_balance=low_balance_alert(),
                   catalog=load_catalog(), base_url=current_app.config["GATEWAY_PUBLIC_URL"])

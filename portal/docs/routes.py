@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 from flask_login import current_user, login_required
 
-from ..accounts import ensure_account
+from ..teams.selection import selected_account
 from ..catalog_view import load_catalog
 from ..gateway_client import gateway
 from ..gateway_views import calling_gateway
@@ -22,7 +22,10 @@ def _key_prefix() -> str | None:
     if not current_user.is_authenticated:
         return None
     with calling_gateway() as call:
-        keys = gateway().list_keys(ensure_account(current_user))
+        selection = selected_account()
+        keys = gateway().list_keys(selection.account_id, member_id=selection.member_filter)
+        if selection.member_filter is not None:
+            keys = [k for k in keys if k.get("member_id") == selection.member_filter]
     if call.failed:
         return None
     active = [k for k in keys if k.get("status") == "active"]

@@ -1,4 +1,5 @@
-"""Budget alert e-mails: a key's spend reached 80 % or 100 % of its budget period.
+"""Budget alert e-mails: a key's spend, or a team member's, reached 80 % or 100 % of its
+budget period.
 
 The gateway records each share once per period (``budget_80``, ``budget_100`` on
 ``GET /internal/events``); the event worker hands them here, inside the transaction that
@@ -9,12 +10,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from flask import current_app
 
 from .. import events
+from ..extensions import db
 from ..gateway_client import gateway
 from ..mail import queue_mail
+from ..models import User
 from ..money import format_p
+from ..teams import recipients
+from ..teams.models import Team
 from ..timeutil import parse_iso, zone
 
 SHARES = {"budget_80": 80, "budget_100": 100}
@@ -69,11 +75,53 @@ def _key_of(event: dict) -> dict | None:
     return None
 
 
+def _member_of(event: dict) -> tuple[User, Team] | None:
+    """The team member and team a member-budget event is about (None: not one, or gone)."""
+    subject_id = event.get("subject_id") or ""
+    if event.get("subject_kind") != "member" or not subject_id.isdigit():
+        return None
+    team = db.session.scalar(sa.select(Team).where(Team.account_id == event["account_id"]))
+    user = db.session.get(User, int(subject_id)) if int(subject_id) < 2**31 else None
+    return (user, team) if user is not None and team is not None else None
+
+
+def member_alert_subject(share: int, member: User, team: Team) -> str:
+    """The subject line of a member's spend cap alert."""
+    subject = f'The spend cap of {member.email} in "{team.name}"'
+    return f"{subject} has used {share}% of its budget" if share < 100 else f"{subject} has been reached"
+
+
+def member_alert_body(event: dict, member: User, team: Team, tz: str) -> str:
+    """The mail's text for one recipient: whose cap, the budget, the spend and the reset."""
+    share = SHARES[event["kind"]]
+    lines = [f'The spend cap of {member.email} in the team "{team.name}" is {format_p(event["spent_micro_p"])} spent '
+             f'of {format_p(event["budget_micro_p"])} ({share}% reached).']
+    if share >= 100:
+        lines.append("Calls through their keys in the team are refused with 402 until it resets.")
+    lines.append(f"The cap resets {reset_text(parse_iso(event.get('resets_at')), tz)}.")
+    base = current_app.config["LINK_BASE_URL"].rstrip("/")
+    lines += ["", "See the team's members and caps here:", f"{base}/team?account={team.id}", "",
+              "You get this once per period at 80% and once at 100%."]
+    return "\n".join(lines) + "\n"
+
+
 def mail_budget_alert(event: dict) -> None:
-    """The event worker's handler of ``budget_80`` and ``budget_100``: mail every recipient."""
+    """The event worker's handler of ``budget_80`` and ``budget_100``: mail every recipient
+    (for a member's cap, the member as well)."""
+    share = SHARES[event["kind"]]
+    if event.get("subject_kind") == "member":
+        found = _member_of(event)
+        if found is None:
+            return
+        member, team = found
+        readers = {user.id: user for user in [*recipients(event["account_id"]), member]}
+        for user in readers.values():
+            queue_mail(user.email, member_alert_subject(share, member, team),
+                       member_alert_body(event, member, team, user.tz))
+        return
     key = _key_of(event)
-    subject = budget_alert_subject(SHARES[event["kind"]], key["name"] if key else None)
-    for user in events.recipients(event["account_id"]):
+    subject = budget_alert_subject(share, key["name"] if key else None)
+    for user in recipients(event["account_id"]):
         queue_mail(user.email, subject, budget_alert_body(event, key, user.tz))
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from flask import Blueprint, abort, flash, request
 from flask_login import current_user, login_required
 
-from ..accounts import ensure_account
+from ..teams.selection import selected_account
 from ..catalog_view import load_catalog
 from ..gateway_client import GatewayUnavailable, gateway
 from ..gateway_views import calling_gateway
@@ -50,10 +50,15 @@ def _shown(key: dict) -> dict:
 
 
 def _keys() -> list[dict] | None:
+    selection = selected_account()
+    member = selection.member_filter
     with calling_gateway() as call:
-        keys = gateway().list_keys(ensure_account(current_user))
+        keys = gateway().list_keys(selection.account_id, member_id=member)
     if call.failed:
         return None
+    if member is not None:
+        # A developer sees and manages only the keys they own in the team.
+        keys = [k for k in keys if k.get("member_id") == member]
     # Active keys first, newest first within each status.
     order = {"active": 0, "expired": 1, "revoked": 2}
     keys.sort(key=lambda k: k.get("created_at") or "", reverse=True)
@@ -101,8 +106,10 @@ def keys():
     if form.validate_on_submit():
         with calling_gateway("The key could not be created because the usage service is unavailable. "
                              "Try again in a minute.", show_refusal=True) as call:
-            new_key = gateway().create_key(ensure_account(current_user), form.name.data,
-                                           form.spend_limit_micro_p(), form.expires_at_iso(), **form.controls())
+            selection = selected_account()
+            new_key = gateway().create_key(selection.account_id, form.name.data, form.spend_limit_micro_p(),
+                                           form.expires_at_iso(), member_id=selection.key_owner,
+                                           **form.controls())
             form = CreateKeyForm(formdata=None, tz=current_user.tz)
             form.set_models(model_ids)
         error, status = call.message, call.status
@@ -129,7 +136,7 @@ def _key_usage(key: dict) -> tuple[list[dict], tuple | None]:
     today = today_in(current_user.tz)
     days = period_days(key, current_user.tz, today) or (today.replace(day=1), today)
     with calling_gateway() as call:
-        data = gateway().key_usage(ensure_account(current_user), key["id"], days[0].isoformat(),
+        data = gateway().key_usage(selected_account().account_id, key["id"], days[0].isoformat(),
                                    days[1].isoformat(), current_user.tz)
     if call.failed:
         return [], None
@@ -164,7 +171,7 @@ def controls(key_id: str):
     elif form.validate_on_submit():
         with calling_gateway("The controls could not be saved because the usage service is unavailable. "
                              "Try again in a minute.", show_refusal=True) as call:
-            key = _shown(gateway().update_key(ensure_account(current_user), key_id, **form.controls()))
+            key = _shown(gateway().update_key(selected_account().account_id, key_id, **form.controls()))
         if call.failed:
             error, status = call.message, call.status
         else:
@@ -189,7 +196,7 @@ def rename(key_id: str):
     if form.validate_on_submit():
         with calling_gateway("The key could not be renamed because the usage service is unavailable. "
                              "Try again in a minute.", show_refusal=True) as call:
-            key = _shown(gateway().update_key(ensure_account(current_user), key_id, name=form.name.data))
+            key = _shown(gateway().update_key(selected_account().account_id, key_id, name=form.name.data))
         if call.failed:
             form.name.errors.append(call.message)
             status = call.status
@@ -238,7 +245,7 @@ def limits(key_id: str):
         with calling_gateway("The limits could not be saved because the usage service is unavailable. "
                              "Try again in a minute.", show_refusal=True) as call:
             if changes:
-                key = _shown(gateway().update_key(ensure_account(current_user), key_id, **changes))
+                key = _shown(gateway().update_key(selected_account().account_id, key_id, **changes))
         if call.refusal:
             # The gateway's word is final; show it beside the field it concerns.
             target = {"spend_limit_micro_p": form.spend_limit, "expires_at": form.expires_on}
@@ -275,7 +282,7 @@ def revoke(key_id: str):
         return render("keys/revoke.html", key=key)
     with calling_gateway("The key could not be revoked because the usage service is unavailable. "
                          "Try again in a minute.", show_refusal=True) as call:
-        key = _shown(gateway().revoke_key(ensure_account(current_user), key_id))
+        key = _shown(gateway().revoke_key(selected_account().account_id, key_id))
     if call.failed:
         return render("keys/revoke.html", status=call.status, key=key, error=call.message)
     if is_htmx():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, request
 from flask_login import current_user, login_required
 
-from ..accounts import ensure_account
+from ..teams.selection import selected_account
 from ..gateway_client import gateway
 from ..gateway_views import calling_gateway
 from ..htmx import render
@@ -31,9 +31,14 @@ def usage():
     data = None
     if error is None:
         with calling_gateway():
-            data = gateway().usage(ensure_account(current_user), date_range.start.isoformat(),
-                                   date_range.end.isoformat(), tz)
-    context = {"range": date_range, "presets": PRESETS, "error": error, "data": data, "tz": tz,
+            selection = selected_account()
+            data = gateway().usage(selection.account_id, date_range.start.isoformat(),
+                                   date_range.end.isoformat(), tz, member_id=selection.usage_member)
+    selection = selected_account()
+    member = selection.usage_member if selection.member_choices() else None
+    context = {"member_choices": selection.member_choices(), "member_shown": member or "",
+               "member_amp": f"&member={member}" if member else "",
+               "range": date_range, "presets": PRESETS, "error": error, "data": data, "tz": tz,
                "custom_start": args.get("start", ""), "custom_end": args.get("end", "")}
     if data is not None:
         context.update(

@@ -1,0 +1,63 @@
+"""Money in a team: a top-up by a billing member credits the team's account, and the team's
+payment history is the team's, apart from each member's own."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from fixtures.portal import login
+
+
+@pytest.fixture
+def paying_app(portal_app, fake_stripe):
+    portal_app.config.update(STRIPE_SECRET_KEY=fake_stripe.secret_key,
+                             STRIPE_WEBHOOK_SECRET=fake_stripe.webhook_secret,
+                             STRIPE_API_BASE=fake_stripe.base_url, PUBLIC_URL="")
+    portal_app.extensions.pop("samalink_stripe_client", None)
+    yield portal_app
+    portal_app.extensions.pop("samalink_stripe_client", None)
+
+
+def _signed_in(app, user):
+    client = app.test_client()
+    assert login(client, user.email, user.password).status_code == 303
+    return client
+
+
+def test_a_billing_members_top_up_credits_the_team(paying_app, fake_stripe, make_user, gateway):
+    from portal.extensions import db
+    from portal.teams.models import Membership, Team
+
+    owner, payer = make_user(timezone="UTC"), make_user(timezone="UTC")
+    owner_client = _signed_in(paying_app, owner)
+    created = owner_client.post("/teams", data={"name": "Payers"})
+    team_id = int(re.search(r"account=(\d+)", created.headers["Location"]).group(1))
+    with paying_app.app_context():
+        db.session.add(Membership(team_id=team_id, user_id=payer.id, role="billing"))
+        db.session.commit()
+        team_account = db.session.get(Team, team_id).account_id
+
+    client = _signed_in(paying_app, payer)
+    started = client.post(f"/billing/checkout?account={team_id}", data={"amount_usd": "20"})
+    assert started.status_code == 303, started.get_data(as_text=True)[:1000]
+    session_id = next(iter(fake_stripe.sessions))
+    session = fake_stripe.sessions[session_id]
+    assert session["success_url"].endswith(f"/billing/success?account={team_id}&session_id={{CHECKOUT_SESSION_ID}}")
+    paid = fake_stripe.pay(session_id)
+    body, headers = fake_stripe.signed(fake_stripe.event("checkout.session.completed", paid))
+    assert client.post("/stripe/webhook", data=body, headers=headers).status_code == 200
+
+    def balance(account_id):
+        return gateway.internal("GET", f"/accounts/{account_id}").json()["balance_micro_p"]
+
+    assert balance(team_account) == 20_000 * 10**6
+    assert balance(payer.account_id) == 0
+    # The team's payment history is the team's: the owner sees the payer's top-up there,
+    # and nobody's personal history lists it.
+    team_history = owner_client.get(f"/payments?account={team_id}").get_data(as_text=True)
+    assert "$20.00" in team_history
+    assert "$20.00" not in client.get("/payments").get_data(as_text=True)
+    success = client.get(f"/billing/success?account={team_id}&session_id={session_id}").get_data(as_text=True)
+    assert "20,000" in success
