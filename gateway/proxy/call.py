@@ -157,8 +157,9 @@ def context_window(model: Model, provider: Provider, beta: str | None) -> int:
 def plan_request(endpoint: str, body: dict, model: Model, provider: Provider, secret: str, beta: str | None) -> Plan:
     """Translate the client body for the provider's wire API and size the reservation."""
     stream = bool(body.get("stream")) and endpoint != EMBEDDINGS
-    options = body.get("stream_options") or {}
-    client_wants_usage = options.get("include_usage") is True
+    # Checked on the OpenAI formats; any other endpoint may carry anything under this name.
+    options = body.get("stream_options")
+    client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
     window = context_window(model, provider, beta)
     if endpoint == EMBEDDINGS:
         upstream = dict(body, model=model.upstream)

@@ -49,3 +49,8 @@ def test_the_valid_bodies_plan(endpoint):
 def test_any_body_is_accepted_or_a_400_naming_a_field(endpoint, data):
     models = ["text-embedding-3-small"] if endpoint == EMBEDDINGS else CHAT_MODELS
     _plan(endpoint, data.draw(hostile_body(endpoint, models)))
+
+
+@pytest.mark.parametrize("options", [[None], "yes", 1, True, {"include_usage": "yes"}, None])
+def test_stream_options_of_any_shape_on_messages_plan_or_answer_400(options):
+    _plan("/v1/messages", dict(BASES["/v1/messages"], model="deepseek-v3.2", stream=True, stream_options=options))
