@@ -159,7 +159,8 @@ def plan_request(endpoint: str, body: dict, model: Model, provider: Provider, se
     stream = bool(body.get("stream")) and endpoint != EMBEDDINGS
     # Checked on the OpenAI formats; any other endpoint may carry anything under this name.
     options = body.get("stream_options")
-    client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+    options = options if isinstance(options, dict) else {}
+    client_wants_usage = options.get("include_usage") is True
     window = context_window(model, provider, beta)
     if endpoint == EMBEDDINGS:
         upstream = dict(body, model=model.upstream)
