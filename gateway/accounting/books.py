@@ -47,7 +47,7 @@ def _movement(row: Any) -> dict:
 
 
 def _usage_lines(conn: Connection, account_id: str, start: datetime, end: datetime, column: sa.Column) -> list[dict]:
-    """The month's usage entries grouped by ``column`` of the request each one charged."""
+    """The month's usage entries grouped by ``column`` of the request each one charged (or of its key)."""
     charged = (ledger_entries.c.account_id == account_id, ledger_entries.c.kind == "usage",
                ledger_entries.c.created_at >= start, ledger_entries.c.created_at < end)
     rows = conn.execute(
@@ -57,7 +57,8 @@ def _usage_lines(conn: Connection, account_id: str, start: datetime, end: dateti
             *[sa.func.coalesce(sa.func.sum(request_log.c[k]), 0).label(k) for k in TOKEN_KINDS],
             sa.func.sum(-ledger_entries.c.amount_micro_p).label("cost_micro_p"),
         )
-        .select_from(ledger_entries.outerjoin(request_log, request_log.c.request_id == ledger_entries.c.request_id))
+        .select_from(ledger_entries.outerjoin(request_log, request_log.c.request_id == ledger_entries.c.request_id)
+                     .outerjoin(api_keys, api_keys.c.id == request_log.c.key_id))
         .where(*charged)
         .group_by(column)
         .order_by(sa.func.sum(-ledger_entries.c.amount_micro_p).desc(), column)
@@ -94,6 +95,10 @@ def statement(conn: Connection, account_id: str, year: int, month: int, tz: Zone
     by_model = _usage_lines(conn, account_id, start, end, request_log.c.model)
     for line in by_model:
         line["model"] = line.pop("name")
+    # A team's usage by member (the portal user who owns each key); null for keys without one.
+    by_member = _usage_lines(conn, account_id, start, end, api_keys.c.member_id)
+    for line in by_member:
+        line["member_id"] = line.pop("name")
     return {
         "month": f"{year:04d}-{month:02d}",
         "tz": tz.key,
@@ -108,6 +113,7 @@ def statement(conn: Connection, account_id: str, year: int, month: int, tz: Zone
         "usage_micro_p": usage_total,
         "usage_by_model": by_model,
         "usage_by_key": by_key,
+        "usage_by_member": by_member if any(line["member_id"] for line in by_member) else [],
     }
 
 

@@ -6,6 +6,7 @@ from flask import Response, abort
 from flask_login import current_user, login_required
 
 from ..teams.selection import selected_account
+from ..teams.service import member_emails
 from ..gateway_client import gateway
 from ..htmx import render
 from . import statements
@@ -17,9 +18,13 @@ def _statement_or_404(month: str) -> dict:
     current = statements.current_month(current_user.tz)
     if parsed is None or parsed > current:
         abort(404)
-    statement = gateway().statement(selected_account().account_id, month, current_user.tz)
+    selection = selected_account()
+    statement = gateway().statement(selection.account_id, month, current_user.tz)
     # The month is live until it ends where the customer is (the page's clock decides).
     statement["in_progress"] = parsed == current
+    by_member = (statement.get("usage_by_member") or []) if selection.team is not None else []
+    ids = [line["member_id"] for line in by_member if line.get("member_id")]
+    statement["usage_by_member"] = statements.name_members(by_member, member_emails(ids))
     return statement
 
 

@@ -19,9 +19,13 @@ from portal.money import p_amount
 SIX_PLACES = Decimal("0.000001")
 MONTH_RE = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 
-CSV_COLUMNS = ("kind", "date", "description", "model", "key", "requests", "input_tokens", "output_tokens",
-               "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens",
+USAGE_COLUMNS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                 "cache_write_1h_tokens", "reasoning_tokens")
+CSV_COLUMNS = ("kind", "date", "description", "model", "key", "member", *USAGE_COLUMNS,
                "amount_micro_p", "amount_p", "balance_micro_p")
+# Each breakdown of the month's usage: CSV kind, description, and the column naming the line.
+BREAKDOWNS = (("usage_model", "usage_by_model", "Usage by model"), ("usage_key", "usage_by_key", "Usage by key"),
+              ("usage_member", "usage_by_member", "Usage by member"))
 
 
 def parse_month(text: str) -> tuple[int, int] | None:
@@ -68,8 +72,8 @@ def csv_rows(statement: dict) -> Iterator[list]:
 
     The opening row's ``balance_micro_p`` plus the ``amount_micro_p`` of every ``credit``,
     ``debit``, ``refund``, ``adjustment`` and ``usage`` row equals the closing row's
-    ``balance_micro_p``; the ``usage_model`` and ``usage_key`` rows each break the ``usage``
-    row down (by model, and again by key).
+    ``balance_micro_p``; the ``usage_model``, ``usage_key`` and (for a team) ``usage_member``
+    rows each break the ``usage`` row down (by model, again by key, and again by member).
     """
     yield _row(kind="opening", date=statement["start"], description="Opening balance",
                balance_micro_p=statement["opening_balance_micro_p"])
@@ -79,12 +83,15 @@ def csv_rows(statement: dict) -> Iterator[list]:
     usage = -statement["usage_micro_p"]
     yield _row(kind="usage", date=statement["end"], description="Usage this month", amount_micro_p=usage,
                amount_p=_p(usage))
-    for kind, lines in (("usage_model", statement["usage_by_model"]), ("usage_key", statement["usage_by_key"])):
-        for line in lines:
-            where = {"model": line.get("model") or ""} if kind == "usage_model" else \
-                {"key": line.get("key_name") or line.get("key_id") or "(no key)"}
-            yield _row(kind=kind, description="Usage by model" if kind == "usage_model" else "Usage by key",
-                       **where, **{name: line[name] for name in CSV_COLUMNS[5:12]},
+    for kind, field, description in BREAKDOWNS:
+        for line in statement.get(field) or []:
+            if kind == "usage_model":
+                where = {"model": line.get("model") or ""}
+            elif kind == "usage_key":
+                where = {"key": line.get("key_name") or line.get("key_id") or "(no key)"}
+            else:
+                where = {"member": line.get("member_email") or "(no member)"}
+            yield _row(kind=kind, description=description, **where, **{name: line[name] for name in USAGE_COLUMNS},
                        amount_micro_p=-line["cost_micro_p"], amount_p=_p(-line["cost_micro_p"]))
     yield _row(kind="closing", date=statement["end"],
                description="Closing balance" + (" (in progress)" if statement["in_progress"] else ""),
@@ -99,3 +106,8 @@ def csv_text(rows: Iterable[list]) -> str:
     for row in rows:
         writer.writerow([_cell(v) for v in row])
     return buffer.getvalue()
+
+
+def name_members(lines: list[dict], emails: dict[str, str]) -> list[dict]:
+    """The usage-by-member lines with each member's address (``member_email``; None for keys without a member)."""
+    return [dict(line, member_email=emails.get(line.get("member_id") or "")) for line in lines]

@@ -244,6 +244,14 @@ def join_on_confirmation(user: User, landing: str) -> Team | None:
 # -- members -----------------------------------------------------------------------------------
 
 
+def member_emails(member_ids: list[str]) -> dict[str, str]:
+    """The address of each member id the gateway names (a former member's too), by id."""
+    ids = [int(m) for m in member_ids if m.isdigit() and int(m) < 2**31]
+    if not ids:
+        return {}
+    return {str(user.id): user.email for user in db.session.scalars(sa.select(User).where(User.id.in_(ids)))}
+
+
 def _member(team: Team, user_id: int) -> Membership:
     row = db.session.scalar(sa.select(Membership).where(Membership.team_id == team.id,
                                                         Membership.user_id == user_id))

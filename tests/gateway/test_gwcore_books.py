@@ -62,6 +62,8 @@ def reconciles(statement: dict) -> None:
     assert statement["opening_balance_micro_p"] + moved == statement["closing_balance_micro_p"]
     for lines in (statement["usage_by_model"], statement["usage_by_key"]):
         assert sum(line["cost_micro_p"] for line in lines) == statement["usage_micro_p"]
+    if statement["usage_by_member"]:
+        assert sum(line["cost_micro_p"] for line in statement["usage_by_member"]) == statement["usage_micro_p"]
 
 
 def test_a_month_in_berlin_reconciles_and_a_late_evening_belongs_to_the_next_month(gateway, gateway_db):
@@ -117,6 +119,29 @@ def test_every_month_reconciles_for_any_movements(gateway, gateway_db, moves):
                 assert statement["opening_balance_micro_p"] == closings[-1]
             closings.append(statement["closing_balance_micro_p"])
         assert closings[-1] == balance_at(gateway_db, account_id, datetime(2027, 1, 2, tzinfo=UTC))
+
+
+def test_a_team_statement_breaks_usage_down_by_member(gateway, gateway_db):
+    from gateway.auth import create_key
+
+    account_id = new_account(gateway_db)
+    post_at(gateway_db, datetime(2026, 10, 1, 10, tzinfo=UTC), account_id, "credit", 50 * P)
+    keys = gateway_db.transaction_sync(lambda conn: [
+        create_key(conn, account_id, name, member_id=member)[1].id
+        for name, member in (("ana laptop", "7"), ("ana ci", "7"), ("bo", "9"), ("shared", None))])
+    for key_id, cost in zip(keys, (1 * P, 2 * P, 4 * P, 8 * P)):
+        use_at(gateway_db, datetime(2026, 10, 5, 10, tzinfo=UTC), account_id, cost, key_id=key_id)
+
+    statement = call(gateway, f"/accounts/{account_id}/statement", params={"month": "2026-10", "tz": "UTC"}).json()
+    reconciles(statement)
+    assert [(line["member_id"], line["requests"], line["cost_micro_p"]) for line in statement["usage_by_member"]] == [
+        (None, 1, 8 * P), ("9", 1, 4 * P), ("7", 2, 3 * P)]
+
+    personal = new_account(gateway_db)
+    post_at(gateway_db, datetime(2026, 10, 1, 10, tzinfo=UTC), personal, "credit", 5 * P)
+    use_at(gateway_db, datetime(2026, 10, 5, 10, tzinfo=UTC), personal, 1 * P)
+    alone = call(gateway, f"/accounts/{personal}/statement", params={"month": "2026-10", "tz": "UTC"}).json()
+    assert alone["usage_by_member"] == []  # no members: no breakdown
 
 
 @pytest.mark.parametrize("params", [{"month": "2026-13"}, {"month": "26-10"}, {"month": ""}, {},

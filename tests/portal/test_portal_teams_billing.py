@@ -61,3 +61,48 @@ def test_a_billing_members_top_up_credits_the_team(paying_app, fake_stripe, make
     assert "$20.00" not in client.get("/payments").get_data(as_text=True)
     success = client.get(f"/billing/success?account={team_id}&session_id={session_id}").get_data(as_text=True)
     assert "20,000" in success
+
+
+def test_a_team_statement_breaks_usage_down_by_member(portal_app, make_user, gateway):
+    import csv
+    import io
+    import time
+    import uuid
+
+    import requests
+
+    from portal.extensions import db
+    from portal.teams.models import Membership, Team
+
+    owner, developer = make_user(timezone="UTC"), make_user(timezone="UTC")
+    owner_client = _signed_in(portal_app, owner)
+    created = owner_client.post("/teams", data={"name": "Statements"})
+    team_id = int(re.search(r"account=(\d+)", created.headers["Location"]).group(1))
+    with portal_app.app_context():
+        db.session.add(Membership(team_id=team_id, user_id=developer.id, role="developer"))
+        db.session.commit()
+        team_account = db.session.get(Team, team_id).account_id
+    credit = gateway.internal("POST", f"/accounts/{team_account}/ledger", json={
+        "kind": "credit", "amount_micro_p": 100 * 10**6, "idempotency_key": f"test-credit-{uuid.uuid4()}"})
+    assert credit.status_code == 201
+    for member, calls in ((owner, 1), (developer, 2)):
+        key = gateway.create_key(team_account, name=f"key of {member.id}", member_id=str(member.id))["key"]
+        for _ in range(calls):
+            answer = requests.post(f"{gateway.url}/v1/chat/completions", timeout=30,
+                                   headers={"Authorization": f"Bearer {key}"},
+                                   json={"model": "deepseek-v3.2", "max_tokens": 50,
+                                         "messages": [{"role": "user", "content": "[[usage:100:10]] Hi"}]})
+            assert answer.status_code == 200, answer.text
+    month = time.strftime("%Y-%m", time.gmtime())
+    deadline = time.monotonic() + 15
+    while len(rows := [r for r in csv.DictReader(io.StringIO(owner_client.get(
+            f"/billing/statements/{month}.csv?account={team_id}").get_data(as_text=True)))
+            if r["kind"] == "usage_member"]) < 2:
+        assert time.monotonic() < deadline, "the usage was not charged"
+        time.sleep(0.1)
+    assert {r["member"]: r["requests"] for r in rows} == {owner.email: "1", developer.email: "2"}
+    page = owner_client.get(f"/billing/statements/{month}?account={team_id}").get_data(as_text=True)
+    assert "Usage by member" in page and developer.email in page
+    # A personal statement has no member breakdown.
+    personal = owner_client.get(f"/billing/statements/{month}").get_data(as_text=True)
+    assert "Usage by member" not in personal
