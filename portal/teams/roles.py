@@ -65,9 +65,9 @@ RULES: dict[str, Rule] = {
         "operator.account_status", "operator.adjust", "operator.audit", "operator.catalog",
         "operator.change_price", "operator.channels", "operator.customer", "operator.customers",
         "operator.delete_provider_key", "operator.health", "operator.index", "operator.margin_csv",
-        "operator.revoke_key", "operator.set_provider_key", "operator.support", "operator.support_message",
-        "operator.support_reply", "operator.support_state", "operator.switch_channel", "operator.switch_model",
-        "operator.test_channel", "operator.traffic")},
+        "operator.recheck_ledger", "operator.revoke_key", "operator.set_provider_key", "operator.support",
+        "operator.support_message", "operator.support_reply", "operator.support_state", "operator.switch_channel",
+        "operator.switch_model", "operator.test_channel", "operator.traffic")},
     # The selected account's pages.
     "dashboard.index": Rule(EVERYONE),
     "dashboard.dashboard": Rule(EVERYONE),
