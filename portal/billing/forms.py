@@ -103,7 +103,7 @@ class AutoTopUpForm(FlaskForm):
     monthly_max_usd = StringField("At most, per calendar month (USD)",
                                   validators=[DataRequired("Enter a monthly maximum in US dollars."),
                                               DollarsUpTo(MAX_MONTHLY_CENTS)],
-                                  description="Refills stop for the month (in your time zone) once they would pass this.")
+                                  description="Refills stop for the month once they would pass this (months in your time zone; a team's in its owner's).")
 
     def validate_monthly_max_usd(self, field) -> None:
         """The maximum must allow at least one refill."""

@@ -159,8 +159,11 @@ class StripeEvent(db.Model):
 
 
 class AutoTopUp(db.Model):
-    """A user's auto top-up: "when the balance falls below the threshold, charge my card".
+    """An account's auto top-up: "when the balance falls below the threshold, charge this card".
 
+    Keyed by the gateway account, so a team's balance refills itself like a personal one.
+    ``saved_by`` is the person whose card it is; the card is charged only while they may
+    pay for the account (the account's own user, or a team owner or billing member).
     Only Stripe's customer and payment-method ids are kept, never card details.
     ``in_flight_refill_id`` is the refill being charged or awaiting Stripe's answer; while
     it is set no other refill starts.
@@ -168,7 +171,8 @@ class AutoTopUp(db.Model):
 
     __tablename__ = "auto_top_ups"
 
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    saved_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     enabled: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     threshold_micro_p: Mapped[int | None] = mapped_column(sa.BigInteger)
     amount_cents: Mapped[int | None] = mapped_column(sa.Integer)
@@ -191,10 +195,10 @@ class Refill(db.Model):
     """One automatic charge of a saved card, started by one balance crossing (``event_id``)."""
 
     __tablename__ = "refills"
-    __table_args__ = (sa.Index("ix_refills_user_month", "user_id", "month"),)
+    __table_args__ = (sa.Index("ix_refills_account_month", "account_id", "month"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    account_id: Mapped[str] = mapped_column(sa.String(64), nullable=False)
     # The gateway event of the crossing: a crossing starts at most one refill.
     event_id: Mapped[int] = mapped_column(sa.BigInteger, unique=True, nullable=False)
     payment_intent_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)

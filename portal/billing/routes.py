@@ -77,13 +77,16 @@ def _billing_page(form: TopUpForm, status: int = 200, error: str | None = None, 
                   alert_form: LowBalanceForm | None = None, alert_saved: bool = False,
                   auto_form: AutoTopUpForm | None = None, auto_message: str | None = None):
     account = current_account()
-    # Auto top-up charges one person's saved card: it belongs to personal accounts.
-    auto = refills.settings_for(current_user) if selected_account().team is None else None
+    selection = selected_account()
+    # Read without the gateway: the settings show even while it is unreachable.
+    known_id = current_user.account_id if selection.team is None else selection.team.account_id
+    auto = refills.settings_for(known_id) if known_id else None
     response = render(
         "billing/billing.html", block=block, status=status, form=form, error=error,
         account=account, configured=stripe_api.payments_configured(),
         presets=service.PRESET_USD, alert_form=alert_form or _alert_form(account), alert_saved=alert_saved,
-        auto=auto, auto_form=auto_form or _auto_form(auto), auto_message=auto_message,
+        auto=auto, card_holder=refills.card_holder(auto), auto_form=auto_form or _auto_form(auto),
+        auto_message=auto_message,
     )
     return _with_checkout_form_action(response)
 
@@ -129,7 +132,7 @@ def auto_top_up():
     try:
         with calling_gateway("Saved here, but the balance watch could not be set; save again in a minute.",
                              show_refusal=True) as call:
-            refills.save_settings(current_user, bool(form.enabled.data), form.threshold_p.micro_p,
+            refills.save_settings(selected_account().account_id, bool(form.enabled.data), form.threshold_p.micro_p,
                                   form.amount_usd.cents, form.monthly_max_usd.cents)
     except ValueError as exc:
         form.enabled.errors = [str(exc)]
@@ -150,7 +153,8 @@ def save_card():
                              auto_message="Card payments are not configured on this server.")
     success_url = _with_session_id(_public_url("billing.card_saved"))
     try:
-        url = refills.start_card_setup(current_user, success_url, _public_url("billing.billing"))
+        url = refills.start_card_setup(selected_account().account_id, current_user, success_url,
+                                       _public_url("billing.billing"))
     except stripe_api.StripeUnavailable:
         return _billing_page(TopUpForm(formdata=None), status=200 if is_htmx() else 503, block="autotopup",
                              auto_message="Stripe is unavailable right now; try again in a few minutes.")
@@ -165,7 +169,7 @@ def card_saved():
     if not session_id or len(session_id) > 255:
         abort(404)
     try:
-        refills.finish_card_setup(session_id, current_user)
+        refills.finish_card_setup(session_id, selected_account().account_id)
     except refills.RefillNotFound:
         abort(404)
     except (stripe_api.StripeUnavailable, GatewayUnavailable, GatewayError) as exc:

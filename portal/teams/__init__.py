@@ -2,16 +2,16 @@
 
 ``install`` registers the pages and the hooks that pick the account each request shows
 (``selection``) and enforce the role rules (``roles``). ``recipients`` says who gets an
-account's alert mail.
+account's alert mail, ``account_zone`` which zone its months are counted in.
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
-from .service import recipients
+from .service import account_zone, recipients
 
-__all__ = ["install", "recipients"]
+__all__ = ["account_zone", "install", "recipients"]
 
 
 def install(app: Flask) -> None:

@@ -24,7 +24,6 @@ class Rule:
 
 
 EVERYONE = frozenset(ROLES)
-NOBODY: frozenset[str] = frozenset()
 KEYS = frozenset({OWNER, ADMIN, DEVELOPER})
 MONEY = frozenset({OWNER, BILLING})
 MANAGERS = frozenset({OWNER, ADMIN})
@@ -93,10 +92,9 @@ RULES: dict[str, Rule] = {
     "billing.statement_list": Rule(MONEY),
     "billing.statement_page": Rule(MONEY),
     "billing.statement_csv": Rule(MONEY),
-    # Auto top-up keeps one saved card per person; a team's balance is refilled by top-ups.
-    "billing.auto_top_up": Rule(NOBODY),
-    "billing.save_card": Rule(NOBODY),
-    "billing.card_saved": Rule(NOBODY),
+    "billing.auto_top_up": Rule(MONEY),
+    "billing.save_card": Rule(MONEY),
+    "billing.card_saved": Rule(MONEY),
     # Teams themselves.
     "teams.index": Rule(EVERYONE),
     "teams.members": Rule(EVERYONE),

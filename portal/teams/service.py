@@ -98,6 +98,17 @@ def recipients(account_id: str) -> list[User]:
     return list({user.id: user for user in users}.values())
 
 
+def account_zone(account_id: str) -> str:
+    """The time zone an account's months are counted in: its user's for a personal account,
+    the owner's for a team (UTC when neither is known)."""
+    user = db.session.scalar(sa.select(User).where(User.account_id == account_id).order_by(User.id).limit(1))
+    if user is None:
+        user = db.session.scalar(
+            sa.select(User).join(Membership, Membership.user_id == User.id).join(Team, Team.id == Membership.team_id)
+            .where(Team.account_id == account_id, Membership.role == OWNER).order_by(User.id).limit(1))
+    return user.tz if user is not None else "UTC"
+
+
 # -- invitations -----------------------------------------------------------------------------
 
 

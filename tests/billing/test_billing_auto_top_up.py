@@ -28,7 +28,7 @@ MID_MONTH = datetime(2026, 11, 15, 12, tzinfo=timezone.utc)
 def save_card(billing, buyer, decline: str | None = None) -> AutoTopUp:
     with billing.app.test_request_context():
         user = db.session.get(User, buyer.id)
-        url = refills.start_card_setup(user, "http://portal.test/done?session_id={CHECKOUT_SESSION_ID}",
+        url = refills.start_card_setup(user.account_id, user, "http://portal.test/done?session_id={CHECKOUT_SESSION_ID}",
                                        "http://portal.test/billing")
     session_id = url.rsplit("/", 1)[1]
     billing.fake.complete_setup(session_id, decline)
@@ -40,12 +40,12 @@ def save_card(billing, buyer, decline: str | None = None) -> AutoTopUp:
 
 def enable(billing, buyer, threshold_p: int, amount_cents: int, max_cents: int) -> None:
     with billing.app.test_request_context():
-        refills.save_settings(db.session.get(User, buyer.id), True, threshold_p * P, amount_cents, max_cents)
+        refills.save_settings(buyer.account_id, True, threshold_p * P, amount_cents, max_cents)
 
 
 def refills_of(billing, buyer) -> list[Refill]:
     with billing.app.app_context():
-        rows = list(db.session.scalars(sa.select(Refill).where(Refill.user_id == buyer.id).order_by(Refill.id)))
+        rows = list(db.session.scalars(sa.select(Refill).where(Refill.account_id == buyer.account_id).order_by(Refill.id)))
         for row in rows:
             db.session.expunge(row)
         return rows
@@ -53,7 +53,7 @@ def refills_of(billing, buyer) -> list[Refill]:
 
 def settings_of(billing, buyer) -> AutoTopUp:
     with billing.app.app_context():
-        row = db.session.get(AutoTopUp, buyer.id)
+        row = db.session.get(AutoTopUp, buyer.account_id)
         db.session.expunge(row)
         return row
 
@@ -89,7 +89,8 @@ def test_saving_a_card_through_checkout_keeps_only_stripe_ids(billing, web, user
     # Someone else's setup session is not taken.
     other = billing.make_buyer()
     with billing.app.test_request_context():
-        url = refills.start_card_setup(db.session.get(User, other.id), "http://portal.test/done", "http://portal.test/")
+        url = refills.start_card_setup(other.account_id, db.session.get(User, other.id), "http://portal.test/done",
+                                       "http://portal.test/")
     fake_stripe.complete_setup(url.rsplit("/", 1)[1])
     assert web.get(f"/billing/auto-top-up/card/done?session_id={url.rsplit('/', 1)[1]}").status_code == 404
 
@@ -233,3 +234,42 @@ def test_a_refill_event_for_someone_elses_intent_is_not_ours(billing, fake_strip
     fake_stripe.intents[intent["id"]] = dict(intent)
     answer = billing.deliver("payment_intent.succeeded", intent)
     assert answer.status_code == 200 and answer.get_json()["outcome"] == "not ours"
+
+
+def test_settings_and_refills_from_before_teams_move_to_their_account(tmp_path, gateway):
+    from flask_migrate import downgrade, upgrade
+
+    from fixtures.portal import portal_config
+    from portal import create_app
+
+    app = create_app(portal_config(f"sqlite:///{tmp_path / 'before.db'}", gateway.internal_url, gateway.token,
+                                   tmp_path / "instance", public_url=gateway.url + "/v1"))
+    when = datetime(2026, 11, 2, 3, 4, 5)
+    with app.app_context():
+        upgrade(revision="0011_teams")
+        with db.engine.begin() as conn:
+            for user_id, account in ((1, "acct-with-card"), (2, None)):
+                conn.execute(sa.text(
+                    "INSERT INTO users (id, email, password_hash, session_version, is_operator, created_at, account_id) "
+                    "VALUES (:id, :email, 'x', 1, false, :when, :account)"),
+                    {"id": user_id, "email": f"u{user_id}@example.com", "when": when, "account": account})
+                conn.execute(sa.text(
+                    "INSERT INTO auto_top_ups (user_id, enabled, threshold_micro_p, amount_cents, monthly_max_cents, "
+                    "stripe_customer_id, stripe_payment_method_id, updated_at) "
+                    "VALUES (:id, true, 5000000000, 1000, 5000, 'cus_1', 'pm_1', :when)"), {"id": user_id, "when": when})
+            conn.execute(sa.text(
+                "INSERT INTO refills (id, user_id, event_id, amount_cents, month, status, created_at, updated_at) "
+                "VALUES (7, 1, 70, 1000, '2026-11', 'succeeded', :when, :when)"), {"when": when})
+        upgrade()
+        with db.engine.connect() as conn:
+            settings_rows = conn.execute(sa.text(
+                "SELECT account_id, saved_by, enabled, amount_cents, stripe_payment_method_id FROM auto_top_ups")).all()
+            refill_rows = conn.execute(sa.text("SELECT id, account_id, amount_cents FROM refills")).all()
+        # The card and its refill follow the account; a user who never had one never watched a balance.
+        assert [tuple(r) for r in settings_rows] == [("acct-with-card", 1, True, 1000, "pm_1")]
+        assert [tuple(r) for r in refill_rows] == [(7, "acct-with-card", 1000)]
+        downgrade(revision="0011_teams")
+        with db.engine.connect() as conn:
+            assert [tuple(r) for r in conn.execute(sa.text("SELECT user_id, amount_cents FROM auto_top_ups"))] == [(1, 1000)]
+            assert [tuple(r) for r in conn.execute(sa.text("SELECT id, user_id FROM refills"))] == [(7, 1)]
+        db.engine.dispose()
