@@ -30,13 +30,15 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db import account_events, accounts, api_keys, balance_thresholds, utcnow
+from ..db import account_events, accounts, api_keys, balance_thresholds, member_budgets, utcnow
 
 THRESHOLD_NAMES = ("low_balance", "auto_top_up")
 SETTLE = timedelta(seconds=1)
 # The budget events, by the share of the budget (in percent) that records them.
 BUDGET_EVENTS = {80: "budget_80", 100: "budget_100"}
 BUDGET_SCOPES = ("key", "member")
+# A budget that refuses a call with this share spent counts as used up (``budget_used_up``).
+USED_UP_PERCENT = 90
 
 
 def balance_moved(conn: Connection, account_ids: Iterable[str]) -> None:
@@ -130,7 +132,14 @@ def budget_spent(
                if spent_before < budget_share_at(budget_micro_p, percent) <= spent_after]
     if not reached:
         return None
-    percent = max(reached)
+    return _record_budget_event(conn, account_id, max(reached), scope, subject_id, budget_micro_p, spent_after,
+                                period_start, resets_at)
+
+
+def _record_budget_event(conn: Connection, account_id: str, percent: int, scope: str, subject_id: str,
+                         budget_micro_p: int, spent_micro_p: int, period_start: datetime,
+                         resets_at: datetime | None) -> str | None:
+    # The unique index makes a second recording of the same share and period a no-op.
     balance = conn.execute(sa.select(accounts.c.balance_micro_p).where(accounts.c.id == account_id)).scalar_one()
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -140,10 +149,46 @@ def budget_spent(
         account_id=account_id, kind=BUDGET_EVENTS[percent], balance_micro_p=balance,
         threshold_micro_p=budget_share_at(budget_micro_p, percent), created_at=utcnow(),
         subject_kind=scope, subject_id=subject_id, period_start=period_start, resets_at=resets_at,
-        budget_micro_p=budget_micro_p, spent_micro_p=spent_after,
+        budget_micro_p=budget_micro_p, spent_micro_p=spent_micro_p,
     ).on_conflict_do_nothing(index_elements=["kind", "account_id", "subject_kind", "subject_id", "period_start"])
         .returning(account_events.c.id)).first()
     return BUDGET_EVENTS[percent] if recorded is not None else None
+
+
+def budget_used_up(conn: Connection, scope: str, subject_id: str, needed_micro_p: int) -> str | None:
+    """Record ``budget_100`` for a budget that just refused a call it could not fit, when
+    it is used up in all but name; the kind recorded, or None.
+
+    Calls lower their output bound to what a budget has left, so spend creeps up to the
+    budget without reaching it, and the budget ends by refusing calls instead. It counts
+    as used up when what is left (after spend, not counting other calls' reservations)
+    is less than the refused call's least cost and at least ``USED_UP_PERCENT`` of it is
+    spent; a big prompt refused early is told so by its 402 and mails nobody. Once per
+    period, like the crossing the batch writer records.
+    """
+    if scope == "key":
+        row = conn.execute(
+            sa.select(api_keys.c.account_id, api_keys.c.budget_micro_p, api_keys.c.budget_spent_micro_p.label("spent"),
+                      api_keys.c.budget_period_start.label("period_start"), api_keys.c.budget_resets_at.label("resets_at"))
+            .where(api_keys.c.id == subject_id)).first()
+    elif scope == "member":
+        row = conn.execute(
+            sa.select(member_budgets.c.account_id, member_budgets.c.member_id, member_budgets.c.budget_micro_p,
+                      member_budgets.c.spent_micro_p.label("spent"), member_budgets.c.period_start,
+                      member_budgets.c.resets_at)
+            .where(member_budgets.c.id == subject_id)).first()
+    else:
+        raise ValueError(f"unknown budget scope {scope!r}")
+    if row is None or not row.budget_micro_p or row.period_start is None:
+        return None
+    if row.resets_at is not None and row.resets_at <= utcnow():
+        return None
+    left = row.budget_micro_p - row.spent
+    if left >= needed_micro_p or row.spent < budget_share_at(row.budget_micro_p, USED_UP_PERCENT):
+        return None
+    subject = subject_id if scope == "key" else row.member_id
+    return _record_budget_event(conn, row.account_id, 100, scope, subject, row.budget_micro_p, row.spent,
+                                row.period_start, row.resets_at)
 
 
 def key_budget_spent(conn: Connection, key_id: str, added_micro_p: int) -> str | None:

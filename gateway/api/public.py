@@ -21,10 +21,12 @@ from datetime import datetime, timezone
 import aiohttp
 import orjson
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..accounting.leases import (
     InsufficientBalance, KeyBudgetExceeded, LimitReached, MemberBudgetExceeded, Reservation, Reserver,
 )
+from ..accounting import events
 from ..accounting.metering import BatchWriter, RequestRecord
 from ..accounting.provider_keys import ProviderKeys
 from ..accounting.pricing import (
@@ -76,6 +78,7 @@ NOT_COUNTED = ("max_tokens", "stream", "temperature", "top_p", "top_k", "stop_se
 CATALOG_CREATED = 1767225600
 # Bodies above this size are translated and tokenized in a worker thread.
 LARGE_BODY_BYTES = 128 * 1024
+USED_UP_CHECK_SECONDS = 60.0
 MAX_LOGGED_MODEL = 100
 
 _CHECKS = {
@@ -125,6 +128,8 @@ class _Runtime:
             total=None, sock_connect=connect, sock_read=self.settings.upstream_timeout
         )
         self.models_listed = ()
+        # When each refused budget was last checked for being used up: (scope, id) -> monotonic time.
+        self.used_up_checks: dict[tuple[str, str], float] = {}
         self.loaded = True
 
     def models_json(self) -> bytes:
@@ -350,8 +355,10 @@ async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) ->
             key.account_id, want, at_least, limited_key, budget_key,
             member_budget_id=member.budget_id if member is not None else None)
     except KeyBudgetExceeded:
+        await _check_used_up(runtime, "key", key.key_id, at_least)
         raise key_checks.budget_error(key) from None
     except MemberBudgetExceeded:
+        await _check_used_up(runtime, "member", member.budget_id, at_least)
         raise key_checks.member_budget_error(member) from None
     except LimitReached as exc:
         bound_field = "max_output_tokens" if plan.responses is not None else "max_tokens"
@@ -360,6 +367,28 @@ async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) ->
         plan.lower_output_bound(
             affordable_output_tokens(model, plan.estimated_input, reservation.amount_micro_p, one_hour))
     return reservation
+
+
+async def _check_used_up(runtime: _Runtime, scope: str, subject_id: str, needed_micro_p: int) -> None:
+    """A budget refused a call: record its 100 % event when it is used up (``events.budget_used_up``).
+
+    This process's settled calls are written first, so the check sees their spend. At
+    most once a minute per budget and process, so a client retrying a refused call does
+    not turn each retry into a flush and a write; the mail is then at most that much late.
+    """
+    now = time.monotonic()
+    checks = runtime.used_up_checks
+    if now - checks.get((scope, subject_id), -USED_UP_CHECK_SECONDS) < USED_UP_CHECK_SECONDS:
+        return
+    if len(checks) >= 10_000:
+        checks.clear()
+    checks[(scope, subject_id)] = now
+    try:
+        await runtime.writer.flush()
+        await runtime.reserver.db.transaction(events.budget_used_up, scope, subject_id, needed_micro_p)
+    except SQLAlchemyError as exc:
+        # The 402 matters more than its mail.
+        log.warning("could not check whether a %s budget is used up: %s", scope, type(exc).__name__)
 
 
 def _what_the_account_can_do(settings: Settings, bound_field: str) -> str:

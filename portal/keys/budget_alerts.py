@@ -30,7 +30,17 @@ PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly"}
 def budget_alert_subject(share: int, key_name: str | None) -> str:
     """The subject line: which key, and how much of its budget is gone."""
     subject = f'Your SAMALink key "{key_name}"' if key_name else "A SAMALink budget"
-    return f"{subject} has used {share}% of its budget" if share < 100 else f"{subject} has used its whole budget"
+    return f"{subject} has used {share}% of its budget" if share < 100 else f"{subject} has used up its budget"
+
+
+def share_text(event: dict) -> str:
+    """How much of the budget is gone: the share reached, or, for a budget that began
+    refusing calls with a little left (the gateway's ``budget_used_up``), that it is used up."""
+    share = SHARES[event["kind"]]
+    left = event["budget_micro_p"] - event["spent_micro_p"]
+    if share >= 100 and left > 0:
+        return f"used up: the {format_p(left)} left is less than a call needs"
+    return f"{share}% reached"
 
 
 def reset_text(resets_at: datetime | None, tz: str) -> str:
@@ -52,7 +62,7 @@ def budget_alert_body(event: dict, key: dict | None, tz: str) -> str:
         who = f'Your key "{key["name"]}" ({key["masked"]})'
     else:
         who = "A budget on your SAMALink account"
-    lines = [f"{who} has spent {spent} of its {period + ' ' if period else ''}budget of {budget} ({share}% reached)."]
+    lines = [f"{who} has spent {spent} of its {period + ' ' if period else ''}budget of {budget} ({share_text(event)})."]
     if share >= 100:
         lines.append("Calls charged to this budget are refused with 402 until it resets.")
     lines.append(f"The budget resets {reset_text(parse_iso(event.get('resets_at')), tz)}.")
@@ -95,7 +105,7 @@ def member_alert_body(event: dict, member: User, team: Team, tz: str) -> str:
     """The mail's text for one recipient: whose cap, the budget, the spend and the reset."""
     share = SHARES[event["kind"]]
     lines = [f'The spend cap of {member.email} in the team "{team.name}" is {format_p(event["spent_micro_p"])} spent '
-             f'of {format_p(event["budget_micro_p"])} ({share}% reached).']
+             f'of {format_p(event["budget_micro_p"])} ({share_text(event)}).']
     if share >= 100:
         lines.append("Calls through their keys in the team are refused with 402 until it resets.")
     lines.append(f"The cap resets {reset_text(parse_iso(event.get('resets_at')), tz)}.")

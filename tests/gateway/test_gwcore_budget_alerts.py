@@ -220,3 +220,70 @@ def test_a_members_budget_is_recorded_at_80_and_100_percent_in_each_team_of_thei
     for account_id, _ in teams:
         assert [(e.kind, e.subject_kind, e.subject_id, e.spent_micro_p) for e in events_of(gateway_db, account_id)] == [
             ("budget_80", "member", "7", 8 * P), ("budget_100", "member", "7", 10 * P)]
+
+
+def test_a_budget_refusing_calls_near_its_end_is_used_up_once(gateway_db):
+    from gateway.accounting.events import budget_used_up
+
+    account_id, key_id = budget_key(gateway_db, 100 * P)
+    charge(gateway_db, key_id, 50 * P)
+    # Half spent: a big prompt refused here says so in its 402, and mails nobody.
+    assert gateway_db.transaction_sync(budget_used_up, "key", key_id, 60 * P) is None
+    charge(gateway_db, key_id, 43 * P)
+    # 93 % spent: a call needing more than the 7 P left finds it used up; one needing less does not.
+    assert gateway_db.transaction_sync(budget_used_up, "key", key_id, 7 * P) is None
+    assert gateway_db.transaction_sync(budget_used_up, "key", key_id, 7 * P + 1) == "budget_100"
+    assert gateway_db.transaction_sync(budget_used_up, "key", key_id, 9 * P) is None  # once per period
+    [used_up] = [e for e in events_of(gateway_db, account_id) if e.kind == "budget_100"]
+    assert (used_up.subject_kind, used_up.subject_id, used_up.spent_micro_p) == ("key", key_id, 93 * P)
+    # Reaching 100 % later in the period records nothing more.
+    charge(gateway_db, key_id, 7 * P)
+    assert [e.kind for e in events_of(gateway_db, account_id)] == ["budget_80", "budget_100"]
+
+
+def test_a_members_budget_refusing_calls_near_its_end_is_used_up(gateway_db):
+    from gateway.accounting.events import budget_used_up
+    from gateway.accounting.member_budgets import member_budget_row, set_member_budget
+
+    def team(conn):
+        account, _ = create_account(conn, None, None)
+        post_entry(conn, account.id, "credit", 10_000 * P, f"fund:{account.id}")
+        _, key = create_key(conn, account.id, "laptop", None, None, member_id="7")
+        set_member_budget(conn, account.id, "7", 10 * P, "month", datetime.now(timezone.utc))
+        return account.id, key.id
+
+    account_id, key_id = gateway_db.transaction_sync(team)
+    charge(gateway_db, key_id, 9_500_000)
+    budget_id = gateway_db.read_sync(lambda conn: member_budget_row(conn, account_id, "7").id)
+    assert gateway_db.transaction_sync(budget_used_up, "member", budget_id, 1 * P) == "budget_100"
+    assert [(e.kind, e.subject_kind, e.subject_id, e.spent_micro_p) for e in events_of(gateway_db, account_id)] == [
+        ("budget_80", "member", "7", 9_500_000), ("budget_100", "member", "7", 9_500_000)]
+
+
+def test_calls_alone_end_a_budget_with_its_100_percent_event(gateway):
+    # Each call is billed 2,000 output tokens of a 3,000 bound. The last calls' bounds are
+    # lowered to what the budget has left, so spend never reaches the budget: once what is
+    # left cannot pay for a call's least output, calls are refused and the budget is used up.
+    one_call = cost("deepseek-v3.2", 0, 2000)
+    budget = 10 * one_call + cost("deepseek-v3.2", 0, 500)
+    account_id = gateway.create_account(1000 * P)
+    created = gateway.create_key(account_id, budget_micro_p=budget, budget_period="month")
+    statuses = []
+    for _ in range(20):
+        answer = requests.post(f"{gateway.url}/v1/chat/completions", timeout=30,
+                               headers={"Authorization": f"Bearer {created['key']}"},
+                               json={"model": "deepseek-v3.2", "max_tokens": 3000,
+                                     "messages": [{"role": "user", "content": "[[usage:0:2000]] Hi"}]})
+        statuses.append(answer.status_code)
+        if answer.status_code != 200:
+            assert answer.json()["error"]["code"] == "key_budget_exceeded"
+            break
+        # One call at a time, each charged before the next: the refusal comes from spend, not from reservations.
+        deadline = time.monotonic() + 20
+        while gateway.balance(account_id) != 1000 * P - statuses.count(200) * one_call:
+            assert time.monotonic() < deadline, "the call was not charged"
+            time.sleep(0.05)
+    assert statuses == [200] * 10 + [402]
+    events = wait_events(gateway, account_id, 2, timeout=20)
+    assert [(e["kind"], e["subject_id"]) for e in events] == [("budget_80", created["id"]), ("budget_100", created["id"])]
+    assert events[1]["spent_micro_p"] == 10 * one_call < budget

@@ -100,7 +100,7 @@ def test_a_keys_budget_mails_once_at_80_and_once_at_100_percent(own_url, gateway
         lambda conn: add_budget_spend(conn, {created["id"]: [(now, budget - 9 * ONE_CALL)]}, now))
     run_worker(app, lambda: mails_to(sink, auckland, "100% reached"))
     [full] = mails_to(sink, auckland, "100% reached")
-    assert "has used its whole budget" in full and "refused with 402 until it resets" in full
+    assert "has used up its budget" in full and "refused with 402 until it resets" in full
 
     time.sleep(1.5)  # anything more would be listed by now
     run_worker(app, lambda: True)
@@ -126,7 +126,7 @@ def test_the_mail_says_when_the_budget_resets_in_the_readers_zone(portal_app):
     with portal_app.app_context():
         assert "resets on Tue 1 Dec 2026, 00:00 (UTC)." in budget_alert_body(event, key, "Not/A_Zone")
     assert budget_alert_subject(80, "nightly jobs") == 'Your SAMALink key "nightly jobs" has used 80% of its budget'
-    assert budget_alert_subject(100, "nightly jobs") == 'Your SAMALink key "nightly jobs" has used its whole budget'
+    assert budget_alert_subject(100, "nightly jobs") == 'Your SAMALink key "nightly jobs" has used up its budget'
 
 
 @pytest.mark.parametrize("kind", ["budget_80", "budget_100"])
@@ -135,3 +135,16 @@ def test_both_budget_kinds_have_a_handler(kind):
     from portal.keys.budget_alerts import mail_budget_alert
 
     assert HANDLERS[kind] is mail_budget_alert
+
+
+def test_a_budget_used_up_short_of_its_end_says_what_is_left(portal_app):
+    from portal.keys.budget_alerts import budget_alert_body
+
+    event = {"kind": "budget_100", "account_id": "a", "subject_kind": "key", "subject_id": "k-1",
+             "budget_micro_p": 25 * P, "spent_micro_p": 24_500_000, "resets_at": "2026-12-01T00:00:00Z"}
+    key = {"id": "k-1", "name": "nightly jobs", "masked": "sk-sama-ab…wxyz", "budget_period": "month"}
+    with portal_app.app_context():
+        body = budget_alert_body(event, key, "UTC")
+    assert "has spent 24.50 P of its monthly budget of 25.00 P (used up: the 0.50 P left is less than a call " \
+           "needs)." in body
+    assert "refused with 402 until it resets" in body
