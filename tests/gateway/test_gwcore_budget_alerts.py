@@ -202,18 +202,20 @@ def test_balance_events_show_null_budget_fields(gateway):
                                                   "period_start", "resets_at"))
 
 
-def test_a_members_budget_is_recorded_at_80_and_100_percent_in_each_team_of_theirs(gateway_db):
-    """One person (member "7") in two teams: each team's budget for them alerts once per share."""
+def member_team(conn) -> tuple[str, str]:
+    """A funded team account where member "7" has a key and a 10 P monthly budget; (account id, key id)."""
     from gateway.accounting.member_budgets import set_member_budget
 
-    def team(conn):
-        account, _ = create_account(conn, None, None)
-        post_entry(conn, account.id, "credit", 10_000 * P, f"fund:{account.id}")
-        _, key = create_key(conn, account.id, "laptop", None, None, member_id="7")
-        set_member_budget(conn, account.id, "7", 10 * P, "month", datetime.now(timezone.utc))
-        return account.id, key.id
+    account, _ = create_account(conn, None, None)
+    post_entry(conn, account.id, "credit", 10_000 * P, f"fund:{account.id}")
+    _, key = create_key(conn, account.id, "laptop", None, None, member_id="7")
+    set_member_budget(conn, account.id, "7", 10 * P, "month", datetime.now(timezone.utc))
+    return account.id, key.id
 
-    teams = [gateway_db.transaction_sync(team) for _ in range(2)]
+
+def test_a_members_budget_is_recorded_at_80_and_100_percent_in_each_team_of_theirs(gateway_db):
+    """One person (member "7") in two teams: each team's budget for them alerts once per share."""
+    teams = [gateway_db.transaction_sync(member_team) for _ in range(2)]
     for account_id, key_id in teams:
         for _ in range(11):
             charge(gateway_db, key_id, 1 * P)
@@ -243,16 +245,9 @@ def test_a_budget_refusing_calls_near_its_end_is_used_up_once(gateway_db):
 
 def test_a_members_budget_refusing_calls_near_its_end_is_used_up(gateway_db):
     from gateway.accounting.events import budget_used_up
-    from gateway.accounting.member_budgets import member_budget_row, set_member_budget
+    from gateway.accounting.member_budgets import member_budget_row
 
-    def team(conn):
-        account, _ = create_account(conn, None, None)
-        post_entry(conn, account.id, "credit", 10_000 * P, f"fund:{account.id}")
-        _, key = create_key(conn, account.id, "laptop", None, None, member_id="7")
-        set_member_budget(conn, account.id, "7", 10 * P, "month", datetime.now(timezone.utc))
-        return account.id, key.id
-
-    account_id, key_id = gateway_db.transaction_sync(team)
+    account_id, key_id = gateway_db.transaction_sync(member_team)
     charge(gateway_db, key_id, 9_500_000)
     budget_id = gateway_db.read_sync(lambda conn: member_budget_row(conn, account_id, "7").id)
     assert gateway_db.transaction_sync(budget_used_up, "member", budget_id, 1 * P) == "budget_100"

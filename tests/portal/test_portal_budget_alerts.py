@@ -109,12 +109,19 @@ def test_a_keys_budget_mails_once_at_80_and_once_at_100_percent(own_url, gateway
     assert not [to for to, _ in sink.received if to == [stranger]]
 
 
+NIGHTLY_KEY = {"id": "k-1", "name": "nightly jobs", "masked": "sk-sama-ab…wxyz", "budget_period": "month"}
+
+
+def full_budget_event(spent_micro_p: int) -> dict:
+    """A ``budget_100`` event of NIGHTLY_KEY's 25 P budget, resetting at midnight UTC on 1 December."""
+    return {"kind": "budget_100", "account_id": "a", "subject_kind": "key", "subject_id": "k-1",
+            "budget_micro_p": 25 * P, "spent_micro_p": spent_micro_p, "resets_at": "2026-12-01T00:00:00Z"}
+
+
 def test_the_mail_says_when_the_budget_resets_in_the_readers_zone(portal_app):
     from portal.keys.budget_alerts import budget_alert_body, budget_alert_subject
 
-    event = {"kind": "budget_100", "account_id": "a", "subject_kind": "key", "subject_id": "k-1",
-             "budget_micro_p": 25 * P, "spent_micro_p": 25_500_000, "resets_at": "2026-12-01T00:00:00Z"}
-    key = {"id": "k-1", "name": "nightly jobs", "masked": "sk-sama-ab…wxyz", "budget_period": "month"}
+    event, key = full_budget_event(25_500_000), NIGHTLY_KEY
     with portal_app.app_context():
         auckland = budget_alert_body(event, key, "Pacific/Auckland")
         los_angeles = budget_alert_body(event, key, "America/Los_Angeles")
@@ -140,11 +147,8 @@ def test_both_budget_kinds_have_a_handler(kind):
 def test_a_budget_used_up_short_of_its_end_says_what_is_left(portal_app):
     from portal.keys.budget_alerts import budget_alert_body
 
-    event = {"kind": "budget_100", "account_id": "a", "subject_kind": "key", "subject_id": "k-1",
-             "budget_micro_p": 25 * P, "spent_micro_p": 24_500_000, "resets_at": "2026-12-01T00:00:00Z"}
-    key = {"id": "k-1", "name": "nightly jobs", "masked": "sk-sama-ab…wxyz", "budget_period": "month"}
     with portal_app.app_context():
-        body = budget_alert_body(event, key, "UTC")
+        body = budget_alert_body(full_budget_event(24_500_000), NIGHTLY_KEY, "UTC")
     assert "has spent 24.50 P of its monthly budget of 25.00 P (used up: the 0.50 P left is less than a call " \
            "needs)." in body
     assert "refused with 402 until it resets" in body
