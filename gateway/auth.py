@@ -224,17 +224,23 @@ class KeyCache:
         self._negative: OrderedDict[str, float] = OrderedDict()
         self._inflight: dict[str, asyncio.Future] = {}
         self._miss_gate = asyncio.Semaphore(miss_concurrency)
+        # Reads run on a thread pool and may finish out of order: a poll that read before a
+        # change committed can end after the refresh that change asked for. Each read gets
+        # a number when it is sent, and an entry is only replaced by a read sent later.
+        self._reads = 0
+        self._read_of: dict[Any, int] = {}
         self._last_poll: datetime | None = None
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
         """Load every key, then poll for changes in the background."""
         started = utcnow()
+        read = self._next_read()
         rows = await self.db.run(self._read, _key_query())
         for row in rows:
-            self._store(row.key_hash, _info(row))
+            self._store(row.key_hash, _info(row), read)
         for row in await self.db.run(self._read, sa.select(member_budgets)):
-            self._store_member_budget(row)
+            self._store_member_budget(row, read)
         self._last_poll = started
         self._task = repeat_every(self.refresh_interval, self.refresh, "key refresh")
 
@@ -264,12 +270,14 @@ class KeyCache:
         try:
             async with self._miss_gate:
                 self.db_misses += 1
+                read = self._next_read()
                 rows = await self.db.run(self._read, _key_query().where(api_keys.c.key_hash == digest))
             info = _info(rows[0]) if rows else None
             if info is None:
                 self._remember_miss(digest)
             else:
-                self._store(digest, info)
+                self._store(digest, info, read)
+                info = self._by_hash.get(digest, info)
             future.set_result(info)
             return info
         except BaseException as exc:
@@ -302,27 +310,45 @@ class KeyCache:
         """Read keys, accounts and member budgets changed since the previous poll."""
         started = utcnow()
         since = (self._last_poll or started) - POLL_OVERLAP
+        read = self._next_read()
         keys, changed_accounts, budgets = await self.db.run(self._read_changes, since)
         for row in keys:
-            self._store(row.key_hash, _info(row))
+            self._store(row.key_hash, _info(row), read)
         for row in budgets:
-            self._store_member_budget(row)
+            self._store_member_budget(row, read)
         for account_id, status, rpm, tpm in changed_accounts:
+            if not self._fresher(("account", account_id), read):
+                continue
             active = status == "active"
             for digest in self._hashes_by_account.get(account_id, ()):
                 info = self._by_hash.get(digest)
                 if info is not None and (info.account_active, info.account_rpm_limit, info.account_tpm_limit) != (active, rpm, tpm):
                     self._by_hash[digest] = replace(info, account_active=active, account_rpm_limit=rpm,
                                                     account_tpm_limit=tpm)
-        self._last_poll = started
+        self._last_poll = max(started, self._last_poll or started)
 
-    def _store(self, digest: str, info: KeyInfo) -> None:
+    def _next_read(self) -> int:
+        self._reads += 1
+        return self._reads
+
+    def _fresher(self, entry: Any, read: int) -> bool:
+        """Whether ``read`` was sent after the one that last set ``entry``; if so it is now the last."""
+        if self._read_of.get(entry, 0) > read:
+            return False
+        self._read_of[entry] = read
+        return True
+
+    def _store(self, digest: str, info: KeyInfo, read: int) -> None:
+        if not self._fresher(digest, read):
+            return
         self._by_hash[digest] = info
         self._hash_by_id[info.key_id] = digest
         self._hashes_by_account.setdefault(info.account_id, set()).add(digest)
         self._negative.pop(digest, None)
 
-    def _store_member_budget(self, row: Any) -> None:
+    def _store_member_budget(self, row: Any, read: int) -> None:
+        if not self._fresher(("member", row.account_id, row.member_id), read):
+            return
         info = _member_budget_info(row)
         if info is None:
             self._member_budgets.pop((row.account_id, row.member_id), None)

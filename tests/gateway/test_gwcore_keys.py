@@ -141,3 +141,39 @@ def test_spend_limit_is_refused_once_reached(gateway_db):
         return refusal
 
     assert asyncio.run(main()) == "spend_limit"
+
+
+def test_a_poll_that_read_before_a_revocation_cannot_undo_it(gateway_db):
+    import threading
+
+    account_id, key_id, key = new_key(gateway_db)
+
+    async def main():
+        cache = KeyCache(gateway_db, refresh_interval=60)
+        await cache.start()
+        assert (await cache.lookup(key)).revoked is False
+        read_changes, read_done, release = cache._read_changes, threading.Event(), threading.Event()
+
+        def held_once(since):
+            rows = read_changes(since)
+            if not read_done.is_set():
+                # The poll's read is made; it hands its rows over only after the revocation's refresh.
+                read_done.set()
+                release.wait(10)
+            return rows
+
+        cache._read_changes = held_once
+        poll = asyncio.create_task(cache.refresh())
+        await asyncio.get_running_loop().run_in_executor(None, read_done.wait, 10)
+        now = utcnow()
+        await gateway_db.transaction(
+            lambda conn: conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(revoked_at=now, updated_at=now)))
+        await cache.refresh()  # what the internal API does after a change, for this process
+        assert (await cache.lookup(key)).refusal() == "revoked"
+        release.set()
+        await poll
+        refusal = (await cache.lookup(key)).refusal()
+        await cache.close()
+        return refusal
+
+    assert asyncio.run(main()) == "revoked"
