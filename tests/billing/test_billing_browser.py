@@ -45,7 +45,7 @@ def test_success_page_shows_the_credit_without_a_reload(billing, user, served, b
     page.goto(f"{served}/billing/success?session_id={payment.stripe_session_id}")
     assert "Waiting for Stripe to confirm" in page.inner_text("#topup-status")
     billing.fake.pay(payment.stripe_session_id)
-    page.wait_for_selector("#topup-status[data-status=paid]", timeout=15_000)
+    page.wait_for_selector("#topup-status[data-status=paid]", timeout=30_000)
     assert "7,000.00 P added to your balance" in page.inner_text("#topup-status")
     assert "7,000.00 P" in page.inner_text(".balance-pill")
     assert billing.balance(user) == 700 * MICRO_P_PER_CENT

@@ -58,7 +58,7 @@ class PageWatch:
         assert problems == [], f"{what}:\n" + "\n".join(problems)
 
 
-def confirmation_link(log_text: Callable[[], str], email: str, timeout: float = 15.0) -> str:
+def confirmation_link(log_text: Callable[[], str], email: str, timeout: float = 30.0) -> str:
     """The newest confirmation link the product mailed to ``email``, read from its log.
 
     Without an SMTP server the portal writes each message to its log; the link is the

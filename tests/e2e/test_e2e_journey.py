@@ -113,7 +113,7 @@ def _top_up(page: Page, product) -> None:
     page.evaluate("window.__stillTheSamePage = true")
     delivered = product.stripe.confirm_payment(session_id, base)
     assert delivered.status_code == 200, delivered.text
-    page.wait_for_selector("#topup-status[data-status=paid]", timeout=15_000)
+    page.wait_for_selector("#topup-status[data-status=paid]", timeout=30_000)
     credit = f"{TOPUP_USD * 1000:,}.00 P"
     expect(status).to_contain_text(f"{credit} added to your balance")
     expect(page.locator(".balance-pill strong")).to_have_text(credit)
@@ -164,7 +164,7 @@ def _call_api(base_url: str, key: str, catalog) -> tuple[dict[str, ModelUse], li
 
 
 def _wait_for_log(product, account_id: str, count: int) -> None:
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         page = product.internal("GET", f"/accounts/{account_id}/requests", params={"limit": 200}).json()
         if len(page["data"]) >= count:

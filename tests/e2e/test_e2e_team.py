@@ -22,7 +22,7 @@ TOPUP_USD = 5
 INVITE_SUBJECT = "You are invited to a team on SAMALink"
 
 
-def _invitation_link(log_text: Callable[[], str], email: str, timeout: float = 15.0) -> str:
+def _invitation_link(log_text: Callable[[], str], email: str, timeout: float = 30.0) -> str:
     """The newest invitation link the product mailed to ``email``, read from its log."""
     pattern = re.compile(rf"mail to {re.escape(email.lower())} not sent\.\s*\nSubject: {INVITE_SUBJECT}\n"
                          r".*?(https?://\S+/teams/invite/[A-Za-z0-9_.\-]+)", re.S)
@@ -130,7 +130,7 @@ def test_a_team_of_four_in_four_roles(product, browser):
     assert query["account"] == [team_id]
     session_id = query["session_id"][0]
     assert product.stripe.confirm_payment(session_id, base).status_code == 200
-    billing.wait_for_selector("#topup-status[data-status=paid]", timeout=15_000)
+    billing.wait_for_selector("#topup-status[data-status=paid]", timeout=30_000)
     credit = f"{TOPUP_USD * 1000:,}.00 P"
     expect(billing.locator(".balance-pill strong")).to_have_text(credit)
     assert f"account={team_id}" in billing.url
@@ -166,7 +166,7 @@ def test_a_team_of_four_in_four_roles(product, browser):
     assert before == TOPUP_USD * 1000 * 10**6
     client = openai.OpenAI(base_url=product.gateway_url + "/v1", api_key=key, max_retries=0)
     client.chat.completions.create(model="deepseek-v3.2", messages=[{"role": "user", "content": "hello team"}])
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while _balance(product, account_id) == before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _balance(product, account_id) < before
@@ -187,7 +187,7 @@ def test_a_team_of_four_in_four_roles(product, browser):
     owner.click(f"#member-list tr[data-member='{emails['developer']}'] button:has-text('Remove')")
     expect(owner.locator("#member-list tbody tr")).to_have_count(3)
     owner_watch.assert_clean("removing the developer")
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20
     while True:
         try:
             client.chat.completions.create(model="deepseek-v3.2", messages=[{"role": "user", "content": "again"}])

@@ -49,7 +49,7 @@ def assert_ledger_sums(gateway, account_id: str) -> int:
     return balance
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 15, interval: float = 0.1) -> bool:
+def wait_until(condition: Callable[[], bool], timeout: float = 30, interval: float = 0.1) -> bool:
     """Poll ``condition`` until it holds or ``timeout`` passes; whether it held."""
     deadline = time.monotonic() + timeout
     while True:

@@ -34,7 +34,7 @@ def test_portal_rides_out_a_gateway_restart(gateway_env, portal_database_url, us
     second = start_gateway(dict(gateway_env), port=port, internal_port=internal_port)
     try:
         assert (second.url, second.internal_url) == (first.url, first.internal_url)
-        assert wait_until(lambda: NOTICE not in client.get("/dashboard").get_data(as_text=True), timeout=15)
+        assert wait_until(lambda: NOTICE not in client.get("/dashboard").get_data(as_text=True), timeout=30)
         created = client.post("/keys", data={"name": "after restart"})
         assert created.status_code == 200 and "after restart" in created.get_data(as_text=True)
     finally:

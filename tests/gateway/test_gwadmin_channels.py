@@ -13,7 +13,6 @@ from channel_upstream import (
     BREAKER_FAILURES,
     CHANNEL_COSTS,
     COMPLETION_TOKENS,
-    POLL_INTERVAL,
     PROMPT_TOKENS,
     channel_catalog,
     channel_gateway_env,
@@ -37,7 +36,8 @@ def admin_env(channel_upstream, gateway_database_url, tmp_path_factory):
     env = channel_gateway_env(channel_upstream, gateway_database_url, providers, MODELS)
     # The "keys" model's primary has no key in the environment: it is entered in the console.
     env[env_of("keys-a")] = ""
-    return {**env, "SECRETS_KEY": SECRETS_KEY}
+    # A channel opened here stays open while the checks read it, however slow the machine.
+    return {**env, "SECRETS_KEY": SECRETS_KEY, "GATEWAY_BREAKER_COOLDOWN": "120"}
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +65,25 @@ def _model(gateway, model_id: str) -> dict:
     return next(m for m in answer.json()["models"] if m["id"] == model_id)
 
 
+def _provider_keys(gateway) -> dict[str, dict]:
+    return {p["provider"]: p for p in gateway.internal("GET", "/admin/provider-keys").json()["providers"]}
+
+
+def _wait_until(condition, what: str, timeout: float = 20) -> None:
+    """Poll ``condition`` (another process adopts a change on its next poll of the database)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
 def test_channels_show_their_order_cost_and_live_health(console_gateway, channel_upstream):
     channel_upstream.fail("health-a", "status:500")
     customer = new_customer(console_gateway)
     for _ in range(BREAKER_FAILURES):
         assert _chat(console_gateway, customer.key, "health").status_code == 200
     customer.settled(BREAKER_FAILURES)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while True:
         a, b, c = _model(console_gateway, "health")["channels"]
         if b["attempts"] == BREAKER_FAILURES or time.monotonic() > deadline:
@@ -92,14 +104,16 @@ def test_a_channel_switched_off_is_skipped_by_every_process_until_switched_on(
     switched = console_gateway.internal("POST", "/admin/channels/switch",
                                         json={"channel": "switch-a:switch-up-a", "enabled": False})
     assert switched.json() == {"channel": "switch-a:switch-up-a", "state": "off"}
-    time.sleep(4 * POLL_INTERVAL + 0.5)
+    _wait_until(lambda: _model(second_gateway, "switch")["channels"][0]["state"] == "off",
+                "the other process did not adopt the switch")
     for gateway in (console_gateway, second_gateway):
         assert _chat(gateway, customer.key, "switch").status_code == 200
     assert channel_upstream.received("switch-a") == []
     assert len(channel_upstream.received("switch-b")) == 2
     assert _model(second_gateway, "switch")["channels"][0]["state"] == "off"
     console_gateway.internal("POST", "/admin/channels/switch", json={"channel": "switch-a:switch-up-a", "enabled": True})
-    time.sleep(4 * POLL_INTERVAL + 0.5)
+    _wait_until(lambda: _model(second_gateway, "switch")["channels"][0]["state"] == "closed",
+                "the other process did not adopt the switch back on")
     assert _chat(second_gateway, customer.key, "switch").status_code == 200
     assert len(channel_upstream.received("switch-a")) == 1
 
@@ -144,7 +158,8 @@ def test_console_keys_are_encrypted_masked_rotated_without_restart_and_the_envir
     # Rotated: the other process uses the new key within a poll, with no restart.
     rotated = "sk-chan-keys-a-ROTATED56789"
     console_gateway.internal("PUT", "/admin/provider-keys/keys-a", json={"key": rotated})
-    time.sleep(1.0)
+    _wait_until(lambda: _provider_keys(second_gateway)["keys-a"]["console_key"] == "sk-…6789",
+                "the other process did not read the rotated key")
     assert _chat(second_gateway, customer.key, "keys").status_code == 200
     assert channel_upstream.received("keys-a")[-1].key == rotated
     listed = {p["provider"]: p for p in second_gateway.internal("GET", "/admin/provider-keys").json()["providers"]}

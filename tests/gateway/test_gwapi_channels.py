@@ -14,7 +14,6 @@ from channel_upstream import (
     CHANNEL_COSTS,
     COMPLETION_TOKENS,
     PIECES,
-    POLL_INTERVAL,
     PROMPT_TOKENS,
     channel_catalog,
     channel_gateway_env,
@@ -163,6 +162,13 @@ def test_an_anthropic_error_event_after_message_start_still_fails_over(routed, c
     assert customer.settled(1)["balance_micro_p"] == 1000 * ONE_P - charge()
 
 
+def _channel_state(gateway, model: str, suffix: str) -> str:
+    """The breaker state of one channel as ``gateway``'s process knows it."""
+    models = gateway.internal("GET", "/admin/channels").json()["models"]
+    channels = next(m for m in models if m["id"] == model)["channels"]
+    return next(c for c in channels if c["id"] == _channel(model, suffix))["state"]
+
+
 def _wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -202,23 +208,28 @@ def test_a_failed_probe_opens_the_breaker_for_another_cool_down(routed, channel_
     assert len(channel_upstream.received("probe-a")) == 3
 
 
-def test_two_gateway_processes_agree_on_a_broken_channel(routed, channel_upstream, gateway_database_url,
-                                                         providers):
-    other = start_gateway(channel_gateway_env(channel_upstream, gateway_database_url, providers, MODELS))
+def test_two_gateway_processes_agree_on_a_broken_channel(channel_upstream, gateway_database_url, providers):
+    # A long cool-down: the channel stays open until the last check, however slow the machine.
+    env = {**channel_gateway_env(channel_upstream, gateway_database_url, providers, MODELS),
+           "GATEWAY_BREAKER_COOLDOWN": "120"}
+    first = start_gateway(env)
+    other = start_gateway(env)
     try:
         channel_upstream.fail("shared-a", "status:503")
-        customer = new_customer(routed)
+        customer = new_customer(first)
         for _ in range(2):
-            assert _chat(routed, customer.key, "shared").status_code == 200
+            assert _chat(first, customer.key, "shared").status_code == 200
         assert len(channel_upstream.received("shared-a")) == 2
         # The other process never saw the channel fail; within a few polls it skips it too.
-        time.sleep(4 * POLL_INTERVAL + 0.5)
+        _wait_for(lambda: _channel_state(other, "shared", "a") == "open", 20,
+                  "the other process did not adopt the open breaker")
         for _ in range(3):
             assert _chat(other, customer.key, "shared").status_code == 200
         assert len(channel_upstream.received("shared-a")) == 2
         assert len(channel_upstream.received("shared-b")) == 5
     finally:
         other.stop()
+        first.stop()
 
 
 def test_the_primary_failing_mid_load_fails_no_customer_request(routed, channel_upstream):

@@ -109,10 +109,11 @@ def test_revoked_key_is_refused_within_two_seconds(gateway, customer):
 
 
 def test_expired_key_is_refused(gateway):
-    expires = (datetime.now(timezone.utc) + timedelta(seconds=1.5)).isoformat().replace("+00:00", "Z")
-    customer = new_customer(gateway, expires_at=expires)
+    # Far enough ahead for the first call on a loaded machine; then wait for the instant itself.
+    expires_at = datetime.now(timezone.utc) + timedelta(seconds=5)
+    customer = new_customer(gateway, expires_at=expires_at.isoformat().replace("+00:00", "Z"))
     assert post(gateway, "/v1/chat/completions", customer.key, chat_body()).status_code == 200
-    time.sleep(2)
+    time.sleep(max(0.0, (expires_at - datetime.now(timezone.utc)).total_seconds()) + 0.1)
     error = assert_openai_error(post(gateway, "/v1/chat/completions", customer.key, chat_body()), 401, "api_key_expired")
     assert "expired" in error["message"]
     with pytest.raises(anthropic.AuthenticationError):
@@ -121,7 +122,7 @@ def test_expired_key_is_refused(gateway):
 
 def test_suspended_account_is_403(gateway, customer):
     assert gateway.internal("PATCH", f"/accounts/{customer.account_id}", json={"status": "suspended"}).status_code == 200
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 20
     while post(gateway, "/v1/chat/completions", customer.key, chat_body()).status_code != 403:
         assert time.monotonic() < deadline, "suspension never reached the gateway"
         time.sleep(0.1)
@@ -144,7 +145,7 @@ def test_key_spend_limit_is_402_once_reached(gateway):
     body = dict(chat_body(), max_tokens=COMPLETION_TOKENS)
     assert post(gateway, "/v1/chat/completions", customer.key, body).status_code == 200
     customer.settled(1)
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 20
     while True:
         answer = post(gateway, "/v1/chat/completions", customer.key, body)
         if answer.status_code != 200 or time.monotonic() > deadline:

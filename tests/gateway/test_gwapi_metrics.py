@@ -60,7 +60,7 @@ def test_metrics_sum_every_worker_and_stay_off_the_public_port(two_workers, chan
         answer.close()
     customer.settled(REQUESTS)
     breaker = ("samalink_channel_breaker_state", (("channel", "metered-a:metered-up-a"),))
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while True:
         samples = _samples(two_workers)
         served = _sum(samples, "samalink_requests_total", model="metered", channel="metered-b:metered-up-b",

@@ -153,6 +153,9 @@ def test_two_reservers_never_lease_more_than_the_balance(gateway_db):
     account_id = new_account(gateway_db, balance=100_000)
     granted: list[int] = []
     lock = threading.Lock()
+    # Each holds its leases until the other has asked for more (a fixed pause would not,
+    # on a loaded machine: the other might start only after the leases went back).
+    both_asked = threading.Barrier(2, timeout=60)
 
     def process():
         async def main():
@@ -163,7 +166,7 @@ def test_two_reservers_never_lease_more_than_the_balance(gateway_db):
             with lock:
                 granted.extend(o.amount_micro_p for o in outcomes if not isinstance(o, Exception))
             leased = account_row(gateway_db, account_id).leased_micro_p
-            await asyncio.sleep(0.2)  # hold the leases while the other process asks for more
+            await asyncio.get_running_loop().run_in_executor(None, both_asked.wait)
             await reserver.close()
             return leased
 

@@ -46,7 +46,9 @@ def _sign_in(page, base, user):
 
 
 def test_key_creation_copy_and_inline_errors(live_portal, browser_page, make_user):
-    page, user = browser_page, make_user()
+    # A zone already set: the dashboard does not report the browser's and reload itself
+    # while the click below navigates away (which left the page on /dashboard).
+    page, user = browser_page, make_user(timezone="Asia/Kolkata")
     _sign_in(page, live_portal, user)
     page.click("nav >> text=API Keys")
     page.wait_for_url(f"{live_portal}/keys")

@@ -82,10 +82,22 @@ CHILD = """
 import pathlib, signal, sys, time
 mark = pathlib.Path(sys.argv[1])
 signal.signal(signal.SIGTERM, lambda *_: mark.write_text("term") if sys.argv[2] == "ignore" else sys.exit(0))
+pathlib.Path(sys.argv[1] + ".ready").touch()
 deadline = time.monotonic() + float(sys.argv[3])
 while time.monotonic() < deadline:
     time.sleep(0.05)
 """
+
+
+def _child(mark: Path, mode: str, seconds: str) -> subprocess.Popen:
+    """Start CHILD and wait until its SIGTERM handler is in place (a loaded machine starts Python slowly)."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(mark), mode, seconds])
+    ready = Path(f"{mark}.ready")
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert child.poll() is None and time.monotonic() < deadline, "the child did not start"
+        time.sleep(0.02)
+    return child
 
 
 def test_a_gateway_child_stopping_after_ctrl_c_gets_no_second_signal(tmp_path):
@@ -93,8 +105,7 @@ def test_a_gateway_child_stopping_after_ctrl_c_gets_no_second_signal(tmp_path):
 
     mark = tmp_path / "mark"
     # Already stopping (as after the terminal's SIGINT): it ends by itself within a second.
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(mark), "ignore", "1"])
-    time.sleep(0.3)
+    child = _child(mark, "ignore", "1")
     launcher._stop(child, child_signalled=True)
     assert child.returncode == 0 and not mark.exists()
 
@@ -104,8 +115,7 @@ def test_a_gateway_child_that_does_not_stop_is_killed_after_the_timeout(tmp_path
 
     monkeypatch.setattr(launcher, "GATEWAY_STOP_TIMEOUT", 1.0)
     mark = tmp_path / "mark"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(mark), "ignore", "60"])
-    time.sleep(0.3)
+    child = _child(mark, "ignore", "60")
     started = time.monotonic()
     launcher._stop(child)
     assert child.returncode == -signal.SIGKILL and mark.read_text() == "term"
