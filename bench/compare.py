@@ -198,6 +198,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-portkey", action="store_true")
     parser.add_argument("--litellm-database-url", default=DEFAULT_LITELLM_DB,
                         help="PostgreSQL for LiteLLM's spend tracking ('' to skip that run)")
+    parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the gateway (e.g. GATEWAY_FLUSH_INTERVAL=3600)")
+    parser.add_argument("--writer-off", action="store_true",
+                        help="the gateway's batch writer queues nothing (bench/tracemalloc_hook): what a writer "
+                             "in its own process could save at most")
     parser.add_argument("--engine", choices=("wrk", "python"), default="wrk" if wrk_available() else "python")
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
@@ -221,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
             label = f"samalink ({count} worker{'s' if count > 1 else ''})"
             print(label, flush=True)
             gateway = harness.start_gateway(harness.free_port(), providers, args.gateway_database_url,
-                                            workers=count, name=f"gateway-w{count}")
+                                            workers=count, name=f"gateway-w{count}", extra_env=gateway_env(args))
             try:
                 _, access = harness.prepare_account(gateway, f"speed-w{count}-{int(time.time())}")
                 headers = {"Authorization": f"Bearer {access[0].key}"}
@@ -273,6 +278,16 @@ def main(argv: list[str] | None = None) -> None:
                                                 "args": {k: v for k, v in vars(args).items()}})
     print()
     print(report)
+
+
+def gateway_env(args: argparse.Namespace) -> dict[str, str]:
+    """The gateway's extra environment from ``--gateway-env`` and ``--writer-off``."""
+    env = dict(pair.partition("=")[::2] for pair in args.gateway_env)
+    if args.writer_off:
+        env["BENCH_WRITER_OFF"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent / "tracemalloc_hook"),
+                                             str(harness.REPO_DIR), os.environ.get("PYTHONPATH", "")])
+    return env
 
 
 def portkey_headers(fake_url: str) -> dict[str, str]:

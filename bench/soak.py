@@ -189,11 +189,130 @@ def flat_memory(samples: list[float], allowed_growth: float) -> dict:
             "growth": round(growth, 3), "flat": growth <= allowed_growth}
 
 
-def _sample_rss(pids: dict[str, int], stop: threading.Event, interval: float, out: dict[str, list[float]]) -> None:
+ARENA_ALIGN = 64 * 2**20  # glibc's HEAP_MAX_SIZE on 64-bit: every thread arena starts on such a boundary
+
+
+def memory_breakdown(pid: int) -> dict[str, float]:
+    """Where ``pid``'s (and its children's) resident memory lies, in MB, from /proc/PID/smaps.
+
+    ``heap`` is the brk heap (glibc's main arena), ``thread_arenas`` the anonymous mappings
+    that start on a 64 MB boundary (glibc's per-thread arenas), ``other_anon`` every other
+    anonymous mapping (pymalloc's 1 MB arenas, large mmap'd blocks, thread stacks),
+    ``db_files`` the database file and its WAL/shm mappings, ``other_files`` code and
+    libraries. ``anonymous`` and ``private_dirty`` are the kernel's own sums.
+    """
+    out = dict.fromkeys(("rss", "anonymous", "private_dirty", "heap", "thread_arenas", "other_anon",
+                         "db_files", "other_files"), 0.0)
+    for each in harness.process_tree(pid):
+        try:
+            text = Path(f"/proc/{each}/smaps").read_text()
+        except OSError:
+            continue
+        kind = "other_anon"
+        for line in text.splitlines():
+            head = line.split(None, 1)[0]
+            if "-" in head and not head.endswith(":"):  # a mapping's header line: start-end perms ... [path]
+                fields = line.split(None, 5)
+                path = fields[5].strip() if len(fields) > 5 else ""
+                start = int(head.split("-")[0], 16)
+                if path == "[heap]":
+                    kind = "heap"
+                elif not path:
+                    kind = "thread_arenas" if start % ARENA_ALIGN == 0 else "other_anon"
+                elif ".db" in path:
+                    kind = "db_files"
+                elif path.startswith("["):
+                    kind = "other_anon"  # [stack], [vdso], [anon:…]
+                else:
+                    kind = "other_files"
+            elif head == "Rss:":
+                kb = int(line.split()[1]) / 1024
+                out["rss"] += kb
+                out[kind] += kb
+            elif head == "Anonymous:":
+                out["anonymous"] += int(line.split()[1]) / 1024
+            elif head == "Private_Dirty:":
+                out["private_dirty"] += int(line.split()[1]) / 1024
+    return {k: round(v, 2) for k, v in out.items()}
+
+
+def _sample_rss(pids: dict[str, int], stop: threading.Event, interval: float, out: dict[str, list[float]],
+                breakdown: list[dict]) -> None:
+    started = time.monotonic()
     while not stop.is_set():
         for name, pid in pids.items():
             out[name].append(harness.rss_mb(pid))
+        breakdown.append({"t": round(time.monotonic() - started, 1), **memory_breakdown(pids["gateway"])})
         stop.wait(interval)
+
+
+def slope_mb_per_min(samples: list[dict], field: str, from_s: float) -> float | None:
+    """Least-squares slope of ``field`` over the samples taken at or after ``from_s`` seconds, MB/min."""
+    points = [(s["t"], s[field]) for s in samples if s["t"] >= from_s]
+    if len(points) < 3:
+        return None
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_v = sum(v for _, v in points) / len(points)
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    cov = sum((t - mean_t) * (v - mean_v) for t, v in points)
+    return round(cov / var * 60, 3) if var else None
+
+
+def breakdown_summary(samples: list[dict], slope_from_s: float) -> dict:
+    """Each category's median in the second and the last fifth of the run, and its late slope."""
+    if len(samples) < 10:
+        return {}
+    fifth = len(samples) // 5
+    summary = {}
+    for field in samples[0]:
+        if field == "t":
+            continue
+        early = statistics.median(s[field] for s in samples[fifth:2 * fifth])
+        late = statistics.median(s[field] for s in samples[-fifth:])
+        summary[field] = {"early_mb": round(early, 1), "late_mb": round(late, 1), "growth_mb": round(late - early, 1),
+                          "slope_mb_per_min": slope_mb_per_min(samples, field, slope_from_s)}
+    return summary
+
+
+def mallinfo_lines(log_path: Path) -> list[dict]:
+    """glibc's malloc totals and SQLite's memory, as the gateway logged them (``--mallocstats``)."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [{k: round(v, 2) if isinstance(v, float) else v for k, v in json.loads(line.split(" ", 1)[1]).items()}
+            for line in lines if line.startswith("bench-mallinfo ")]
+
+
+def malloc_arenas(log_path: Path) -> list[dict]:
+    """pymalloc's arena counts from the ``sys._debugmallocstats`` dumps in a gateway log (``--mallocstats``)."""
+    dumps: list[dict] = []
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return dumps
+    current: dict = {}
+    for line in lines:
+        if line.startswith("# arenas allocated total"):
+            current = {"allocated_total": int(line.split("=")[-1].replace(",", ""))}
+        elif line.startswith("# arenas reclaimed") and current:
+            current["reclaimed"] = int(line.split("=")[-1].replace(",", ""))
+        elif line.startswith("# arenas highwater mark") and current:
+            current["highwater"] = int(line.split("=")[-1].replace(",", ""))
+        elif line.startswith("# arenas allocated current") and current:
+            current["current"] = int(line.split("=")[-1].replace(",", ""))
+            dumps.append(current)
+            current = {}
+    return dumps
+
+
+def memory_table(summary: dict, slope_from: float) -> str:
+    """The gateway's memory by kind as a Markdown table."""
+    lines = [f"| gateway memory | second fifth MB | last fifth MB | growth MB | slope from {slope_from / 60:g} min, MB/min |",
+             "|---|---:|---:|---:|---:|"]
+    for field, row in summary.items():
+        lines.append(f"| {field} | {row['early_mb']} | {row['late_mb']} | {row['growth_mb']:+} | {row['slope_mb_per_min']} |")
+    return "\n".join(lines)
 
 
 TRACEMALLOC_DIR = harness.RESULTS_DIR / "soak-tracemalloc"
@@ -229,6 +348,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="heap snapshots of the gateway every minute; the growth by line is printed at the end")
     parser.add_argument("--collect-before-snapshot", action="store_true",
                         help="a full garbage collection before each snapshot: only what is still reachable")
+    parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the gateway (e.g. MALLOC_ARENA_MAX=2, PYTHONMALLOC=malloc)")
+    parser.add_argument("--mallocstats", action="store_true",
+                        help="the gateway logs sys._debugmallocstats() every minute (pymalloc arenas) and glibc's "
+                             "mallinfo2() with SQLite's sqlite3_memory_used() every 30 s")
+    parser.add_argument("--slope-after-minutes", type=float, default=None,
+                        help="fit the memory slope from this minute on (default: the last two thirds)")
+    parser.add_argument("--tag", default="", help="suffix of the result file name")
     args = parser.parse_args(argv)
 
     harness.raise_fd_limit()
@@ -244,14 +371,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.tracemalloc:
             shutil.rmtree(TRACEMALLOC_DIR, ignore_errors=True)
             extra_env = {"BENCH_TRACEMALLOC_DIR": str(TRACEMALLOC_DIR),
-                         "BENCH_TRACEMALLOC_COLLECT": "1" if args.collect_before_snapshot else "0",
-                         "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent / "tracemalloc_hook"),
-                                                        str(harness.REPO_DIR), os.environ.get("PYTHONPATH", "")])}
-        gateway = harness.start_gateway(harness.free_port(), providers, args.database_url, name="gateway-soak",
+                         "BENCH_TRACEMALLOC_COLLECT": "1" if args.collect_before_snapshot else "0"}
+        if args.mallocstats:
+            extra_env["BENCH_MALLOCSTATS_SECONDS"] = "60"
+            extra_env["BENCH_MALLINFO_SECONDS"] = "30"
+        if args.tracemalloc or args.mallocstats:
+            extra_env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent / "tracemalloc_hook"),
+                                                       str(harness.REPO_DIR), os.environ.get("PYTHONPATH", "")])
+        for pair in args.gateway_env:
+            name, _, value = pair.partition("=")
+            extra_env[name] = value
+        gateway = harness.start_gateway(harness.free_port(), providers, args.database_url,
+                                        name="gateway-soak" + (f"-{args.tag}" if args.tag else ""),
                                         extra_env=extra_env)
         services.append(gateway)
         database_url = args.database_url or f"sqlite:///{gateway.workdir / 'gateway.db'}"
-        portal = harness.start_portal(harness.free_port(), gateway, name="portal-soak")
+        portal = harness.start_portal(harness.free_port(), gateway,
+                                      name="portal-soak" + (f"-{args.tag}" if args.tag else ""))
         services.append(portal)
         account_ids, keys = [], []
         for index in range(ACCOUNTS):
@@ -261,15 +397,18 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"soak: {args.clients} clients, {args.browsers} portal browsers, {args.minutes:g} min", flush=True)
         rss: dict[str, list[float]] = {"gateway": [], "portal": []}
+        breakdown: list[dict] = []
         stop = threading.Event()
         sampler = threading.Thread(target=_sample_rss, args=(
-            {"gateway": gateway.pid, "portal": portal.pid}, stop, args.sample_seconds, rss), daemon=True)
+            {"gateway": gateway.pid, "portal": portal.pid}, stop, args.sample_seconds, rss, breakdown), daemon=True)
         sampler.start()
         portal_statuses: Counter = Counter()
         browsers = [threading.Thread(target=browse_portal, args=(portal, stop, portal_statuses, i), daemon=True)
                     for i in range(args.browsers)]
         for thread in browsers:
             thread.start()
+        machine = harness.machine_description()  # the load average at the start of the traffic
+        slope_from = (args.slope_after_minutes * 60 if args.slope_after_minutes is not None else seconds / 3)
         started = time.monotonic()
         tally = asyncio.run(drive_gateway(gateway.url, keys, args.clients, seconds, args.seed))
         elapsed = time.monotonic() - started
@@ -300,9 +439,17 @@ def main(argv: list[str] | None = None) -> int:
             **checks,
             "rss_gateway": flat_memory(rss["gateway"], args.rss_growth),
             "rss_portal": flat_memory(rss["portal"], args.rss_growth),
-            "machine": harness.machine_description(),
+            "gateway_env": args.gateway_env,
+            "gateway_memory": breakdown_summary(breakdown, slope_from),
+            "slope_from_s": slope_from,
+            "load_at_end": [round(x, 2) for x in os.getloadavg()],
+            "machine": machine,
         }
-        harness.write_result("soak", result)
+        if args.mallocstats:
+            result["pymalloc_arenas"] = malloc_arenas(gateway.log_path)
+            result["mallinfo"] = mallinfo_lines(gateway.log_path)
+        result_path = harness.write_result("soak" + (f"-{args.tag}" if args.tag else ""), result)
+        result_path.with_name(result_path.stem + "-memory.json").write_text(json.dumps(breakdown))
         failures = []
         if checks["lost_rows"]:
             failures.append(f"{checks['lost_rows']} completed requests missing from the log")
@@ -318,7 +465,9 @@ def main(argv: list[str] | None = None) -> int:
                 failures.append(f"{name} grew by {result[name]['growth']:.0%}")
         if tally.transport_errors:
             failures.append(f"transport errors: {dict(tally.transport_errors)}")
-        print(json.dumps({k: v for k, v in result.items() if k not in ("by_kind", "machine")}, indent=2))
+        print(json.dumps({k: v for k, v in result.items() if k not in ("by_kind", "machine", "gateway_memory")},
+                         indent=2))
+        print(memory_table(result["gateway_memory"], slope_from))
         if args.tracemalloc:
             print(heap_growth(TRACEMALLOC_DIR))
         print("soak: " + ("OK" if not failures else "FAILED: " + "; ".join(failures)), flush=True)
