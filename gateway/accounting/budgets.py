@@ -73,15 +73,17 @@ def set_budget(conn: Connection, key_id: str, period: str | None, now: datetime)
     )
 
 
+# Built once: every flush of the batch writer runs it.
+_WITH_BUDGET = sa.select(api_keys.c.id).where(
+    api_keys.c.id.in_(sa.bindparam("b_ids", expanding=True)), api_keys.c.budget_period.is_not(None)
+)
+
+
 def add_budget_spend(conn: Connection, charges: dict[str, list[tuple[datetime, int]]], now: datetime) -> None:
     """Add each key's charges (request start, cost) that fall in its current period, to the
     key's budget and to its team member's."""
     add_member_spend(conn, charges, now)
-    with_budget = sorted(
-        conn.execute(
-            sa.select(api_keys.c.id).where(api_keys.c.id.in_(list(charges)), api_keys.c.budget_period.is_not(None))
-        ).scalars()
-    )
+    with_budget = sorted(conn.execute(_WITH_BUDGET, {"b_ids": list(charges)}).scalars())
     for key_id in with_budget:
         roll_budget_period(conn, key_id, now)
         row = _budget_row(conn, key_id)

@@ -41,17 +41,21 @@ BUDGET_SCOPES = ("key", "member")
 USED_UP_PERCENT = 90
 
 
+# Built once: every flush of the batch writer runs it.
+_THRESHOLDS_OF_ACCOUNTS = (
+    sa.select(balance_thresholds, accounts.c.balance_micro_p)
+    .join(accounts, accounts.c.id == balance_thresholds.c.account_id)
+    .where(balance_thresholds.c.account_id.in_(sa.bindparam("b_ids", expanding=True)))
+)
+
+
 def balance_moved(conn: Connection, account_ids: Iterable[str]) -> None:
     """Disarm and record every threshold the accounts' balances just fell below; re-arm
     those they climbed back to. Call after the balances moved, in the same transaction."""
     ids = sorted(set(account_ids))
     if not ids:
         return
-    rows = conn.execute(
-        sa.select(balance_thresholds, accounts.c.balance_micro_p)
-        .join(accounts, accounts.c.id == balance_thresholds.c.account_id)
-        .where(balance_thresholds.c.account_id.in_(ids))
-    ).all()
+    rows = conn.execute(_THRESHOLDS_OF_ACCOUNTS, {"b_ids": ids}).all()
     now = utcnow()
     for row in rows:
         below = row.balance_micro_p < row.threshold_micro_p

@@ -221,6 +221,19 @@ class UsageCharge:
     description: str
 
 
+# Built once: the batch writer runs it for every account in every flush.
+_CHARGE = (
+    accounts.update()
+    .where(accounts.c.id == sa.bindparam("b_id"))
+    .values(
+        balance_micro_p=accounts.c.balance_micro_p - sa.bindparam("b_total"),
+        spent_micro_p=accounts.c.spent_micro_p + sa.bindparam("b_total"),
+        requests=accounts.c.requests + sa.bindparam("b_count"),
+    )
+    .returning(accounts.c.balance_micro_p)
+)
+
+
 def debit_usage(conn: Connection, charges: Iterable[UsageCharge]) -> None:
     """Charge settled requests: per account, one balance update and one ``usage`` entry
     per charged request (idempotency key ``usage:<request_id>``), all in ``conn``'s
@@ -235,19 +248,12 @@ def debit_usage(conn: Connection, charges: Iterable[UsageCharge]) -> None:
     for account_id in sorted(by_account):
         charges_here = by_account[account_id]
         total = sum(c.amount_micro_p for c in charges_here)
-        conn.execute(
-            accounts.update()
-            .where(accounts.c.id == account_id)
-            .values(
-                balance_micro_p=accounts.c.balance_micro_p - total,
-                spent_micro_p=accounts.c.spent_micro_p + total,
-                requests=accounts.c.requests + len(charges_here),
-            )
-        )
+        # The UPDATE holds the row lock, so the balance it returns makes the running balance exact.
+        running = conn.execute(_CHARGE, {"b_id": account_id, "b_total": total, "b_count": len(charges_here)}).scalar()
         if total == 0:
             continue
-        # The UPDATE above holds the row lock, so the running balance is exact.
-        running = conn.execute(sa.select(accounts.c.balance_micro_p).where(accounts.c.id == account_id)).scalar_one()
+        if running is None:
+            raise LookupError(f"no account {account_id} to charge")
         running += total
         for c in charges_here:
             if c.amount_micro_p == 0:

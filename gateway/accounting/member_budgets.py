@@ -112,15 +112,19 @@ def set_member_budget(
     return member_budget_row(conn, account_id, member_id)
 
 
+# Built once: every flush of the batch writer runs it.
+_MEMBER_BUDGETS_OF_KEYS = (
+    sa.select(api_keys.c.id, member_budgets.c.id.label("budget_id"))
+    .join(member_budgets, sa.and_(member_budgets.c.account_id == api_keys.c.account_id,
+                                  member_budgets.c.member_id == api_keys.c.member_id))
+    .where(api_keys.c.id.in_(sa.bindparam("b_ids", expanding=True)), member_budgets.c.budget_period.is_not(None))
+)
+
+
 def add_member_spend(conn: Connection, charges: dict[str, list[tuple[datetime, int]]], now: datetime) -> None:
     """Add each key's charges (request start, cost) to its member's budget, where the key
     has a member with a budget and the charge falls in that budget's current period."""
-    rows = conn.execute(
-        sa.select(api_keys.c.id, member_budgets.c.id.label("budget_id"))
-        .join(member_budgets, sa.and_(member_budgets.c.account_id == api_keys.c.account_id,
-                                      member_budgets.c.member_id == api_keys.c.member_id))
-        .where(api_keys.c.id.in_(list(charges)), member_budgets.c.budget_period.is_not(None))
-    )
+    rows = conn.execute(_MEMBER_BUDGETS_OF_KEYS, {"b_ids": list(charges)})
     by_budget: dict[str, list[tuple[datetime, int]]] = {}
     for key_id, budget_id in rows:
         by_budget.setdefault(budget_id, []).extend(charges[key_id])

@@ -234,6 +234,28 @@ def bucket_start(when: datetime) -> int:
     return epoch - epoch % BUCKET_SECONDS
 
 
+# The statements every flush runs are built once (a new statement object costs its
+# construction and its cache key, 0.1–0.8 ms each, in every flush).
+_LOGGED_IDS = sa.select(request_log.c.request_id).where(
+    request_log.c.request_id.in_(sa.bindparam("b_ids", expanding=True))
+)
+_ZONES = sa.select(accounts.c.id, accounts.c.usage_tz).where(accounts.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+_last_used = sa.bindparam("b_last", type_=api_keys.c.last_used_at.type)
+_KEY_USE = (
+    api_keys.update()
+    .where(api_keys.c.id == sa.bindparam("b_id"))
+    .values(
+        spent_micro_p=api_keys.c.spent_micro_p + sa.bindparam("b_spent"),
+        last_used_at=sa.case(
+            (api_keys.c.last_used_at.is_(None), _last_used),
+            (api_keys.c.last_used_at < _last_used, _last_used),
+            else_=api_keys.c.last_used_at,
+        ),
+        updated_at=sa.bindparam("b_now", type_=api_keys.c.updated_at.type),
+    )
+)
+
+
 def write_batch(conn: Connection, batch: list[tuple[RequestRecord, Reservation | None]]) -> list[Settled]:
     """Record and charge ``batch`` inside the caller's transaction, phase by phase.
 
@@ -263,7 +285,7 @@ def _unwritten(
     done: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        done.update(conn.execute(sa.select(request_log.c.request_id).where(request_log.c.request_id.in_(chunk))).scalars())
+        done.update(conn.execute(_LOGGED_IDS, {"b_ids": chunk}).scalars())
     unwritten = []
     for record, reservation in batch:
         if record.request_id not in done:
@@ -323,21 +345,9 @@ def _add_key_use(conn: Connection, records: list[RequestRecord]) -> None:
             charges.setdefault(record.key_id, []).append((record.created_at, record.cost_micro_p))
     if charges:
         add_budget_spend(conn, charges, now)
-    for key_id in sorted(key_use):
-        spent, last = key_use[key_id]
-        conn.execute(
-            api_keys.update()
-            .where(api_keys.c.id == key_id)
-            .values(
-                spent_micro_p=api_keys.c.spent_micro_p + spent,
-                last_used_at=sa.case(
-                    (api_keys.c.last_used_at.is_(None), last),
-                    (api_keys.c.last_used_at < last, last),
-                    else_=api_keys.c.last_used_at,
-                ),
-                updated_at=now,
-            )
-        )
+    if key_use:
+        conn.execute(_KEY_USE, [{"b_id": key_id, "b_spent": key_use[key_id][0], "b_last": key_use[key_id][1],
+                                 "b_now": now} for key_id in sorted(key_use)])
 
 
 def _sums_of(record: RequestRecord) -> tuple[int, ...]:
@@ -368,7 +378,7 @@ def _add_usage_sums(conn: Connection, records: list[RequestRecord]) -> None:
     account_ids = sorted({record.account_id for record in records})
     zones = {
         row.id: ZoneInfo(row.usage_tz)
-        for row in conn.execute(sa.select(accounts.c.id, accounts.c.usage_tz).where(accounts.c.id.in_(account_ids)))
+        for row in conn.execute(_ZONES, {"b_ids": account_ids})
     }
     for table, column in DAY_TABLES:
         days: dict[tuple[str, int, str], list[int]] = {}
