@@ -19,13 +19,14 @@ measures what the same non-streamed request costs the calling process with each 
 All five talk to the same upstream, hypercorn serving a trivial ASGI app (one chat
 completion, the fake upstream's answer) on 127.0.0.1, which speaks both protocols; it
 keeps a connection open for any number of requests (hypercorn's default closes it after
-1,000, which pyreqwest's HTTP/2 does not survive). The
-request is the gateway's shape: ``POST /v1/chat/completions`` with a bearer key and a JSON
-body, either a small chat (``small``, 150 B) or a recorded coding-agent request (``agent``,
-49 KB, from tests/gateway/fixtures). ``--concurrency`` tasks run for ``--duration`` seconds
-on uvloop; the client's CPU (user + kernel, this process and all its threads, the
-Tokio runtime's included, from /proc via ``os.times``) divided by the requests completed is the figure, the least of ``--repeat``
-runs. The server's CPU is not counted. Figures land in bench/results/http2_client.json.
+1,000, which pyreqwest's HTTP/2 does not survive). The request is the gateway's shape:
+``POST /v1/chat/completions`` with a bearer key and a JSON body, either a small chat
+(``small``, 124 B) or a recorded coding-agent request (``agent``, 49 KB, from
+tests/gateway/fixtures). ``--concurrency`` tasks run for ``--duration`` seconds on uvloop;
+the client's CPU (user + kernel, this process and all its threads, the Tokio runtime's
+included, from /proc via ``os.times``) divided by the requests completed is the figure,
+the least of ``--repeat`` runs. The server's CPU is not counted. Figures land in
+bench/results/http2_client.json.
 """
 
 from __future__ import annotations
