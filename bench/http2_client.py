@@ -9,16 +9,24 @@ measures what the same non-streamed request costs the calling process with each 
   TCPConnector without a cap, ``raise_for_status`` off, the answer read whole);
 * ``httpx-h1``: ``httpx.AsyncClient`` over HTTP/1.1;
 * ``httpx-h2``: ``httpx.AsyncClient(http1=False, http2=True)``, HTTP/2 with prior knowledge
-  over cleartext (h2c), every request a stream on one multiplexed connection.
+  over cleartext (h2c), every request a stream on one multiplexed connection;
+* ``pyreqwest-h1``: pyreqwest's async ``Client`` (Rust: reqwest and hyper on a Tokio
+  runtime thread of its own, single-threaded as by default), HTTP/1.1 only, pooled
+  keep-alive connections, no cap on requests in flight, the answer read whole with
+  ``Response.bytes()``;
+* ``pyreqwest-h2``: the same client built with ``http2_prior_knowledge()`` (h2c).
 
-All three talk to the same upstream, hypercorn serving a trivial ASGI app (one chat
-completion, the fake upstream's answer) on 127.0.0.1, which speaks both protocols. The
-request is the gateway's shape: ``POST /v1/chat/completions`` with a bearer key and a JSON
-body, either a small chat (``small``, 150 B) or a recorded coding-agent request (``agent``,
-49 KB, from tests/gateway/fixtures). ``--concurrency`` tasks run for ``--duration`` seconds
-on uvloop; the client's CPU (user + kernel, this process, from /proc via
-``os.times``) divided by the requests completed is the figure, the least of ``--repeat``
-runs. The server's CPU is not counted. Figures land in bench/results/http2_client.json.
+All five talk to the same upstream, hypercorn serving a trivial ASGI app (one chat
+completion, the fake upstream's answer) on 127.0.0.1, which speaks both protocols; it
+keeps a connection open for any number of requests (hypercorn's default closes it after
+1,000, which pyreqwest's HTTP/2 does not survive). The request is the gateway's shape:
+``POST /v1/chat/completions`` with a bearer key and a JSON body, either a small chat
+(``small``, 124 B) or a recorded coding-agent request (``agent``, 49 KB, from
+tests/gateway/fixtures). ``--concurrency`` tasks run for ``--duration`` seconds on uvloop;
+the client's CPU (user + kernel, this process and all its threads, the Tokio runtime's
+included, from /proc via ``os.times``) divided by the requests completed is the figure,
+the least of ``--repeat`` runs. The server's CPU is not counted. Figures land in
+bench/results/http2_client.json.
 """
 
 from __future__ import annotations
@@ -30,12 +38,15 @@ import os
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import httpx
 import orjson
+import pyreqwest
 import uvloop
+from pyreqwest.client import ClientBuilder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -54,9 +65,14 @@ def request_bodies() -> dict[str, bytes]:
 
 def start_upstream(port: int) -> subprocess.Popen:
     """hypercorn serving ``h2_upstream:app`` (HTTP/1.1 and h2c), waiting until it accepts connections."""
-    argv = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-            "--log-level", "warning", "h2_upstream:app"]
     harness.LOG_DIR.mkdir(parents=True, exist_ok=True)
+    # hypercorn closes a connection after 1,000 requests by default (on HTTP/2 with a
+    # GOAWAY); pyreqwest's HTTP/2 then fails the requests in flight instead of retrying
+    # them. Connections to a real upstream live as long as both ends keep them.
+    config = harness.LOG_DIR / "h2-upstream.toml"
+    config.write_text("keep_alive_max_requests = 1000000000\n")
+    argv = [sys.executable, "-m", "hypercorn", "--config", str(config), "--bind", f"127.0.0.1:{port}",
+            "--workers", "1", "--log-level", "warning", "h2_upstream:app"]
     log = open(harness.LOG_DIR / f"h2-upstream-{port}.log", "w")
     proc = subprocess.Popen(argv, cwd=Path(__file__).resolve().parent, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -97,6 +113,18 @@ async def run_client(kind: str, url: str, body: bytes, concurrency: int, seconds
                 assert response.status == 200 and payload
 
         close = session.close
+    elif kind.startswith("pyreqwest"):
+        builder = ClientBuilder().max_connections(None).timeout(timedelta(seconds=60))
+        client = (builder.http2_prior_knowledge() if kind == "pyreqwest-h2" else builder.http1_only()).build()
+        version = "HTTP/2.0" if kind == "pyreqwest-h2" else "HTTP/1.1"
+
+        async def send() -> None:
+            response = await client.post(url).headers(headers).body_bytes(body).build().send()
+            payload = await response.bytes()
+            assert response.status == 200 and payload
+            assert response.version == version, response.version
+
+        close = client.close
     else:
         client = httpx.AsyncClient(http1=kind == "httpx-h1", http2=kind == "httpx-h2",
                                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
@@ -124,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--concurrency", default="1,64")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--clients", default="aiohttp-h1,httpx-h1,httpx-h2")
+    parser.add_argument("--clients", default="aiohttp-h1,httpx-h1,httpx-h2,pyreqwest-h1,pyreqwest-h2")
     parser.add_argument("--bodies", default="small,agent")
     args = parser.parse_args(argv)
     harness.warn_if_busy()
@@ -159,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
               f"| {row['cpu_us_per_req']:.1f} | {', '.join(map(str, row['all_cpu_us_per_req']))} "
               f"| {row['req_per_s']:,.0f} | {row['load_1min']} |")
     harness.write_result("http2_client", {"machine": machine, "rows": rows, "args": vars(args),
-                                          "versions": {"aiohttp": aiohttp.__version__, "httpx": httpx.__version__}})
+                                          "versions": {"aiohttp": aiohttp.__version__, "httpx": httpx.__version__,
+                                                       "pyreqwest": pyreqwest.__version__}})
 
 
 if __name__ == "__main__":
