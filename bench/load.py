@@ -6,7 +6,9 @@ Two engines measure the same thing:
   it costs the machine much less CPU than a Python client, which matters on a
   small machine where client and servers share the cores.
 * an asyncio client (aiohttp, pooled keep-alive connections) for streams, where
-  it records the time to the first body bytes (TTFT) as well as the total.
+  it records the time to the first token (TTFT: the first event carrying content, not
+  the role-only event the fake sends first, which the gateway holds back with the
+  response until content comes so that it can still fail over) as well as the total.
 
     python bench/load.py http://127.0.0.1:8001/v1/chat/completions --key sama_... \
         --model deepseek-v3.2 --concurrency 16 --duration 10 [--stream] [--engine python]
@@ -27,6 +29,9 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+# What the fake's content events carry (fake_upstream.CONTENT_PIECE), however a proxy
+# re-serialises them: the first token.
+FIRST_TOKEN = b"Hello there"
 PROMPT = "Summarise the plot of a short story about a lighthouse keeper in two sentences."
 
 
@@ -137,9 +142,13 @@ async def _one_request(session: aiohttp.ClientSession, url: str, body: bytes, he
     first: float | None = None
     async with session.post(url, data=body, headers=headers) as resp:
         if stream:
+            seen = b""
             async for chunk in resp.content.iter_any():
-                if first is None and chunk:
-                    first = time.perf_counter() - start
+                if first is None:
+                    # Kept whole until the token shows, in case a read splits it.
+                    seen += chunk
+                    if FIRST_TOKEN in seen:
+                        first = time.perf_counter() - start
         else:
             await resp.read()
         error = None if resp.status == 200 else f"HTTP {resp.status}"

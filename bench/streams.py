@@ -17,6 +17,13 @@ run): "CPU µs/event" divides it by the events the clients received, so it still
 includes each stream's own request handling. ``--slope-chunks N`` repeats the run
 with N content chunks per stream; the difference in CPU divided by the difference
 in events is the cost of relaying one more event, without the per-stream part.
+
+Each client also times the gap between consecutive content chunks of its stream: the
+fake spaces them ``--chunk-interval-ms`` apart, so what a gap exceeds that by is what
+the path added between two events ("inter-event added", p50 and p99 over every gap).
+TTFT is the time to the first content event (the first token), as in load.py.
+``--target direct`` runs the same clients against the paced fake itself, the baseline
+for TTFT and the gaps (its CPU columns are then the fake's).
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
-from load import chat_body, format_table, percentile  # noqa: E402
+from load import FIRST_TOKEN, chat_body, format_table, percentile  # noqa: E402
 
 
 async def run_streams(url: str, key: str, count: int, chunks: int, ramp: float) -> dict:
@@ -43,6 +50,7 @@ async def run_streams(url: str, key: str, count: int, chunks: int, ramp: float) 
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     outcomes: Counter[str] = Counter()
     ttfts: list[float] = []
+    gaps: list[float] = []
     open_now = 0
     peak_open = 0
     events = 0
@@ -65,16 +73,21 @@ async def run_streams(url: str, key: str, count: int, chunks: int, ramp: float) 
                 seen_events = 0
                 done = False
                 first = True
+                last_chunk_at = None
                 async for line in resp.content:
-                    if first:
-                        ttfts.append(time.perf_counter() - start)
-                        first = False
                     if line.startswith(b"data:"):
                         seen_events += 1
                     if line.startswith(b"data: [DONE]"):
                         done = True
-                    elif b'"content":"Hello there"' in line:
+                    elif FIRST_TOKEN in line:
                         content_chunks += 1
+                        now = time.perf_counter()
+                        if first:
+                            ttfts.append(now - start)
+                            first = False
+                        if last_chunk_at is not None:
+                            gaps.append(now - last_chunk_at)
+                        last_chunk_at = now
                 events += seen_events
                 if done and content_chunks == chunks:
                     outcomes["completed"] += 1
@@ -89,7 +102,8 @@ async def run_streams(url: str, key: str, count: int, chunks: int, ramp: float) 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await asyncio.gather(*(one(session, ramp * i / count) for i in range(count)))
     return {"outcomes": dict(outcomes), "peak_open": peak_open, "events": events, "seconds": time.perf_counter() - began,
-            "ttft_p50_ms": percentile(ttfts, 50) * 1000, "ttft_p99_ms": percentile(ttfts, 99) * 1000}
+            "ttft_p50_ms": percentile(ttfts, 50) * 1000, "ttft_p99_ms": percentile(ttfts, 99) * 1000,
+            "gap_p50_ms": percentile(gaps, 50) * 1000, "gap_p99_ms": percentile(gaps, 99) * 1000}
 
 
 IDLE_SECONDS = 2.0
@@ -103,27 +117,29 @@ def measure(args: argparse.Namespace, chunks: int) -> tuple[dict, dict]:
                                         name="fake_paced")
     gateway = None
     try:
-        if args.target == "gateway":
+        if args.target == "direct":
+            relay, key = paced, "none"
+        elif args.target == "gateway":
             gateway = harness.start_gateway(harness.free_port(), harness.providers_file(fast_port, paced_port),
                                             args.gateway_database_url, workers=args.workers, name="gateway-streams",
                                             extra_env=dict(item.split("=", 1) for item in args.gateway_env))
             _, access = harness.prepare_account(gateway, f"streams-{int(time.time())}")
-            key = access[0].key
+            relay, key = gateway, access[0].key
         else:
             gateway = harness.start_relay_floor(harness.free_port(), paced_port, args.target.split("-", 1)[1])
-            key = "none"
-        idle_mb = harness.rss_mb(gateway.pid)
-        idle_start = harness.cpu_seconds(gateway.pid)
+            relay, key = gateway, "none"
+        idle_mb = harness.rss_mb(relay.pid)
+        idle_start = harness.cpu_seconds(relay.pid)
         time.sleep(IDLE_SECONDS)
-        idle_rate = (harness.cpu_seconds(gateway.pid) - idle_start) / IDLE_SECONDS
-        with harness.RssSampler(gateway.pid) as sampler, harness.ConnectionSampler(paced_port) as upstream:
-            user_start, system_start = harness.cpu_times(gateway.pid)
-            outcome = asyncio.run(run_streams(gateway.url + "/v1/chat/completions", key,
+        idle_rate = (harness.cpu_seconds(relay.pid) - idle_start) / IDLE_SECONDS
+        with harness.RssSampler(relay.pid) as sampler, harness.ConnectionSampler(paced_port) as upstream:
+            user_start, system_start = harness.cpu_times(relay.pid)
+            outcome = asyncio.run(run_streams(relay.url + "/v1/chat/completions", key,
                                               args.streams, chunks, args.ramp_seconds))
-            user_end, system_end = harness.cpu_times(gateway.pid)
+            user_end, system_end = harness.cpu_times(relay.pid)
             user, system = user_end - user_start, system_end - system_start
             cpu = user + system
-        hwm_mb = harness.peak_rss_mb(gateway.pid)
+        hwm_mb = harness.peak_rss_mb(relay.pid)
     finally:
         if gateway is not None:
             gateway.stop()
@@ -135,6 +151,8 @@ def measure(args: argparse.Namespace, chunks: int) -> tuple[dict, dict]:
     row = {"target": args.target, "streams": args.streams, "chunks": chunks, "completed": completed, "peak_open": outcome["peak_open"],
            "seconds": outcome["seconds"], "idle_rss_mb": idle_mb, "peak_rss_mb": sampler.peak_mb,
            "hwm_rss_mb": hwm_mb, "ttft_p50_ms": outcome["ttft_p50_ms"], "ttft_p99_ms": outcome["ttft_p99_ms"],
+           "gap_p50_ms": outcome["gap_p50_ms"], "gap_p99_ms": outcome["gap_p99_ms"],
+           "gap_added_p99_ms": outcome["gap_p99_ms"] - args.chunk_interval_ms,
            "workers": args.workers, "upstream_open": upstream.peak, "events": outcome["events"],
            "cpu_s": cpu, "user_s": user, "system_s": system, "idle_cpu_per_s": idle_rate, "busy_cpu_s": busy_cpu,
            "cpu_us_per_stream": busy_cpu / max(1, args.streams) * 1e6, "cpu_us_per_event": busy_cpu / events * 1e6,
@@ -152,8 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-interval-ms", type=float, default=100.0)
     parser.add_argument("--ramp-seconds", type=float, default=1.0, help="spread the stream starts over this")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--target", choices=("gateway", "floor-aiohttp", "floor-protocol"), default="gateway",
-                        help="the gateway, or bench/relay_floor.py's bare relay in that mode")
+    parser.add_argument("--target", choices=("gateway", "direct", "floor-aiohttp", "floor-protocol"),
+                        default="gateway",
+                        help="the gateway, the paced fake itself, or bench/relay_floor.py's bare relay in that mode")
     parser.add_argument("--gateway-database-url", default=None)
     parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the gateway (repeatable)")
@@ -177,7 +196,9 @@ def main(argv: list[str] | None = None) -> None:
         ("peak_open", "client streams open at once"), ("upstream_open", "upstream streams open at once"),
         ("seconds", "wall s"), ("idle_rss_mb", "idle RSS MB"),
         ("peak_rss_mb", "peak RSS MB (sampled)"), ("hwm_rss_mb", "VmHWM MB"),
-        ("ttft_p50_ms", "TTFT p50 ms"), ("ttft_p99_ms", "TTFT p99 ms"), ("events", "events"),
+        ("ttft_p50_ms", "TTFT p50 ms"), ("ttft_p99_ms", "TTFT p99 ms"),
+        ("gap_p50_ms", "inter-event p50 ms"), ("gap_p99_ms", "inter-event p99 ms"),
+        ("gap_added_p99_ms", "inter-event p99 − interval ms"), ("events", "events"),
         ("busy_cpu_s", "gateway CPU s (less idle)"), ("cpu_us_per_stream", "CPU µs/stream"),
         ("cpu_us_per_event", "CPU µs/event"), ("system_share", "of it kernel %"), ("load_avg", "load avg")]))
     if "cpu_us_per_extra_event" in result:

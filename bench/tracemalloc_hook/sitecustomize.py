@@ -11,7 +11,8 @@ pools) to the process's stderr that often. With ``BENCH_MALLINFO_SECONDS`` it pr
 ``mallinfo2()`` and SQLite's ``sqlite3_memory_used()`` as one JSON line. With ``BENCH_SQLITE_SOFT_HEAP_MB`` SQLite's soft heap
 limit is set (``sqlite3_soft_heap_limit64``). With
 ``BENCH_WRITER_OFF=1`` (``compare.py --writer-off``) the gateway's batch writer queues
-nothing. Without these variables it does nothing.
+nothing. ``BENCH_SWITCH_INTERVAL`` sets the interpreter's thread switch interval (seconds,
+``sys.setswitchinterval``). Without these variables it does nothing.
 """
 
 from __future__ import annotations
@@ -118,3 +119,10 @@ if os.environ.get("BENCH_WRITER_OFF") == "1":
                 self.reserver.release(queued_reservation)
 
     metering.BatchWriter.settle = _settle_elsewhere
+
+
+_SWITCH_INTERVAL = os.environ.get("BENCH_SWITCH_INTERVAL")
+if _SWITCH_INTERVAL:
+    # How long a thread may hold the interpreter lock while another waits for it (5 ms
+    # by default): the event loop waits up to this for the batch writer's thread.
+    sys.setswitchinterval(float(_SWITCH_INTERVAL))
