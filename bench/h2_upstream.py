@@ -17,16 +17,22 @@ CHAT = orjson.dumps({
 })
 
 
+async def lifespan(receive, send) -> None:
+    """Answer an ASGI server's start-up and shut-down messages until it shuts down."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def app(scope, receive, send) -> None:
     """The whole upstream: drain the request, send one fixed JSON answer."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     more = True
     while more:
         message = await receive()

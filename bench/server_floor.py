@@ -41,6 +41,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
+from h2_upstream import lifespan  # noqa: E402
 
 CONTENT = ("The keeper climbed the ninety-one steps each evening, trimmed the wick and wound the clockwork "
            "that turned the lens, and each morning wrote the weather, the ships and the hours of the light "
@@ -117,13 +118,8 @@ async def _rsgi_app(scope, protocol) -> None:
 
 async def _asgi_app(scope, receive, send) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     chunks = []
     more = True
     while more:
