@@ -236,13 +236,24 @@ def memory_breakdown(pid: int) -> dict[str, float]:
     return {k: round(v, 2) for k, v in out.items()}
 
 
+def writer_backlog(gateway: harness.Service) -> int | None:
+    """Requests the gateway has answered but not yet written (``queue_depth`` of its health)."""
+    try:
+        _, health = harness.http_json("GET", gateway.info["internal_url"] + "/internal/health",
+                                      token=gateway.info["token"], timeout=10)
+        return health.get("queue_depth")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _sample_rss(pids: dict[str, int], stop: threading.Event, interval: float, out: dict[str, list[float]],
-                breakdown: list[dict]) -> None:
+                breakdown: list[dict], gateway: harness.Service) -> None:
     started = time.monotonic()
     while not stop.is_set():
         for name, pid in pids.items():
             out[name].append(harness.rss_mb(pid))
-        breakdown.append({"t": round(time.monotonic() - started, 1), **memory_breakdown(pids["gateway"])})
+        breakdown.append({"t": round(time.monotonic() - started, 1), **memory_breakdown(pids["gateway"]),
+                          "backlog": writer_backlog(gateway)})
         stop.wait(interval)
 
 
@@ -265,7 +276,7 @@ def breakdown_summary(samples: list[dict], slope_from_s: float) -> dict:
     fifth = len(samples) // 5
     summary = {}
     for field in samples[0]:
-        if field == "t":
+        if field in ("t", "backlog"):
             continue
         early = statistics.median(s[field] for s in samples[fifth:2 * fifth])
         late = statistics.median(s[field] for s in samples[-fifth:])
@@ -304,6 +315,15 @@ def malloc_arenas(log_path: Path) -> list[dict]:
             dumps.append(current)
             current = {}
     return dumps
+
+
+def backlog_summary(samples: list[dict]) -> dict:
+    """The writer's backlog over the run: median and largest seen, and the last fifth's median."""
+    seen = [s["backlog"] for s in samples if s.get("backlog") is not None]
+    if not seen:
+        return {}
+    return {"median": statistics.median(seen), "max": max(seen),
+            "last_fifth_median": statistics.median(seen[-max(1, len(seen) // 5):])}
 
 
 def memory_table(summary: dict, slope_from: float) -> str:
@@ -400,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
         breakdown: list[dict] = []
         stop = threading.Event()
         sampler = threading.Thread(target=_sample_rss, args=(
-            {"gateway": gateway.pid, "portal": portal.pid}, stop, args.sample_seconds, rss, breakdown), daemon=True)
+            {"gateway": gateway.pid, "portal": portal.pid}, stop, args.sample_seconds, rss, breakdown, gateway),
+            daemon=True)
         sampler.start()
         portal_statuses: Counter = Counter()
         browsers = [threading.Thread(target=browse_portal, args=(portal, stop, portal_statuses, i), daemon=True)
@@ -441,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             "rss_portal": flat_memory(rss["portal"], args.rss_growth),
             "gateway_env": args.gateway_env,
             "gateway_memory": breakdown_summary(breakdown, slope_from),
+            "writer_backlog": backlog_summary(breakdown),
             "slope_from_s": slope_from,
             "load_at_end": [round(x, 2) for x in os.getloadavg()],
             "machine": machine,

@@ -98,7 +98,9 @@ async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _batch_writer(app: web.Application) -> AsyncIterator[None]:
-    writer = BatchWriter(app[ENGINE], app[RESERVER], app[KEYS], flush_interval=app[SETTINGS].flush_interval)
+    settings = app[SETTINGS]
+    writer = BatchWriter(app[ENGINE], app[RESERVER], app[KEYS], flush_interval=settings.flush_interval,
+                         backlog_limit=settings.writer_backlog)
     await writer.start()
     app[WRITER] = writer
     yield

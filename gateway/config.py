@@ -87,6 +87,9 @@ class Settings:
     flush_interval: float = 0.2
     # Health answers 503 when flushes have kept failing for longer than this.
     flush_alert_seconds: float = 30.0
+    # Settled requests waiting to be written above which new requests wait (and are
+    # turned away with 503 after a while): the memory a saturated process holds stays bounded.
+    writer_backlog: int = 5_000
     key_refresh_interval: float = 0.5
     workers: int = 1
     # A request whose limits cannot cover its worst case is served with a lower output
@@ -145,6 +148,7 @@ class Settings:
             max_body_bytes=_int(env, "GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024, 1024),
             flush_interval=_float(env, "GATEWAY_FLUSH_INTERVAL", 0.2),
             flush_alert_seconds=_float(env, "GATEWAY_FLUSH_ALERT_SECONDS", 30.0),
+            writer_backlog=_int(env, "GATEWAY_WRITER_BACKLOG", 5_000, 1, 10_000_000),
             key_refresh_interval=_float(env, "GATEWAY_KEY_REFRESH_INTERVAL", 0.5),
             workers=_int(env, "GATEWAY_WORKERS", 1, 1, 64),
             min_output_tokens=_int(env, "GATEWAY_MIN_OUTPUT_TOKENS", 1024, 1, 1_000_000),

@@ -39,8 +39,10 @@ CHARGED = Counter("samalink_charged_micro_p_total", "What customers were charged
 RESERVED = Gauge("samalink_reservations_held_micro_p", "Money set aside for requests in flight, micro-P.",
                  multiprocess_mode="livesum")
 QUEUE_DEPTH = Gauge("samalink_batch_queue_depth", "Settled requests not yet committed.", multiprocess_mode="livesum")
-FLUSH_SECONDS = Histogram("samalink_batch_flush_seconds", "Duration of the batch writer's flushes.",
+FLUSH_SECONDS = Histogram("samalink_batch_flush_seconds", "Duration of the batch writer's transactions.",
                           buckets=FLUSH_BUCKETS)
+BACKLOG_WAITS = Counter("samalink_batch_backlog_waits_total",
+                        "Requests that waited for the batch writer to catch up (GATEWAY_WRITER_BACKLOG).")
 FLUSH_FAILURES = Counter("samalink_batch_flush_failures_total", "Batch writer flushes that failed and will be retried.")
 BREAKER_STATE = Gauge("samalink_channel_breaker_state",
                       "Each channel's breaker as this process sees it: 0 closed, 1 half-open, 2 open, 3 switched off.",

@@ -12,7 +12,9 @@ pools) to the process's stderr that often. With ``BENCH_MALLINFO_SECONDS`` it pr
 limit is set (``sqlite3_soft_heap_limit64``). With
 ``BENCH_WRITER_OFF=1`` (``compare.py --writer-off``) the gateway's batch writer queues
 nothing. ``BENCH_SWITCH_INTERVAL`` sets the interpreter's thread switch interval (seconds,
-``sys.setswitchinterval``). Without these variables it does nothing.
+``sys.setswitchinterval``). ``BENCH_MALLOC_TRIM_SECONDS`` calls glibc's ``malloc_trim(0)``
+that often, and ``BENCH_TYPECOUNTS_SECONDS`` prints the commonest object types the
+collector tracks. Without these variables it does nothing.
 """
 
 from __future__ import annotations
@@ -126,3 +128,39 @@ if _SWITCH_INTERVAL:
     # How long a thread may hold the interpreter lock while another waits for it (5 ms
     # by default): the event loop waits up to this for the batch writer's thread.
     sys.setswitchinterval(float(_SWITCH_INTERVAL))
+
+
+def _malloc_trim(every: float) -> None:
+    # glibc's malloc_trim(0) walks every arena and gives whole free pages back to the
+    # kernel, also between live chunks (MALLOC_TRIM_THRESHOLD_ only trims an arena's top).
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    while True:
+        time.sleep(every)
+        libc.malloc_trim(0)
+
+
+_MALLOC_TRIM = os.environ.get("BENCH_MALLOC_TRIM_SECONDS")
+if _MALLOC_TRIM:
+    threading.Thread(target=_malloc_trim, args=(float(_MALLOC_TRIM),), daemon=True, name="bench-malloc-trim").start()
+
+
+def _type_counts(every: float) -> None:
+    # The 25 commonest types among the objects the collector tracks, with how many of each:
+    # what grows between two lines is what a backlog or a leak is made of.
+    import collections
+    import json
+
+    started = time.monotonic()
+    while True:
+        time.sleep(every)
+        counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+        line = {"t": round(time.monotonic() - started), "objects": sum(counts.values()),
+                "top": counts.most_common(25)}
+        print("bench-types " + json.dumps(line), file=sys.stderr, flush=True)
+
+
+_TYPE_COUNTS = os.environ.get("BENCH_TYPECOUNTS_SECONDS")
+if _TYPE_COUNTS:
+    threading.Thread(target=_type_counts, args=(float(_TYPE_COUNTS),), daemon=True, name="bench-types").start()

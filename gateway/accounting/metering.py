@@ -456,6 +456,8 @@ class BatchWriter:
         flush_interval: float = 0.2,
         batch_size: int = 500,
         shutdown_timeout: float = 30.0,
+        transaction_limit: int = 2_000,
+        backlog_limit: int = 5_000,
     ) -> None:
         self.db = db
         self.reserver = reserver
@@ -463,6 +465,13 @@ class BatchWriter:
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.shutdown_timeout = shutdown_timeout
+        # A flush commits at most this many records per transaction, so neither the write
+        # lock nor the memory a transaction's parameters take grows with a backlog.
+        self.transaction_limit = transaction_limit
+        # More records than this waiting to be committed make new requests wait (``room``):
+        # when the process is saturated its writer gets a thin share of the interpreter
+        # lock, and without a bound the backlog (and the memory it holds) kept growing.
+        self.backlog_limit = backlog_limit
         self.last_flush_at: datetime | None = None
         # Consecutive failed flushes, and since when (monotonic) they have been failing.
         self.failed_flushes = 0
@@ -471,6 +480,10 @@ class BatchWriter:
         self.dead_lettered = 0
         self._queue: Batch = []
         self._retry: Batch = []
+        # Records of the flush under way not committed yet.
+        self._writing = 0
+        self._room = asyncio.Event()
+        self._room.set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._flush_lock = asyncio.Lock()
@@ -479,7 +492,29 @@ class BatchWriter:
     @property
     def queue_depth(self) -> int:
         """Records settled but not yet committed."""
-        return len(self._queue) + len(self._retry)
+        return len(self._queue) + len(self._retry) + self._writing
+
+    async def room(self, timeout: float) -> bool:
+        """Wait until the records waiting to be committed are below ``backlog_limit``.
+
+        False when that did not happen within ``timeout`` seconds (flushes failing, or
+        the database far slower than the traffic): the caller then turns the request away.
+        """
+        if self._room.is_set():
+            return True
+        metrics.BACKLOG_WAITS.inc()
+        try:
+            await asyncio.wait_for(self._room.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def _update_room(self) -> None:
+        if self.queue_depth >= self.backlog_limit:
+            self._room.clear()
+        else:
+            self._room.set()
+        metrics.QUEUE_DEPTH.set(self.queue_depth)
 
     async def start(self) -> None:
         """Start the flushing task."""
@@ -505,47 +540,61 @@ class BatchWriter:
             if len(self._queue) >= self.batch_size:
                 self._wake.set()
             observe(record)
-            metrics.QUEUE_DEPTH.set(self.queue_depth)
+            self._update_room()
         except Exception:  # noqa: BLE001 - settling must never break the response path
             log.exception("could not queue request %s", getattr(record, "request_id", "?"))
 
     async def flush(self) -> bool:
-        """Commit everything queued; False (batch kept for the next try) on a transient error.
+        """Commit everything queued; False (what is left kept for the next try) on a transient error.
 
-        A batch that fails for any other reason is split in halves until the rows the
-        database refuses are found; the others commit, each refused one goes to
-        ``dead_letters`` in its own transaction and its reservation is released.
+        The records go in transactions of at most ``transaction_limit``. A transaction
+        that fails for any other reason is split in halves until the rows the database
+        refuses are found; the others commit, each refused one goes to ``dead_letters``
+        in its own transaction and its reservation is released.
         """
         async with self._flush_lock:
             batch = self._retry + self._queue
             self._retry, self._queue = [], []
-            if not batch:
-                # Still a completed flush cycle: health shows the writer is alive.
-                self.last_flush_at = utcnow()
-                self._note_success()
-                return True
-            done: set[int] = set()
-            consumed: list[Settled] = []
-            refused: list[tuple[RequestRecord, Reservation | None, BaseException]] = []
-            started = time.perf_counter()
+            ok = True
+            self._writing = len(batch)
             try:
-                await self.db.run(self._write_isolating, batch, list(range(len(batch))), done, consumed, refused)
-                ok = True
-            except Exception:  # noqa: BLE001 - transient: keep what is not yet written and retry
-                ok = False
-                metrics.FLUSH_FAILURES.inc()
-                self._retry = [item for index, item in enumerate(batch) if index not in done]
-                self.failed_flushes += 1
-                if self.failing_since is None:
-                    self.failing_since = time.monotonic()
-                log.warning("flush of %d request(s) failed; will retry", len(self._retry), exc_info=True)
-            metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
-            metrics.QUEUE_DEPTH.set(self.queue_depth)
-            self._after_commit(batch, done, consumed, refused)
+                for start in range(0, len(batch), self.transaction_limit):
+                    part = batch[start : start + self.transaction_limit]
+                    left = await self._commit(part)
+                    self._writing -= len(part)
+                    if left:
+                        self._retry = left + batch[start + len(part) :]
+                        ok = False
+                        break
+                    self._update_room()
+            finally:
+                self._writing = 0
+            self._update_room()
             if ok:
+                # Also after an empty flush: health shows the writer is alive.
                 self.last_flush_at = utcnow()
                 self._note_success()
             return ok
+
+    async def _commit(self, batch: Batch) -> Batch:
+        """Commit ``batch`` in one transaction (bisecting refused rows out); what is left on a transient error."""
+        done: set[int] = set()
+        consumed: list[Settled] = []
+        refused: list[tuple[RequestRecord, Reservation | None, BaseException]] = []
+        left: Batch = []
+        started = time.perf_counter()
+        try:
+            await self.db.run(self._write_isolating, batch, list(range(len(batch))), done, consumed, refused)
+        except Exception:  # noqa: BLE001 - transient: keep what is not yet written and retry
+            metrics.FLUSH_FAILURES.inc()
+            left = [item for index, item in enumerate(batch) if index not in done]
+            self.failed_flushes += 1
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
+            log.warning("flush of %d request(s) failed; will retry", len(left), exc_info=True)
+        metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
+        self._after_commit(batch, done, consumed, refused)
+        return left
 
     def _note_success(self) -> None:
         if self.failing_since is not None:

@@ -79,6 +79,8 @@ CATALOG_CREATED = 1767225600
 # Bodies above this size are translated and tokenized in a worker thread.
 LARGE_BODY_BYTES = 128 * 1024
 USED_UP_CHECK_SECONDS = 60.0
+# How long a request waits for the batch writer to catch up before it is turned away.
+BACKLOG_WAIT_SECONDS = 10.0
 MAX_LOGGED_MODEL = 100
 
 _CHECKS = {
@@ -483,7 +485,16 @@ def _planner(endpoint: str, body: dict, size: int, request: web.Request, long_co
 
 
 async def _reserve_for_call(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan, call: Call) -> None:
-    """Once per request, for the first channel's plan: the rate limits, then the money."""
+    """Once per request, for the first channel's plan: the rate limits, then the money.
+
+    First, while the settled requests not yet written exceed the writer's bound, the
+    request waits for room (``BatchWriter.room``) and is turned away after
+    ``BACKLOG_WAIT_SECONDS``: a saturated process slows its intake instead of piling up
+    records in memory.
+    """
+    if not await runtime.writer.room(BACKLOG_WAIT_SECONDS):
+        raise ApiError(503, "the gateway is overloaded: retry in a few seconds", code="overloaded",
+                       anthropic_type="overloaded_error", headers={"retry-after": str(int(BACKLOG_WAIT_SECONDS))})
     call.admission = await key_checks.admit(runtime.limiter, key, plan.estimated_input + plan.max_output)
     call.reservation = await _reserve(runtime, key, model, plan)
     metrics.RESERVED.inc(call.reservation.amount_micro_p)

@@ -77,6 +77,7 @@ def test_metrics_sum_every_worker_and_stay_off_the_public_port(two_workers, chan
     assert ("samalink_batch_queue_depth", ()) in samples
     assert ("samalink_reservations_held_micro_p", ()) in samples
     assert ("samalink_batch_flush_failures_total", ()) in samples
+    assert samples[("samalink_batch_backlog_waits_total", ())] == 0
     # The failing primary is open (2), whichever worker saw it fail.
     assert samples[breaker] == 2
     assert requests.get(f"{two_workers.url}/metrics", timeout=10).status_code == 404

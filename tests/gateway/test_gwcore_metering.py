@@ -123,6 +123,53 @@ def test_flush_failing_before_commit_leaves_nothing_and_retries(gateway_db):
     assert gateway_db.read_sync(ledger_sum, account_id) == 1_000_000 - 6_000
 
 
+def test_a_backlog_goes_in_bounded_transactions_and_a_failed_one_keeps_those_before_it(gateway_db):
+    account_id, key_id = setup_account(gateway_db, 1_000_000)
+
+    class SecondFails(FlakyDatabase):
+        def transaction_sync(self, fn, *args):
+            self.fail_before_commit = 1 if self.attempts == 1 else 0
+            return super().transaction_sync(fn, *args)
+
+    flaky = SecondFails(gateway_db)
+
+    async def main():
+        writer = BatchWriter(flaky, None, flush_interval=3600, transaction_limit=3)
+        for _ in range(7):
+            writer.settle(record(account_id, key_id, 1_000), None)
+        assert await writer.flush() is False
+        # The first three committed; the failed three and the one never tried wait together.
+        assert counts(gateway_db, account_id) == (3, 3, 997_000)
+        assert writer.queue_depth == 4
+        assert await writer.flush() is True
+        assert writer.queue_depth == 0
+
+    asyncio.run(main())
+    assert flaky.attempts == 4  # 3 | 3 (failed) || 3 | 1
+    assert counts(gateway_db, account_id) == (7, 7, 993_000)
+
+
+def test_new_requests_wait_while_the_backlog_is_over_its_bound(gateway_db):
+    account_id, key_id = setup_account(gateway_db, 1_000_000)
+
+    async def main():
+        writer = BatchWriter(gateway_db, None, flush_interval=3600, backlog_limit=3)
+        for _ in range(2):
+            writer.settle(record(account_id, key_id, 1_000), None)
+        assert await writer.room(0) is True
+        writer.settle(record(account_id, key_id, 1_000), None)
+        assert await writer.room(0.05) is False
+        waiting = asyncio.create_task(writer.room(10))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        assert await writer.flush() is True
+        assert await asyncio.wait_for(waiting, 1) is True
+        assert await writer.room(0) is True
+
+    asyncio.run(main())
+    assert counts(gateway_db, account_id) == (3, 3, 997_000)
+
+
 def test_flush_whose_commit_landed_is_not_charged_twice(gateway_db):
     account_id, key_id = setup_account(gateway_db, 1_000_000)
     flaky = FlakyDatabase(gateway_db, fail_after_commit=1)

@@ -150,6 +150,39 @@ def test_sigterm_flushes_every_request_and_returns_the_lease(gateway):
     assert key not in lazy.log_text()
 
 
+def test_a_gateway_whose_writer_is_behind_turns_new_requests_away_in_the_clients_format(gateway):
+    # One request waiting to be written is the bound, and this process would not flush for an hour.
+    behind = start_gateway({**gateway.env, "GATEWAY_FLUSH_INTERVAL": "3600", "GATEWAY_WRITER_BACKLOG": "1"})
+    account_id = gateway.create_account(balance_micro_p=50_000_000)
+    key = gateway.create_key(account_id)["key"]
+    try:
+        assert chat(behind.url, key, "first [[usage:1000:80]]").status_code == 200
+
+        def messages() -> requests.Response:
+            return requests.post(f"{behind.url}/v1/messages", headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+                                 json={"model": CHAT_MODEL, "max_tokens": 100,
+                                       "messages": [{"role": "user", "content": "second"}]}, timeout=30)
+
+        with ThreadPoolExecutor(2) as pool:
+            openai_answer = pool.submit(chat, behind.url, key, "second")
+            anthropic_answer = pool.submit(messages)
+            openai_answer, anthropic_answer = openai_answer.result(), anthropic_answer.result()
+        assert openai_answer.status_code == anthropic_answer.status_code == 503
+        assert openai_answer.headers["retry-after"] == anthropic_answer.headers["retry-after"] == "10"
+        assert openai_answer.json()["error"]["code"] == "overloaded"
+        assert anthropic_answer.json()["type"] == "error"
+        assert anthropic_answer.json()["error"]["type"] == "overloaded_error"
+        metrics = requests.get(f"{behind.internal_url}/metrics", timeout=10).text
+        assert "samalink_batch_backlog_waits_total 2.0" in metrics
+    finally:
+        assert behind.stop() == 0
+    # Every answer is written at shutdown; only the answered call is charged.
+    rows = all_requests(gateway, account_id)
+    assert sorted(r["status"] for r in rows) == [200, 503, 503]
+    cost = 1000 * 280 + 80 * 420
+    assert gateway.internal("GET", f"/accounts/{account_id}").json()["balance_micro_p"] == 50_000_000 - cost
+
+
 def test_two_gateway_processes_cannot_overspend_one_balance(gateway):
     second = start_gateway(gateway.env)
     try:
