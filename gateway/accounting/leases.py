@@ -272,7 +272,9 @@ class Reserver:
             for pool, owner_id in pools:
                 amount = await self._take(pool, owner_id, amount, at_least)
                 taken.append((pool, owner_id, amount))
-        except LimitReached:
+        except BaseException:
+            # A refusal, and as much a database error or a cancellation: what the earlier
+            # pools set aside would otherwise stay reserved for as long as the process runs.
             for pool, owner_id, held in taken:
                 self._give_back(pool, owner_id, held)
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections import Counter
 
 import pytest
 import requests
@@ -63,11 +64,10 @@ def test_a_key_limit_holds_under_concurrency(gateway, fake_upstream, processes):
     finally:
         if second is not None:
             assert second.stop() == 0
-    served = [a for a in answers if a.status_code == 200]
-    refused = [a for a in answers if a.status_code != 200]
-    assert len(served) == 1
-    assert {a.status_code for a in refused} == {402}
-    assert {a.json()["error"]["code"] for a in refused} == {"key_spend_limit_reached"}
+    # Counted by outcome, so a failure shows what every call got.
+    outcomes = Counter("served" if a.status_code == 200 else f"{a.status_code} {a.json()['error']['code']}"
+                       for a in answers)
+    assert outcomes == {"served": 1, "402 key_spend_limit_reached": 29}
     customer.settled(30)
     assert key_row(gateway, customer)["spent_micro_p"] == 42 * ONE_P
     assert len(fake_upstream.received(marker)) == 1

@@ -8,8 +8,9 @@ import asyncio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy.exc import OperationalError
 
-from gateway.accounting.leases import KEY_LIMIT, InsufficientBalance, KeyLimitReached, Reserver
+from gateway.accounting.leases import BALANCE, KEY_LIMIT, InsufficientBalance, KeyLimitReached, Reserver
 from gateway.accounting.ledger import create_account, post_entry
 from gateway.accounting.pricing import TokenUsage, affordable_output_tokens, cost_micro_p, worst_case_micro_p
 from gateway.auth import create_key
@@ -77,6 +78,33 @@ def test_two_processes_share_one_key_limit(gateway_db):
         finally:
             await first.close()
             await second.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_database_error_after_the_key_limit_was_taken_gives_it_back(gateway_db):
+    """The balance's lease cannot be extended once (the database failed): the request fails,
+    and the key's limit it had already set aside serves the next request whole."""
+    async def scenario():
+        account_id, key_id = funded_key(gateway_db, balance=1_000_000, limit=300_000)
+        reserver = Reserver(gateway_db)
+        extend = reserver._extend_lease
+        failures = [OperationalError("UPDATE accounts", {}, Exception("the server closed the connection"))]
+
+        def failing_once(conn, pool, owner_id, need, minimum):
+            if pool is BALANCE and failures:
+                raise failures.pop()
+            return extend(conn, pool, owner_id, need, minimum)
+
+        reserver._extend_lease = failing_once
+        try:
+            with pytest.raises(OperationalError):
+                await reserver.reserve_up_to(account_id, 300_000, 300_000, key_id)
+            assert reserver.held(key_id, KEY_LIMIT)[1] == 0
+            again = await reserver.reserve_up_to(account_id, 300_000, 300_000, key_id)
+            assert again.amount_micro_p == 300_000
+        finally:
+            await reserver.close()
 
     asyncio.run(scenario())
 
