@@ -15,7 +15,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -403,6 +403,22 @@ def upsert(conn: Connection, table: sa.Table, rows: list[dict], keys: list[str],
     if not rows:
         return
     conn.execute(_upsert_statement(conn.dialect.name, table, tuple(keys), tuple(add), tuple(replace)), rows)
+
+
+def in_list(values: Iterable[T]) -> list[T]:
+    """``values`` for an expanding IN parameter, padded to a power of two (at least 8) by
+    repeating the last one, which changes no IN's result.
+
+    Each length of the list renders its own SQL, and each connection's driver keeps up to
+    128 prepared statements. The batch writer's IN lists of every length up to 2,000 filled
+    those caches with large statements (about 75 KB each at 500 ids) for as long as the
+    process ran (bench/README.md, "Soak"); padded, a statement has at most nine shapes.
+    """
+    padded = list(values)
+    if padded:
+        size = max(8, 1 << (len(padded) - 1).bit_length())
+        padded.extend([padded[-1]] * (size - len(padded)))
+    return padded
 
 
 @functools.lru_cache(maxsize=64)

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db import accounts, api_keys, request_log
+from ..db import accounts, api_keys, in_list, request_log
 from ..key_controls import period_bounds
 from .events import key_budget_spent
 from .member_budgets import add_member_spend
@@ -83,7 +83,7 @@ def add_budget_spend(conn: Connection, charges: dict[str, list[tuple[datetime, i
     """Add each key's charges (request start, cost) that fall in its current period, to the
     key's budget and to its team member's."""
     add_member_spend(conn, charges, now)
-    with_budget = sorted(conn.execute(_WITH_BUDGET, {"b_ids": list(charges)}).scalars())
+    with_budget = sorted(conn.execute(_WITH_BUDGET, {"b_ids": in_list(charges)}).scalars())
     for key_id in with_budget:
         roll_budget_period(conn, key_id, now)
         row = _budget_row(conn, key_id)

@@ -30,7 +30,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db import account_events, accounts, api_keys, balance_thresholds, member_budgets, utcnow
+from ..db import account_events, accounts, api_keys, balance_thresholds, in_list, member_budgets, utcnow
 
 THRESHOLD_NAMES = ("low_balance", "auto_top_up")
 SETTLE = timedelta(seconds=1)
@@ -55,7 +55,7 @@ def balance_moved(conn: Connection, account_ids: Iterable[str]) -> None:
     ids = sorted(set(account_ids))
     if not ids:
         return
-    rows = conn.execute(_THRESHOLDS_OF_ACCOUNTS, {"b_ids": ids}).all()
+    rows = conn.execute(_THRESHOLDS_OF_ACCOUNTS, {"b_ids": in_list(ids)}).all()
     now = utcnow()
     for row in rows:
         below = row.balance_micro_p < row.threshold_micro_p

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db import accounts, api_keys, member_budgets, request_log
+from ..db import accounts, api_keys, in_list, member_budgets, request_log
 from ..key_controls import period_bounds
 from .events import budget_spent
 
@@ -124,7 +124,7 @@ _MEMBER_BUDGETS_OF_KEYS = (
 def add_member_spend(conn: Connection, charges: dict[str, list[tuple[datetime, int]]], now: datetime) -> None:
     """Add each key's charges (request start, cost) to its member's budget, where the key
     has a member with a budget and the charge falls in that budget's current period."""
-    rows = conn.execute(_MEMBER_BUDGETS_OF_KEYS, {"b_ids": list(charges)})
+    rows = conn.execute(_MEMBER_BUDGETS_OF_KEYS, {"b_ids": in_list(charges)})
     by_budget: dict[str, list[tuple[datetime, int]]] = {}
     for key_id, budget_id in rows:
         by_budget.setdefault(budget_id, []).extend(charges[key_id])

@@ -29,7 +29,8 @@ from sqlalchemy.engine import Connection
 from .. import metrics
 from ..auth import KeyCache
 from ..db import (
-    Database, accounts, api_keys, dead_letters, request_attempts, request_log, upsert, usage_rollups, utcnow,
+    Database, accounts, api_keys, dead_letters, in_list, request_attempts, request_log, upsert, usage_rollups,
+    utcnow,
 )
 from .budgets import add_budget_spend
 from .leases import Reservation, Reserver, Settled, settle_reservations
@@ -285,7 +286,7 @@ def _unwritten(
     done: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        done.update(conn.execute(_LOGGED_IDS, {"b_ids": chunk}).scalars())
+        done.update(conn.execute(_LOGGED_IDS, {"b_ids": in_list(chunk)}).scalars())
     unwritten = []
     for record, reservation in batch:
         if record.request_id not in done:
@@ -378,7 +379,7 @@ def _add_usage_sums(conn: Connection, records: list[RequestRecord]) -> None:
     account_ids = sorted({record.account_id for record in records})
     zones = {
         row.id: ZoneInfo(row.usage_tz)
-        for row in conn.execute(_ZONES, {"b_ids": account_ids})
+        for row in conn.execute(_ZONES, {"b_ids": in_list(account_ids)})
     }
     for table, column in DAY_TABLES:
         days: dict[tuple[str, int, str], list[int]] = {}

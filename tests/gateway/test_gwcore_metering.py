@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import re
 import uuid
 from datetime import datetime, timezone
 
@@ -147,6 +148,36 @@ def test_a_backlog_goes_in_bounded_transactions_and_a_failed_one_keeps_those_bef
     asyncio.run(main())
     assert flaky.attempts == 4  # 3 | 3 (failed) || 3 | 1
     assert counts(gateway_db, account_id) == (7, 7, 993_000)
+
+
+def test_flushes_of_every_size_reuse_a_few_statements(gateway_db):
+    """Each length of an IN list is a statement of its own in the driver's cache (128 per
+    connection): flushes of 1 to 40 accounts run each IN query in at most four lengths."""
+    customers = [setup_account(gateway_db, 1_000_000) for _ in range(40)]
+    lengths: dict[str, set[int]] = {}
+
+    in_list = r" IN \(((?:[^()]|%\(\w+\)s)*)\)"  # PostgreSQL's placeholders are %(name)s
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        for values in re.findall(in_list, statement):
+            template = re.sub(in_list, " IN (…)", statement)
+            lengths.setdefault(template, set()).add(values.count(",") + 1)
+
+    async def main():
+        writer = BatchWriter(gateway_db, None, flush_interval=3600)
+        for size in range(1, 41):
+            for account_id, key_id in customers[:size]:
+                writer.settle(record(account_id, key_id, 1_000), None)
+            assert await writer.flush() is True
+
+    sa.event.listen(gateway_db.engine, "before_cursor_execute", seen)
+    try:
+        asyncio.run(main())
+    finally:
+        sa.event.remove(gateway_db.engine, "before_cursor_execute", seen)
+    assert len(lengths) >= 3  # the logged ids, the accounts' zones and thresholds, the keys' budgets
+    assert {template: sorted(found) for template, found in lengths.items() if len(found) > 4} == {}
+    assert counts(gateway_db, customers[0][0]) == (40, 40, 960_000)
 
 
 def test_new_requests_wait_while_the_backlog_is_over_its_bound(gateway_db):
