@@ -16,57 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import multiprocessing
 import os
 import signal
 import sys
 import tempfile
-import traceback
-from datetime import datetime, timezone
 
 from aiohttp import web
 
 from .catalog import load_catalog
 from .config import ConfigError, Settings
 from .db import Database, safe_url
+from .logs import configure_logging
 
 log = logging.getLogger("samalink.gateway")
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per log line (``LOG_FORMAT=json``), anything key-shaped redacted.
-
-    The gateway never logs a prompt or a completion; an exception is logged by its type
-    and traceback only, as everywhere else.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        from .proxy.upstream_errors import redact_keys
-
-        entry = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": redact_keys(record.getMessage()),
-            "process": record.process,
-        }
-        if record.exc_info and record.exc_info[0] is not None:
-            entry["exception"] = record.exc_info[0].__name__
-            entry["traceback"] = redact_keys("".join(traceback.format_tb(record.exc_info[2])))
-        return json.dumps(entry, ensure_ascii=False)
-
-
-def configure_logging(log_format: str) -> None:
-    """Log to stderr as text, or as one JSON object per line when ``log_format`` is ``json``."""
-    if log_format == "json":
-        handler = logging.StreamHandler()
-        handler.setFormatter(JsonLogFormatter())
-        logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    else:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class StartupError(Exception):

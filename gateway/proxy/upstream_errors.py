@@ -17,28 +17,20 @@ import aiohttp
 import orjson
 
 from ..errors import ANTHROPIC_ERROR_TYPES, OPENAI_ERROR_TYPES, ApiError
+from ..logs import redact_keys
 
 log = logging.getLogger("samalink.gateway.upstream")
 
-# Anything key-shaped: SAMALink keys, "sk-..." style provider keys, bearer tokens.
-_KEY_PATTERN = re.compile(
-    r"(sama_[A-Za-z0-9-]{4,}|sk-[A-Za-z0-9_-]{6,}|Bearer\s+\S+|key-[A-Za-z0-9]{8,}|AIza[0-9A-Za-z_-]{10,})"
-)
 # An upstream error body is read only this far; its message only this long.
 MAX_ERROR_BODY = 64 * 1024
 MAX_ERROR_MESSAGE = 500
-
-
-def redact_keys(text: str) -> str:
-    """``text`` with anything key-shaped replaced by ``[redacted]``."""
-    return _KEY_PATTERN.sub("[redacted]", text)
 
 
 def sanitise(message: str, secret: str | None) -> str:
     """``message`` without the provider key or anything key-shaped, cut to a readable length."""
     if secret:
         message = message.replace(secret, "[redacted]")
-    message = _KEY_PATTERN.sub("[redacted]", message)
+    message = redact_keys(message)
     message = " ".join(message.split())
     if len(message) > MAX_ERROR_MESSAGE:
         message = message[:MAX_ERROR_MESSAGE] + "…"
