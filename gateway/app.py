@@ -12,6 +12,7 @@ the internal and admin APIs off the public one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import AsyncIterator
 
@@ -22,6 +23,7 @@ from .accounting.catalog_overrides import CatalogRefresher
 from .accounting.leases import Reserver
 from .accounting.metering import BatchWriter
 from .accounting.ratelimits import RateLimiter
+from .accounting.writer_process import WriterProcess, in_memory
 from .api import admin, guards, internal, public
 from .api import metrics as metrics_api
 from .accounting.provider_keys import ProviderKeys
@@ -99,12 +101,18 @@ async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
 
 async def _batch_writer(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    process = None
+    if settings.writer_process and not in_memory(settings.database_url):
+        process = WriterProcess(settings.database_url, settings.log_format)
+        process.start()
     writer = BatchWriter(app[ENGINE], app[RESERVER], app[KEYS], flush_interval=settings.flush_interval,
-                         backlog_limit=settings.writer_backlog)
+                         backlog_limit=settings.writer_backlog, commit=process.commit if process else None)
     await writer.start()
     app[WRITER] = writer
     yield
     await writer.close()
+    if process is not None:
+        await asyncio.get_running_loop().run_in_executor(None, process.close)
 
 
 async def _catalog_refresher(app: web.Application) -> AsyncIterator[None]:

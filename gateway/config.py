@@ -90,6 +90,9 @@ class Settings:
     # Settled requests waiting to be written above which new requests wait (and are
     # turned away with 503 after a while): the memory a saturated process holds stays bounded.
     writer_backlog: int = 5_000
+    # The batch writer commits in a child process (off the event loop's interpreter lock);
+    # False, or a SQLite database in memory: on a database thread of the serving process.
+    writer_process: bool = True
     key_refresh_interval: float = 0.5
     workers: int = 1
     # A request whose limits cannot cover its worst case is served with a lower output
@@ -149,6 +152,7 @@ class Settings:
             flush_interval=_float(env, "GATEWAY_FLUSH_INTERVAL", 0.2),
             flush_alert_seconds=_float(env, "GATEWAY_FLUSH_ALERT_SECONDS", 30.0),
             writer_backlog=_int(env, "GATEWAY_WRITER_BACKLOG", 5_000, 1, 10_000_000),
+            writer_process=_int(env, "GATEWAY_WRITER_PROCESS", 1, 0, 1) == 1,
             key_refresh_interval=_float(env, "GATEWAY_KEY_REFRESH_INTERVAL", 0.5),
             workers=_int(env, "GATEWAY_WORKERS", 1, 1, 64),
             min_output_tokens=_int(env, "GATEWAY_MIN_OUTPUT_TOKENS", 1024, 1, 1_000_000),

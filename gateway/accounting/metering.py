@@ -19,8 +19,10 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -446,6 +448,75 @@ def observe(record: RequestRecord) -> None:
     )
 
 
+@dataclass
+class FlushOutcome:
+    """What one attempt to commit a batch did, by index into the batch.
+
+    Plain data, so that the work can run on a database thread or in the writer process
+    (``writer_process.py``) and the batch writer learns the same either way.
+    """
+
+    done: set[int] = field(default_factory=set)  # committed, or refused into dead_letters
+    consumed: list[tuple[int, tuple[bool, ...]]] = field(default_factory=list)  # reservation settled: which lease rows shrank
+    refused: list[int] = field(default_factory=list)  # refused by the database: not charged
+    dead_lettered: int = 0  # of ``refused``, those kept in dead_letters
+    error: str | None = None  # the transient failure that stopped it; the rest is retried
+
+
+def commit_batch(db: Database, batch: Batch) -> FlushOutcome:
+    """Commit ``batch`` in one transaction, bisecting rows the database refuses out (blocking).
+
+    A transient error stops the attempt: what committed before it is in ``done``, the
+    error in ``error``.
+    """
+    outcome = FlushOutcome()
+    positions = {id(reservation): index for index, (_, reservation) in enumerate(batch) if reservation is not None}
+    try:
+        _commit_isolating(db, batch, list(range(len(batch))), positions, outcome)
+    except Exception as exc:  # noqa: BLE001 - transient (anything else was isolated): retried later
+        lines = str(getattr(exc, "orig", None) or exc).splitlines()
+        outcome.error = type(exc).__name__ + (f": {lines[0][:200]}" if lines else "")
+    return outcome
+
+
+def _commit_isolating(db: Database, batch: Batch, indexes: list[int], positions: dict[int, int],
+                      outcome: FlushOutcome) -> None:
+    part = [batch[index] for index in indexes]
+    try:
+        settled = db.transaction_sync(write_batch, part)
+    except Exception as exc:  # noqa: BLE001 - sorted below: transient or a bad row
+        if is_transient(exc):
+            raise
+        if len(indexes) > 1:
+            middle = len(indexes) // 2
+            _commit_isolating(db, batch, indexes[:middle], positions, outcome)
+            _commit_isolating(db, batch, indexes[middle:], positions, outcome)
+            return
+        if _dead_letter(db, batch[indexes[0]][0], exc):
+            outcome.dead_lettered += 1
+        outcome.refused.append(indexes[0])
+    else:
+        outcome.consumed.extend((positions[id(s.reservation)], s.shrunk) for s in settled)
+    outcome.done.update(indexes)
+
+
+def _dead_letter(db: Database, record: RequestRecord, exc: BaseException) -> bool:
+    """Keep a refused record in ``dead_letters`` and raise the alarm; False when it could not be kept."""
+    error = type(getattr(exc, "orig", None) or exc).__name__
+    try:
+        db.transaction_sync(insert_dead_letter, record, exc)
+    except Exception as second:  # noqa: BLE001
+        if is_transient(second):
+            raise
+        log.error("ALERT request %s of account %s refused by the database (%s) and could not be kept "
+                  "in dead_letters (%s); it is not recorded", getattr(record, "request_id", "?"),
+                  getattr(record, "account_id", "?"), error, type(second).__name__)
+        return False
+    log.error("ALERT request %s of account %s refused by the database (%s): kept in dead_letters, "
+              "not charged", getattr(record, "request_id", "?"), getattr(record, "account_id", "?"), error)
+    return True
+
+
 class BatchWriter:
     """Queues settled requests and commits them in batches off the request path."""
 
@@ -459,8 +530,12 @@ class BatchWriter:
         shutdown_timeout: float = 30.0,
         transaction_limit: int = 2_000,
         backlog_limit: int = 5_000,
+        commit: Callable[[Batch], FlushOutcome] | None = None,
     ) -> None:
         self.db = db
+        # Commits one batch, blocking (it runs on a database thread): here, or in the
+        # writer process that ``writer_process.WriterProcess.commit`` hands it to.
+        self.commit = commit or partial(commit_batch, db)
         self.reserver = reserver
         self.keys = keys
         self.flush_interval = flush_interval
@@ -578,23 +653,19 @@ class BatchWriter:
             return ok
 
     async def _commit(self, batch: Batch) -> Batch:
-        """Commit ``batch`` in one transaction (bisecting refused rows out); what is left on a transient error."""
-        done: set[int] = set()
-        consumed: list[Settled] = []
-        refused: list[tuple[RequestRecord, Reservation | None, BaseException]] = []
-        left: Batch = []
+        """Commit ``batch`` (refused rows bisected out); what is left after a transient error."""
         started = time.perf_counter()
-        try:
-            await self.db.run(self._write_isolating, batch, list(range(len(batch))), done, consumed, refused)
-        except Exception:  # noqa: BLE001 - transient: keep what is not yet written and retry
-            metrics.FLUSH_FAILURES.inc()
-            left = [item for index, item in enumerate(batch) if index not in done]
-            self.failed_flushes += 1
-            if self.failing_since is None:
-                self.failing_since = time.monotonic()
-            log.warning("flush of %d request(s) failed; will retry", len(left), exc_info=True)
+        outcome = await self.db.run(self.commit, batch)
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
-        self._after_commit(batch, done, consumed, refused)
+        self._after_commit(batch, outcome)
+        if outcome.error is None:
+            return []
+        metrics.FLUSH_FAILURES.inc()
+        self.failed_flushes += 1
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        left = [item for index, item in enumerate(batch) if index not in outcome.done]
+        log.warning("flush of %d request(s) failed (%s); will retry", len(left), outcome.error)
         return left
 
     def _note_success(self) -> None:
@@ -603,65 +674,22 @@ class BatchWriter:
         self.failed_flushes = 0
         self.failing_since = None
 
-    def _after_commit(
-        self, batch: Batch, done: set[int], consumed: list[Settled],
-        refused: list[tuple[RequestRecord, Reservation | None, BaseException]],
-    ) -> None:
+    def _after_commit(self, batch: Batch, outcome: FlushOutcome) -> None:
         """Tell the reserver and the key cache what the committed transactions did."""
+        self.dead_lettered += outcome.dead_lettered
         if self.reserver is not None:
-            for settled in consumed:
-                self.reserver.consumed(settled)
-            for _, reservation, _ in refused:
+            for index, shrunk in outcome.consumed:
+                self.reserver.consumed(Settled(batch[index][1], shrunk))
+            for index in outcome.refused:
+                reservation = batch[index][1]
                 if reservation is not None:
                     self.reserver.release(reservation)
         if self.keys is not None:
-            refused_ids = {id(record) for record, _, _ in refused}
-            for index in done:
+            refused = set(outcome.refused)
+            for index in outcome.done - refused:
                 record = batch[index][0]
-                if record.key_id and record.cost_micro_p and id(record) not in refused_ids:
+                if record.key_id and record.cost_micro_p:
                     self.keys.note_spent(record.key_id, record.cost_micro_p)
-
-    def _write_isolating(
-        self, batch: Batch, indexes: list[int], done: set[int], consumed: list[Settled],
-        refused: list[tuple[RequestRecord, Reservation | None, BaseException]],
-    ) -> None:
-        """Commit ``batch[indexes]``; on an error that is not transient, bisect to the bad rows.
-
-        Runs on the database thread. ``done`` collects the indexes committed or
-        dead-lettered, so a transient error midway retries only the rest. A transient
-        error propagates.
-        """
-        part = [batch[index] for index in indexes]
-        try:
-            consumed.extend(self.db.transaction_sync(write_batch, part))
-        except Exception as exc:  # noqa: BLE001 - sorted below: transient or a bad row
-            if is_transient(exc):
-                raise
-            if len(indexes) > 1:
-                middle = len(indexes) // 2
-                self._write_isolating(batch, indexes[:middle], done, consumed, refused)
-                self._write_isolating(batch, indexes[middle:], done, consumed, refused)
-                return
-            record, reservation = part[0]
-            self._dead_letter(record, exc)
-            refused.append((record, reservation, exc))
-        done.update(indexes)
-
-    def _dead_letter(self, record: RequestRecord, exc: BaseException) -> None:
-        """Keep a refused record in ``dead_letters`` and raise the alarm (database thread)."""
-        error = type(getattr(exc, "orig", None) or exc).__name__
-        try:
-            self.db.transaction_sync(insert_dead_letter, record, exc)
-        except Exception as second:  # noqa: BLE001
-            if is_transient(second):
-                raise
-            log.error("ALERT request %s of account %s refused by the database (%s) and could not be kept "
-                      "in dead_letters (%s); it is not recorded", getattr(record, "request_id", "?"),
-                      getattr(record, "account_id", "?"), error, type(second).__name__)
-            return
-        self.dead_lettered += 1
-        log.error("ALERT request %s of account %s refused by the database (%s): kept in dead_letters, "
-                  "not charged", getattr(record, "request_id", "?"), getattr(record, "account_id", "?"), error)
 
     def failing_for(self) -> float:
         """Seconds since flushes started failing without a success in between (0 when healthy)."""

@@ -4,16 +4,18 @@ Requests are settled in memory and written in batches every GATEWAY_FLUSH_INTERV
 batch commits as one transaction. So a SIGKILL can lose only requests that completed
 within one flush interval (plus the time that flush takes) before the kill, and never
 half a batch: the balance still equals the sum of the ledger entries, and a new process
-serves the account at once (the dead process's lease expires on its own).
+serves the account at once (the dead process's lease expires on its own). Nothing of the
+killed gateway lives on: its writer process ends when its pipe closes.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import requests
-from fault_common import ONE_P, assert_ledger_sums, chat, logged_requests
+from fault_common import ONE_P, assert_ledger_sums, chat, logged_requests, wait_until
 
 from fixtures.gateway import start_gateway
 
@@ -21,6 +23,19 @@ FLUSH_INTERVAL = 0.5
 # One flush under this load takes well under this; see docs/security.md for the bound.
 FLUSH_DURATION_ALLOWANCE = 1.0
 CLIENTS = 16
+
+
+def _children(pid: int) -> set[int]:
+    return {int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()}
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
 
 
 def test_sigkill_under_load_loses_at_most_the_last_flush_window(gateway_env, fake_upstream):
@@ -49,9 +64,13 @@ def test_sigkill_under_load_loses_at_most_the_last_flush_window(gateway_env, fak
     for thread in threads:
         thread.start()
     time.sleep(3)
+    children = _children(victim.process.pid)
+    assert children, "the gateway runs its batch writer in a process of its own"
     killed_at = time.monotonic()
     victim.process.kill()
     victim.process.wait()
+    assert wait_until(lambda: not any(_running(pid) for pid in children), timeout=15), \
+        f"still running after the gateway was killed: {[pid for pid in children if _running(pid)]}"
     stop.set()
     for thread in threads:
         thread.join(15)

@@ -9,6 +9,7 @@ import re
 import uuid
 from datetime import datetime, timezone
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ from gateway.accounting.metering import (
     MAX_COST_MICRO_P, MAX_TOKENS, BatchWriter, RequestRecord, bucket_start, normalise,
 )
 from gateway.accounting.pricing import TokenUsage, cost_micro_p, price_tier, saved_micro_p
+from gateway.accounting.writer_process import WriterProcess
 from gateway.accounting.requestlog import CSV_COLUMNS, RequestFilter, csv_rows, query_requests, request_csv_values, request_dict
 from fixtures.gateway import SHIPPED_PROVIDERS
 
@@ -53,6 +55,18 @@ class FlakyDatabase:
             self.fail_after_commit -= 1
             raise sa.exc.OperationalError("COMMIT", {}, Exception("connection lost after commit"))
         return result
+
+
+@pytest.fixture(params=["thread", "process"])
+def committer(request, gateway_db):
+    """How the writer commits: on a database thread of this process, or in a writer process."""
+    if request.param == "thread":
+        yield None
+        return
+    process = WriterProcess(gateway_db.url)
+    process.start()
+    yield process.commit
+    process.close()
 
 
 def setup_account(db, balance: int) -> tuple[str, str]:
@@ -216,12 +230,12 @@ def test_flush_whose_commit_landed_is_not_charged_twice(gateway_db):
     assert counts(gateway_db, account_id) == (2, 2, 1_000_000 - 12_000)
 
 
-def test_close_flushes_everything_queued(gateway_db):
+def test_close_flushes_everything_queued(gateway_db, committer):
     account_id, key_id = setup_account(gateway_db, 1_000_000)
 
     async def main():
         # A flush interval far longer than the test: only the shutdown flush can write.
-        writer = BatchWriter(gateway_db, None, flush_interval=3600)
+        writer = BatchWriter(gateway_db, None, flush_interval=3600, commit=committer)
         await writer.start()
         for _ in range(25):
             writer.settle(record(account_id, key_id, 1_000), None)
@@ -233,12 +247,12 @@ def test_close_flushes_everything_queued(gateway_db):
     assert counts(gateway_db, account_id) == (25, 25, 1_000_000 - 25_000)
 
 
-def test_failed_request_is_logged_without_ledger_entry_and_frees_its_reservation(gateway_db):
+def test_failed_request_is_logged_without_ledger_entry_and_frees_its_reservation(gateway_db, committer):
     account_id, key_id = setup_account(gateway_db, 100_000)
 
     async def main():
         reserver = Reserver(gateway_db)
-        writer = BatchWriter(gateway_db, reserver)
+        writer = BatchWriter(gateway_db, reserver, commit=committer)
         reservation = await reserver.reserve(account_id, 100_000)
         writer.settle(record(account_id, key_id, 0, status=502), reservation)
         # Released at once: the whole balance can be reserved again before any flush.
@@ -409,7 +423,7 @@ def test_normalise_bounds_every_field():
         text.encode("utf-8")  # storable: no lone surrogate left
 
 
-def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_commit(gateway_db):
+def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_commit(gateway_db, committer):
     """Past the normaliser (a record queued as is), the writer still finds the bad rows by bisection."""
     account_id, key_id = setup_account(gateway_db, 1_000_000)
     ghost = str(uuid.uuid4())  # no such account: a foreign key refuses it
@@ -419,7 +433,7 @@ def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_commit(gateway
 
     async def main():
         reserver = Reserver(gateway_db)
-        writer = BatchWriter(gateway_db, reserver)
+        writer = BatchWriter(gateway_db, reserver, commit=committer)
         held = await reserver.reserve(account_id, 50_000)
         lost = await reserver.reserve(account_id, 50_000)
         for n in range(7):
