@@ -24,7 +24,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.accounting.pricing import TokenUsage  # noqa: E402
-from gateway.proxy.sse import SSESplitter, carries_content, events_of  # noqa: E402
+from gateway.proxy.sse import SSESplitter, is_content_event, events_of  # noqa: E402
 from gateway.proxy.translate.relays import (  # noqa: E402
     ChatPassthrough,
     ChatToCompletionRelay,
@@ -94,12 +94,12 @@ def run(stream: list[bytes], make_relay, streams: int, per_read: int, block: boo
         for chunk in reads:
             if block:
                 data_block, parts = splitter.feed_block(chunk)
-                if ttft is None and any(carries_content(raw) for raw in events_of(parts)):
+                if ttft is None and any(is_content_event(raw) for raw in events_of(parts)):
                     ttft = 1
                 out = relay.block(data_block, parts)
             else:
                 events = splitter.feed(chunk)
-                if ttft is None and any(carries_content(raw) for raw in events):
+                if ttft is None and any(is_content_event(raw) for raw in events):
                     ttft = 1
                 out = b"".join([relay.event(raw) for raw in events])
             del out

@@ -7,7 +7,8 @@ One gateway process (SQLite) in front of the fake that answers at once, loaded b
 with non-streamed chat completions after a 2 s warm-up. Each thread's user and kernel
 CPU is read from /proc/<pid>/task/*/stat before and after the run and divided by the
 requests served: the event loop's thread, and the database threads the batch writer,
-the key cache and the leases run their transactions on. ``--writer-off`` starts the
+the key cache and the leases run their transactions on; the gateway's child processes
+(the writer process, ``GATEWAY_WRITER_PROCESS``) are counted apart. ``--writer-off`` starts the
 gateway with ``bench/tracemalloc_hook`` and ``BENCH_WRITER_OFF=1`` (as ``compare.py
 --writer-off``): what is left is the gateway without its database writes.
 """
@@ -40,6 +41,18 @@ def thread_times(pid: int) -> dict[int, tuple[float, float]]:
     return times
 
 
+def children_seconds(pid: int) -> dict[int, float]:
+    """User plus kernel CPU seconds of each child process of ``pid`` (the writer process)."""
+    seconds = {}
+    for child in harness.process_tree(pid)[1:]:
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[child] = (int(fields[11]) + int(fields[12])) / TICK
+    return seconds
+
+
 def one_run(args: argparse.Namespace, env: dict[str, str]) -> dict:
     """Start the fake and a gateway, load it, and split its CPU per request by thread."""
     fast_port, paced_port = harness.free_port(), harness.free_port()
@@ -54,9 +67,9 @@ def one_run(args: argparse.Namespace, env: dict[str, str]) -> dict:
             url = gateway.url + "/v1/chat/completions"
             body = chat_body("deepseek-v3.2", False)
             run_wrk("warm-up", url, body, headers, args.concurrency, 2)
-            before = thread_times(gateway.pid)
+            before, children_before = thread_times(gateway.pid), children_seconds(gateway.pid)
             load = run_wrk("gateway", url, body, headers, args.concurrency, args.duration)
-            after = thread_times(gateway.pid)
+            after, children_after = thread_times(gateway.pid), children_seconds(gateway.pid)
         finally:
             gateway.stop()
     finally:
@@ -71,9 +84,11 @@ def one_run(args: argparse.Namespace, env: dict[str, str]) -> dict:
     loop_user, loop_kernel = per_thread.pop(gateway.pid, (0.0, 0.0))
     other_user = sum(user for user, _ in per_thread.values())
     other_kernel = sum(kernel for _, kernel in per_thread.values())
+    children = sum(seconds - children_before.get(pid, 0.0) for pid, seconds in children_after.items())
+    total = loop_user + loop_kernel + other_user + other_kernel
     return {"rps": load.rps, "p50_ms": load.p50_ms, "p99_ms": load.p99_ms, "loop_user": loop_user,
             "loop_kernel": loop_kernel, "other_user": other_user, "other_kernel": other_kernel,
-            "total": loop_user + loop_kernel + other_user + other_kernel}
+            "total": total, "children": children / requests * 1e6}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,12 +108,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.writer_off:
         env["BENCH_WRITER_OFF"] = "1"
     print("| run | req/s | p50 ms | p99 ms | loop thread user µs/req | loop thread kernel | other threads user | "
-          "other threads kernel | total µs/req |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "other threads kernel | serving process µs/req | child processes µs/req |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for index in range(args.repeat):
         row = one_run(args, env)
         print(f"| {index + 1} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['loop_user']:.1f} | "
-              f"{row['loop_kernel']:.1f} | {row['other_user']:.1f} | {row['other_kernel']:.1f} | {row['total']:,.1f} |",
+              f"{row['loop_kernel']:.1f} | {row['other_user']:.1f} | {row['other_kernel']:.1f} | {row['total']:,.1f} | "
+              f"{row['children']:,.1f} |",
               flush=True)
 
 
