@@ -325,6 +325,20 @@ class Reserver:
         for pool, owner_id in reservation.owners():
             self._give_back(pool, owner_id, reservation.amount_micro_p)
 
+    def trim(self, reservation: Reservation, amount_micro_p: int) -> None:
+        """Keep only ``amount_micro_p`` of a reservation (what its request cost) until it is committed.
+
+        The rest goes back to the leases at once: an agent's next turn follows its last
+        answer within milliseconds, and must not find the balance still held for the
+        worst case of a request that has already ended.
+        """
+        surplus = reservation.amount_micro_p - max(0, amount_micro_p)
+        if reservation.done or surplus <= 0:
+            return
+        for pool, owner_id in reservation.owners():
+            self._give_back(pool, owner_id, surplus)
+        reservation.amount_micro_p -= surplus
+
     def consumed(self, settled: Settled) -> None:
         """The batch writer committed this reservation's settlement.
 

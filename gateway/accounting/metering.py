@@ -597,7 +597,7 @@ class BatchWriter:
         self._task = asyncio.create_task(self._run(), name="samalink-batch-writer")
 
     def settle(self, record: RequestRecord, reservation: Reservation | None) -> None:
-        """Queue the log row and the usage debit; free the reservation. Never raises.
+        """Queue the log row and the usage debit; free what the request did not spend. Never raises.
 
         The record is normalised first, so a value the database would refuse (a NUL in
         a model name, a token count beyond any column) cannot reach the queue.
@@ -608,10 +608,14 @@ class BatchWriter:
             if changed:
                 log.warning("request %s: %s made safe to store", safe.request_id, ", ".join(changed))
             record = safe
-            if reservation is not None and record.cost_micro_p == 0 and self.reserver is not None:
-                # Nothing to charge: the reservation goes back to the lease right away.
-                self.reserver.release(reservation)
-                reservation = None
+            if reservation is not None and self.reserver is not None:
+                if record.cost_micro_p == 0:
+                    # Nothing to charge: the reservation goes back to the lease right away.
+                    self.reserver.release(reservation)
+                    reservation = None
+                else:
+                    # Only the cost stays set aside until the commit.
+                    self.reserver.trim(reservation, record.cost_micro_p)
             self._queue.append((record, reservation))
             if len(self._queue) >= self.batch_size:
                 self._wake.set()

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from gateway.auth import create_key
 from gateway.catalog import Model, load_catalog
-from gateway.db import api_keys, dead_letters, ledger_entries, request_log, usage_days, usage_key_days, usage_rollups
-from gateway.accounting.leases import Reserver
+from gateway.db import accounts, api_keys, dead_letters, ledger_entries, request_log, usage_days, usage_key_days, usage_rollups
+from gateway.accounting.leases import InsufficientBalance, Reserver
 from gateway.accounting.ledger import create_account, get_account, ledger_sum, post_entry
 from gateway.accounting.metering import (
     MAX_COST_MICRO_P, MAX_TOKENS, BatchWriter, RequestRecord, bucket_start, normalise,
@@ -268,6 +268,32 @@ def test_failed_request_is_logged_without_ledger_entry_and_frees_its_reservation
         lambda conn: conn.execute(sa.select(request_log.c.status, request_log.c.error_class).where(request_log.c.account_id == account_id)).one()
     )
     assert tuple(status) == (502, "upstream_error")
+
+
+def test_what_a_request_did_not_spend_is_free_before_its_commit(gateway_db, committer):
+    """An agent's next turn follows the last answer within milliseconds, before any flush."""
+    account_id, key_id = setup_account(gateway_db, 100_000)
+
+    async def main():
+        reserver = Reserver(gateway_db)
+        writer = BatchWriter(gateway_db, reserver, flush_interval=3600, commit=committer)
+        first = await reserver.reserve(account_id, 100_000)  # a worst case as large as the balance
+        writer.settle(record(account_id, key_id, 10_000), first)
+        second = await reserver.reserve(account_id, 90_000)
+        writer.settle(record(account_id, key_id, 20_000), second)
+        assert await writer.flush() is True
+        assert first.done and second.done
+        rest = await reserver.reserve(account_id, 70_000)
+        with pytest.raises(InsufficientBalance):
+            await reserver.reserve(account_id, 1)
+        reserver.release(rest)
+        await reserver.close()
+
+    asyncio.run(main())
+    assert counts(gateway_db, account_id) == (2, 2, 70_000)
+    leased = gateway_db.read_sync(lambda conn: conn.execute(
+        sa.select(accounts.c.leased_micro_p).where(accounts.c.id == account_id)).scalar_one())
+    assert leased == 0
 
 
 def test_flush_updates_key_spend_last_use_and_rollups(gateway_db):
