@@ -81,6 +81,8 @@ LARGE_BODY_BYTES = 128 * 1024
 USED_UP_CHECK_SECONDS = 60.0
 # How long a request waits for the batch writer to catch up before it is turned away.
 BACKLOG_WAIT_SECONDS = 10.0
+# What a client is told to wait when the balance could not be read or leased.
+DATABASE_RETRY_SECONDS = 5
 MAX_LOGGED_MODEL = 100
 
 _CHECKS = {
@@ -365,6 +367,13 @@ async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) ->
     except LimitReached as exc:
         bound_field = "max_output_tokens" if plan.responses is not None else "max_tokens"
         raise _limit_error(exc, at_least, least_output, runtime.settings, bound_field) from None
+    except SQLAlchemyError as exc:
+        # No request is served without its cost covered. The database being out of reach
+        # is not the customer's fault nor lasting: 503 with retry-after is what agents
+        # and SDKs retry, where a 500 reads as a bug.
+        log.warning("could not reserve for a request of account %s: %s", key.account_id, type(exc).__name__)
+        raise ApiError(503, "The gateway cannot reach its database to cover this request; retry in a few seconds.",
+                       code="database_unavailable", headers={"retry-after": str(DATABASE_RETRY_SECONDS)}) from None
     if reservation.amount_micro_p < want:
         plan.lower_output_bound(
             affordable_output_tokens(model, plan.estimated_input, reservation.amount_micro_p, one_hour))

@@ -8,6 +8,7 @@ import tomllib
 from types import SimpleNamespace
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,7 @@ from gateway.accounting.pricing import (
 from gateway.accounting.leases import Reservation
 from gateway.catalog import Model, PriceTier, Provider, load_catalog, parse_catalog
 from gateway.config import ConfigError
+from gateway.errors import ApiError
 from gateway.proxy.call import MESSAGES, plan_request
 from fixtures.gateway import SHIPPED_PROVIDERS
 
@@ -225,26 +227,39 @@ def test_tiers_are_sorted_by_their_boundary():
 
 
 class _RecordingReserver:
-    """Grants ``grant`` (or everything asked) and remembers what was asked."""
+    """Grants ``grant`` (or everything asked) and remembers what was asked; raises ``fails`` if set."""
 
-    def __init__(self, grant: int | None = None) -> None:
+    def __init__(self, grant: int | None = None, fails: Exception | None = None) -> None:
         self.grant = grant
+        self.fails = fails
         self.asked: list[tuple[int, int]] = []
 
     async def reserve_up_to(self, account_id, want, at_least, key_id=None, budget_key_id=None, member_budget_id=None):
         self.asked.append((want, at_least))
+        if self.fails is not None:
+            raise self.fails
         return Reservation(account_id, want if self.grant is None else self.grant, "holder")
 
 
-def _reserve_for(body: dict, grant: int | None = None):
+def _reserve_for(body: dict, grant: int | None = None, fails: Exception | None = None):
     from gateway.api import public
 
     anthropic = Provider("anthropic", "Anthropic", "https://api.anthropic.test", "ANTHROPIC_API_KEY", "anthropic")
     plan = plan_request(MESSAGES, body, SONNET, anthropic, "secret", None)
-    runtime = SimpleNamespace(settings=SimpleNamespace(min_output_tokens=256), reserver=_RecordingReserver(grant))
+    runtime = SimpleNamespace(settings=SimpleNamespace(min_output_tokens=256), reserver=_RecordingReserver(grant, fails))
     key = SimpleNamespace(account_id="a", key_id="k", spend_limit_micro_p=None, has_budget=False, member_id=None)
     reservation = asyncio.run(public._reserve(runtime, key, SONNET, plan))
     return plan, runtime.reserver.asked[0], reservation
+
+
+def test_a_database_out_of_reach_while_reserving_is_a_503_to_retry():
+    lost = sa.exc.OperationalError("UPDATE accounts", {}, Exception("server closed the connection unexpectedly"))
+    body = {"model": "claude-sonnet-4.5", "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(ApiError) as raised:
+        _reserve_for(body, fails=lost)
+    error = raised.value
+    assert (error.status, error.code, error.headers) == (503, "database_unavailable", {"retry-after": "5"})
+    assert "server closed" not in error.message  # the database's own words stay in the log
 
 
 def test_a_reservation_sizes_the_prompt_at_the_cache_write_price_it_may_pay():
