@@ -367,13 +367,6 @@ async def _reserve(runtime: _Runtime, key: KeyInfo, model: Model, plan: Plan) ->
     except LimitReached as exc:
         bound_field = "max_output_tokens" if plan.responses is not None else "max_tokens"
         raise _limit_error(exc, at_least, least_output, runtime.settings, bound_field) from None
-    except SQLAlchemyError as exc:
-        # No request is served without its cost covered. The database being out of reach
-        # is not the customer's fault nor lasting: 503 with retry-after is what agents
-        # and SDKs retry, where a 500 reads as a bug.
-        log.warning("could not reserve for a request of account %s: %s", key.account_id, type(exc).__name__)
-        raise ApiError(503, "The gateway cannot reach its database to cover this request; retry in a few seconds.",
-                       code="database_unavailable", headers={"retry-after": str(DATABASE_RETRY_SECONDS)}) from None
     if reservation.amount_micro_p < want:
         plan.lower_output_bound(
             affordable_output_tokens(model, plan.estimated_input, reservation.amount_micro_p, one_hour))
@@ -499,13 +492,21 @@ async def _reserve_for_call(runtime: _Runtime, key: KeyInfo, model: Model, plan:
     First, while the settled requests not yet written exceed the writer's bound, the
     request waits for room (``BatchWriter.room``) and is turned away after
     ``BACKLOG_WAIT_SECONDS``: a saturated process slows its intake instead of piling up
-    records in memory.
+    records in memory. A database out of reach answers 503 ``database_unavailable``.
     """
     if not await runtime.writer.room(BACKLOG_WAIT_SECONDS):
         raise ApiError(503, "the gateway is overloaded: retry in a few seconds", code="overloaded",
                        anthropic_type="overloaded_error", headers={"retry-after": str(int(BACKLOG_WAIT_SECONDS))})
-    call.admission = await key_checks.admit(runtime.limiter, key, plan.estimated_input + plan.max_output)
-    call.reservation = await _reserve(runtime, key, model, plan)
+    try:
+        call.admission = await key_checks.admit(runtime.limiter, key, plan.estimated_input + plan.max_output)
+        call.reservation = await _reserve(runtime, key, model, plan)
+    except SQLAlchemyError as exc:
+        # The per-minute counts and the balance live in the database, and no request is
+        # served without both. Its being out of reach is neither the customer's fault nor
+        # lasting: 503 with retry-after is what agents and SDKs retry; a 500 reads as a bug.
+        log.warning("could not admit a request of account %s: %s", key.account_id, type(exc).__name__)
+        raise ApiError(503, "The gateway cannot reach its database to cover this request; retry in a few seconds.",
+                       code="database_unavailable", headers={"retry-after": str(DATABASE_RETRY_SECONDS)}) from None
     metrics.RESERVED.inc(call.reservation.amount_micro_p)
 
 

@@ -252,14 +252,33 @@ def _reserve_for(body: dict, grant: int | None = None, fails: Exception | None =
     return plan, runtime.reserver.asked[0], reservation
 
 
-def test_a_database_out_of_reach_while_reserving_is_a_503_to_retry():
-    lost = sa.exc.OperationalError("UPDATE accounts", {}, Exception("server closed the connection unexpectedly"))
+@pytest.mark.parametrize("where", ["rate limits", "balance"])
+def test_a_database_out_of_reach_while_admitting_is_a_503_to_retry(where):
+    from gateway.api import public
+
+    lost = sa.exc.OperationalError("UPDATE", {}, Exception("server closed the connection unexpectedly"))
+
+    async def room(_timeout):
+        return True
+
+    async def admit(_limits, _tokens):
+        raise lost
+
     body = {"model": "claude-sonnet-4.5", "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]}
+    anthropic = Provider("anthropic", "Anthropic", "https://api.anthropic.test", "ANTHROPIC_API_KEY", "anthropic")
+    plan = plan_request(MESSAGES, body, SONNET, anthropic, "secret", None)
+    runtime = SimpleNamespace(settings=SimpleNamespace(min_output_tokens=256), writer=SimpleNamespace(room=room),
+                              limiter=SimpleNamespace(admit=admit), reserver=_RecordingReserver(fails=lost))
+    limited = where == "rate limits"
+    key = SimpleNamespace(account_id="a", key_id="k", spend_limit_micro_p=None, has_budget=False, member_id=None,
+                          rpm_limit=60 if limited else None, tpm_limit=None, account_rpm_limit=None,
+                          account_tpm_limit=None)
     with pytest.raises(ApiError) as raised:
-        _reserve_for(body, fails=lost)
+        asyncio.run(public._reserve_for_call(runtime, key, SONNET, plan, SimpleNamespace()))
     error = raised.value
     assert (error.status, error.code, error.headers) == (503, "database_unavailable", {"retry-after": "5"})
-    assert "server closed" not in error.message  # the database's own words stay in the log
+    assert "server closed" not in error.message  # the database's own words stay out of the answer
+    assert len(runtime.reserver.asked) == (0 if limited else 1)  # which of the two found the database gone
 
 
 def test_a_reservation_sizes_the_prompt_at_the_cache_write_price_it_may_pay():
