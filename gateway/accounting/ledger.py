@@ -104,9 +104,10 @@ def create_account(conn: Connection, email: str | None, external_id: str | None)
     return get_account(conn, account_id), True
 
 
-def get_account(conn: Connection, account_id: str) -> Any:
-    """The account row; raises ``AccountNotFound``."""
-    row = conn.execute(sa.select(accounts).where(accounts.c.id == account_id)).first()
+def get_account(conn: Connection, account_id: str, lock: bool = False) -> Any:
+    """The account row, locked until the transaction ends when ``lock``; raises ``AccountNotFound``."""
+    query = sa.select(accounts).where(accounts.c.id == account_id)
+    row = conn.execute(query.with_for_update() if lock else query).first()
     if row is None:
         raise AccountNotFound(account_id)
     return row

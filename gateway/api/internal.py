@@ -382,7 +382,10 @@ async def patch_key(request: web.Request) -> web.Response:
     controls = _controls(data, request.config_dict[CATALOG])
 
     def work(conn: Connection) -> tuple[Any, str]:
-        account = get_account(conn, account_id)
+        # The account first, as a flush locks it before the key: a second update of the
+        # key row checks its account row, and a flush holding that row while waiting for
+        # the key would otherwise deadlock with this transaction on PostgreSQL.
+        account = get_account(conn, account_id, lock=True)
         before = _key_row(conn, account_id, key_id)
         budget = controls.get("budget_micro_p", before.budget_micro_p)
         period = controls.get("budget_period", before.budget_period)

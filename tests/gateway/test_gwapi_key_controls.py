@@ -4,14 +4,19 @@ model and IP allow-lists, a budget per period, and requests and tokens per minut
 from __future__ import annotations
 
 import re
+import threading
+import time
 import uuid
 
 import anthropic
 import openai
 import pytest
 import requests
+import sqlalchemy as sa
 from gwapi_helpers import ONE_P, new_customer
 from test_gwapi_limits import all_at_once, key_row, post
+
+from gateway.db import accounts, api_keys
 
 CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES = "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"
 RESPONSES = "/v1/responses"
@@ -112,6 +117,35 @@ def test_refusals_are_logged_at_no_cost(gateway, fake_upstream):
 
 
 # --- IP allow-list ----------------------------------------------------------------------
+
+
+def test_a_budget_set_while_a_flush_holds_the_account_is_not_a_deadlock(gateway, gateway_db):
+    """A flush locks the account, then updates the key; a key change meanwhile waits for it.
+
+    On PostgreSQL the key change used to take the key row first, then (checking the
+    account behind its second update) wait for the account: a deadlock, answered 500.
+    """
+    customer = new_customer(gateway)
+    held, failures = threading.Event(), []
+
+    def flush_like() -> None:
+        try:
+            with gateway_db.engine.begin() as conn:
+                conn.execute(sa.select(accounts.c.id).where(accounts.c.id == customer.account_id).with_for_update())
+                held.set()
+                time.sleep(0.5)  # the key change starts meanwhile
+                conn.execute(api_keys.update().where(api_keys.c.id == customer.key_id)
+                             .values(spent_micro_p=api_keys.c.spent_micro_p + 1))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    flush = threading.Thread(target=flush_like)
+    flush.start()
+    assert held.wait(10)
+    key = patch_key(gateway, customer, budget_micro_p=5 * ONE_P, budget_period="day")
+    flush.join(15)
+    assert failures == []
+    assert (key["budget_micro_p"], key["budget_period"]) == (5 * ONE_P, "day")
 
 
 @pytest.mark.parametrize("path", [CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES, "/v1/models"])
